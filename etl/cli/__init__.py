@@ -1,0 +1,23 @@
+"""Typer app: the only place that reads the environment, calls asyncio.run and sets exit codes.
+
+Each command lives in its own module and registers itself on ``app``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="etl",
+    help="Exactly-once, resumable ingest of the DataSync Analytics API into PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules register themselves on import (keep this list sorted).
+from etl.cli import sandbox as _sandbox  # noqa: E402,F401
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,84 @@
+"""One exception tree for the whole tool.
+
+    EtlError                      base; carries the process exit code
+    ├── ConfigError               bad flags / env / settings                      exit 2
+    ├── SourceError               anything on the API side                        exit 5
+    │   ├── AuthError             key missing, unknown or expired (401/403)       exit 4
+    │   ├── TransientSourceError  worth retrying: 5xx, timeouts, drops, bad JSON
+    │   │   ├── RateLimited       429; carries retry_after_s (may be None)
+    │   │   └── CursorExpired     400 CURSOR_EXPIRED; re-anchor, never restart
+    │   ├── StreamTokenError      feed token missing/expired (403); re-obtain
+    │   └── PermanentSourceError  any other 4xx, or retries exhausted
+    ├── SinkError                 PostgreSQL unreachable or failing               exit 6
+    ├── LockHeld                  another run holds the single-instance lock      exit 7
+    └── TimestampError            a value no known timestamp format can express
+
+Third-party exceptions (aiohttp, asyncpg, ...) are translated into this tree at the
+boundary (``raise SourceError(...) from exc``); nothing above source/ and sink/ sees them.
+Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Process exit codes (documented in README.md)."""
+
+    OK = 0
+    PARTIAL = 3  # stopped by signal or --max-runtime; progress saved, rerun resumes
+    CONFIG = 2
+    AUTH = 4
+    UPSTREAM = 5
+    DATABASE = 6
+    LOCKED = 7
+    INTERNAL = 1
+
+
+class EtlError(Exception):
+    exit_code: int = ExitCode.INTERNAL
+
+
+class ConfigError(EtlError):
+    exit_code = ExitCode.CONFIG
+
+
+class SourceError(EtlError):
+    exit_code = ExitCode.UPSTREAM
+
+
+class AuthError(SourceError):
+    exit_code = ExitCode.AUTH
+
+
+class TransientSourceError(SourceError):
+    pass
+
+
+class RateLimited(TransientSourceError):
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CursorExpired(TransientSourceError):
+    pass
+
+
+class StreamTokenError(SourceError):
+    pass
+
+
+class PermanentSourceError(SourceError):
+    pass
+
+
+class SinkError(EtlError):
+    exit_code = ExitCode.DATABASE
+
+
+class LockHeld(EtlError):
+    exit_code = ExitCode.LOCKED
+
+
+class TimestampError(EtlError, ValueError):
+    pass

@@ -1,0 +1,182 @@
+"""Plain data types and the Protocols that connect the pipeline to its parts.
+
+Nothing here does I/O. ``pipeline`` depends on these Protocols only, so a second source
+or sink drops in without touching it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias
+
+import msgspec
+
+ZERO_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A place in the API's order (timestamp DESC, id DESC): the last event handled."""
+
+    ts_ms: int
+    id: str = ZERO_ID
+
+
+class RawEvent(msgspec.Struct, omit_defaults=True):
+    """One event as the API sent it. Loose on purpose: validation happens in transform.
+
+    ``properties`` and ``session`` stay raw JSON bytes: they go to jsonb as they came.
+    """
+
+    id: Any = None
+    sessionId: Any = None
+    userId: Any = None
+    type: Any = None
+    name: Any = None
+    properties: msgspec.Raw | None = None
+    timestamp: Any = None
+    session: msgspec.Raw | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One decoded response of a list endpoint."""
+
+    events: list[RawEvent]
+    has_more: bool
+    next_cursor: str | None
+    total: int | None = None
+
+
+# Column order of the ``events`` table as written by the sink (ingested_at is defaulted).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "session_id",
+    "user_id",
+    "type",
+    "name",
+    "occurred_at",
+    "properties",
+    "session",
+    "timestamp_raw",
+)
+# (id, session_id, user_id, type, name, occurred_at, properties json, session json, raw ts)
+Record: TypeAlias = tuple[
+    str, str | None, str | None, str, str | None, dt.datetime, str, str | None, str
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An event that could not be made valid, kept with its reason."""
+
+    reason: str
+    payload: str  # the event as received, JSON text
+    event_id: str | None = None
+
+
+ShardStatus = Literal["pending", "running", "done"]
+
+
+@dataclass(slots=True)
+class ShardState:
+    """One independently resumable slice of the stream: events with lower_ts < ts <= upper_ts.
+
+    ``lower_ts`` None means "down to the oldest event"; ``upper_ts`` None means "from the
+    newest event". ``position`` is the last committed event; ``cursor`` the API's cursor
+    after it (None when it must be rebuilt from ``position``).
+    """
+
+    shard_id: str
+    lower_ts: int | None
+    upper_ts: int | None
+    position: Position | None = None
+    cursor: str | None = None
+    status: ShardStatus = "pending"
+    events: int = 0
+    pages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a shard stands after a batch; written in the batch's transaction."""
+
+    shard_id: str
+    position: Position | None
+    cursor: str | None
+    done: bool
+    pages: int  # pages this batch covers (added to the shard's counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    records: list[Record]
+    quarantined: list[Quarantined]
+    checkpoint: Checkpoint
+    received: int  # events in the page(s), valid or not
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+@dataclass(slots=True)
+class RunCounters:
+    """Live figures of one run; the pipeline updates, reporters and the runs table read."""
+
+    received: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    cursor_resets: int = 0
+    pages: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Clock(Protocol):
+    """Time, injected: ``now()`` is monotonic seconds; ``sleep`` waits on this clock."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Source(Protocol):
+    """Where events come from. Knows HTTP, not SQL."""
+
+    async def head(self) -> Position | None:
+        """The newest event's position, or None when the stream is empty."""
+        ...
+
+    async def fetch(self, shard: ShardState, limit: int) -> Page:
+        """The next page of ``shard`` after its position (or from its upper bound)."""
+        ...
+
+
+class Sink(Protocol):
+    """Where events go. Every write moves the checkpoint in the same transaction."""
+
+    async def load_shards(self) -> list[ShardState]: ...
+
+    async def add_shards(self, shards: list[ShardState]) -> None: ...
+
+    async def write(self, batch: Batch) -> WriteResult: ...
+
+
+class Reporter(Protocol):
+    """Receives progress; display and logging implement it. Must not block."""
+
+    def update(self, counters: RunCounters, shards: list[ShardState]) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+ProgressHook: TypeAlias = Callable[[RunCounters], Awaitable[None]]
