@@ -149,16 +149,34 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+class Lane(Protocol):
+    """One way of fetching pages (an endpoint with its own budget), e.g. /events or the feed.
+
+    The pipeline runs ``concurrency`` fetchers per lane; each waits on ``acquire()``
+    before it takes a shard, so no shard sits idle behind a rate limit.
+    """
+
+    name: str
+    concurrency: int
+
+    async def acquire(self) -> None: ...
+
+    async def fetch(self, shard: ShardState, limit: int) -> Page:
+        """The next page of ``shard`` after its position (or from its upper bound).
+
+        Retries transient failures itself; raises only what retrying cannot fix.
+        """
+        ...
+
+
 class Source(Protocol):
     """Where events come from. Knows HTTP, not SQL."""
 
-    async def head(self) -> Position | None:
-        """The newest event's position, or None when the stream is empty."""
+    async def head(self) -> tuple[Position | None, int | None]:
+        """The newest event's position (None when empty) and the total the API reports."""
         ...
 
-    async def fetch(self, shard: ShardState, limit: int) -> Page:
-        """The next page of ``shard`` after its position (or from its upper bound)."""
-        ...
+    def lanes(self) -> list[Lane]: ...
 
 
 class Sink(Protocol):
@@ -169,6 +187,8 @@ class Sink(Protocol):
     async def add_shards(self, shards: list[ShardState]) -> None: ...
 
     async def write(self, batch: Batch) -> WriteResult: ...
+
+    async def heartbeat(self, counters: RunCounters) -> None: ...
 
 
 class Reporter(Protocol):

@@ -1,0 +1,294 @@
+"""The run: fetchers -> transform -> per-loader bounded queues -> sink, inside one TaskGroup.
+
+Every lane of the source gets ``lane.concurrency`` fetchers. A fetcher waits for its
+lane's budget, takes an idle shard, fetches its next page, transforms it and queues the
+batch for the shard's loader. A shard always goes to the same loader, so its checkpoints
+commit in page order: a crash can never leave a later page committed before an earlier one.
+
+Stopping (signal, ``--max-runtime``, or a fatal source error) is graceful: fetchers stop
+and abandon requests in flight, loaders commit what is queued, and the run ends partial.
+Imports no aiohttp, asyncpg or rich: the parts arrive as Protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from etl import planner
+from etl.errors import EtlError
+from etl.models import (
+    Batch,
+    Checkpoint,
+    Clock,
+    Lane,
+    Reporter,
+    RunCounters,
+    ShardState,
+    Sink,
+    Source,
+)
+from etl.scheduler import ShardScheduler
+from etl.transform import transform_page
+
+T = TypeVar("T")
+Status = Literal["succeeded", "partial", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    page_size: int = 5000
+    shards: int = 16
+    span_ms: int = 31 * planner.DAY_MS
+    overlap_ms: int = 1_000
+    loaders: int = 2
+    queue_batches: int = 4  # per loader: bounds memory (backpressure on fetchers)
+    batch_size: int = 10_000  # events per transaction at most (pages are merged up to it)
+    tick_s: float = 0.5
+    heartbeat_s: float = 5.0
+    max_runtime_s: float | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: Status
+    counters: RunCounters
+    shards: list[ShardState]
+    reason: str = ""
+    error: EtlError | None = None
+    planned: str = ""
+    loaded_total: int = 0
+    expected_total: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Run ``work`` unless ``stop`` fires first (then ``work`` is cancelled): (finished, result)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return True, task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+    return False, None
+
+
+def merge(batches: list[Batch]) -> Batch:
+    """Consecutive batches of one shard as one transaction (the last checkpoint wins)."""
+    if len(batches) == 1:
+        return batches[0]
+    last = batches[-1].checkpoint
+    return Batch(
+        records=[r for b in batches for r in b.records],
+        quarantined=[q for b in batches for q in b.quarantined],
+        checkpoint=Checkpoint(
+            shard_id=last.shard_id,
+            position=last.position,
+            cursor=last.cursor,
+            done=last.done,
+            pages=sum(b.checkpoint.pages for b in batches),
+        ),
+        received=sum(b.received for b in batches),
+    )
+
+
+class Run:
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        reporter: Reporter,
+        clock: Clock,
+        options: PipelineOptions,
+        *,
+        counters: RunCounters | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.reporter = reporter
+        self.clock = clock
+        self.options = options
+        self.counters = counters or RunCounters()
+        self.stop = stop or asyncio.Event()
+        self.stop_reason = ""
+        self.error: EtlError | None = None
+        self.shards: list[ShardState] = []
+        self._loader_of: dict[str, int] = {}
+        self._queues: list[asyncio.Queue[Batch | None]] = []
+        self._finished = asyncio.Event()
+
+    # -- planning -------------------------------------------------------------------
+    async def plan(self) -> tuple[str, int | None]:
+        shards = await self.sink.load_shards()
+        head, total = await self.source.head()
+        unfinished = [s for s in shards if s.status != "done"]
+        if unfinished:
+            self.shards = shards
+            return f"resuming {len(unfinished)} unfinished shard(s)", total
+        if head is None:
+            self.shards = shards
+            return "the API has no events", total
+        covered = planner.covered_upper(shards)
+        if covered is None:
+            new = planner.full_plan(head, shards=self.options.shards, span_ms=self.options.span_ms)
+            how = f"full sync in {len(new)} shards"
+        else:
+            new = planner.incremental_plan(
+                covered, head, overlap_ms=self.options.overlap_ms, shards=self.options.shards
+            )
+            how = (
+                f"incremental: events newer than {covered} in {len(new)} shard(s)"
+                if new
+                else "up to date: no events newer than the last sync"
+            )
+        if new:
+            await self.sink.add_shards(new)
+        self.shards = shards + new
+        return how, total
+
+    # -- the run ----------------------------------------------------------------------
+    async def execute(self) -> Outcome:
+        planned, total = await self.plan()
+        loaded_before = sum(s.events for s in self.shards)
+        todo = [s for s in self.shards if s.status != "done"]
+        for index, shard in enumerate(todo):
+            self._loader_of[shard.shard_id] = index % self.options.loaders
+        self._queues = [
+            asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
+        ]
+        scheduler = ShardScheduler(todo)
+        self.counters.extra["expected_total"] = total or 0
+        self.counters.extra["loaded_before"] = loaded_before
+        self.reporter.message(planned)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._ticker())
+                loaders = [tg.create_task(self._loader(q)) for q in self._queues]
+                async with asyncio.TaskGroup() as fetchers:
+                    for lane in self.source.lanes():
+                        for _ in range(lane.concurrency):
+                            fetchers.create_task(self._fetcher(lane, scheduler))
+                for q in self._queues:
+                    await q.put(None)
+                await asyncio.gather(*loaders)
+                self._finished.set()
+        except* EtlError as group:
+            raise group.exceptions[0] from None
+        self.reporter.update(self.counters, self.shards)
+        unfinished = [s for s in self.shards if s.status != "done"]
+        status: Status = "succeeded" if not unfinished and self.error is None else "partial"
+        if self.error is not None:
+            status = "failed"
+        return Outcome(
+            status=status,
+            counters=self.counters,
+            shards=self.shards,
+            reason=self.stop_reason,
+            error=self.error,
+            planned=planned,
+            loaded_total=loaded_before + self.counters.inserted,
+            expected_total=total,
+        )
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    async def _fetcher(self, lane: Lane, scheduler: ShardScheduler) -> None:
+        while not self.stop.is_set():
+            ok, _ = await until_stopped(lane.acquire(), self.stop)
+            if not ok:
+                return
+            shard = await scheduler.take()
+            if shard is None:
+                return
+            try:
+                ok, page = await until_stopped(lane.fetch(shard, self.options.page_size), self.stop)
+            except EtlError as exc:
+                if self.error is None:
+                    self.error = exc
+                self.request_stop(f"{type(exc).__name__}: {exc}")
+                await scheduler.release(shard)
+                return
+            if not ok or page is None:
+                await scheduler.release(shard)
+                return
+            self.counters.pages += 1
+            self.counters.received += len(page.events)
+            result = transform_page(
+                page.events, shard_id=shard.shard_id, lower_ts=shard.lower_ts, upper_ts=shard.upper_ts
+            )
+            reached_bottom = (
+                shard.lower_ts is not None
+                and result.min_ts is not None
+                and result.min_ts <= shard.lower_ts
+            )
+            done = not page.has_more or not page.events or reached_bottom
+            if result.last is not None:
+                shard.position = result.last
+            shard.cursor = None if done else page.next_cursor
+            shard.status = "done" if done else "running"
+            batch = Batch(
+                records=result.records,
+                quarantined=result.quarantined,
+                checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
+                received=len(page.events),
+            )
+            # The put may wait (backpressure); the shard stays ours until its batch is queued.
+            await self._queues[self._loader_of[shard.shard_id]].put(batch)
+            await scheduler.release(shard)
+
+    async def _loader(self, queue: asyncio.Queue[Batch | None]) -> None:
+        ended = False
+        while not ended:
+            first = await queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = len(first.records)
+            while not queue.empty() and size < self.options.batch_size:
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    ended = True
+                    break
+                if nxt.checkpoint.shard_id != first.checkpoint.shard_id:
+                    await self._write(merge(group))
+                    group, size = [nxt], 0
+                else:
+                    group.append(nxt)
+                size += len(nxt.records)
+            await self._write(merge(group))
+
+    async def _write(self, batch: Batch) -> None:
+        result = await self.sink.write(batch)
+        self.counters.inserted += result.inserted
+        self.counters.duplicates += result.duplicates
+        self.counters.quarantined += result.quarantined
+
+    async def _ticker(self) -> None:
+        started = self.clock.now()
+        last_beat = started
+        deadline = self.options.max_runtime_s
+        while not self._finished.is_set():
+            ok, _ = await until_stopped(self.clock.sleep(self.options.tick_s), self._finished)
+            if not ok:
+                return
+            now = self.clock.now()
+            if deadline is not None and now - started >= deadline:
+                self.request_stop(f"--max-runtime {deadline:g}s reached")
+            self.reporter.update(self.counters, self.shards)
+            if now - last_beat >= self.options.heartbeat_s:
+                last_beat = now
+                await self.sink.heartbeat(self.counters)

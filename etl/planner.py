@@ -1,0 +1,77 @@
+"""Pure planning: how the stream is cut into shards, and how a run continues.
+
+A shard covers the half-open time slice ``lower_ts < ts <= upper_ts`` (None: unbounded).
+Neighbouring shards share a boundary value, so no event belongs to two shards and none
+falls between them, whatever the timestamps (equal ones included).
+"""
+
+from __future__ import annotations
+
+from etl.models import Position, ShardState
+
+DAY_MS = 86_400_000
+
+
+def full_plan(head: Position, *, shards: int, span_ms: int, prefix: str = "full") -> list[ShardState]:
+    """Cut ``(head - span, head]`` into ``shards - 1`` equal slices plus an open-ended tail.
+
+    The tail shard (``lower_ts`` None) takes whatever lies older than the assumed span, so
+    a wrong guess about the data's age costs speed, never events.
+    """
+    top = head.ts_ms
+    if shards <= 1:
+        return [ShardState(f"{prefix}-00", lower_ts=None, upper_ts=top)]
+    slices = shards - 1
+    bottom = top - span_ms
+    bounds = [top - (span_ms * k) // slices for k in range(slices + 1)]
+    plan = [
+        ShardState(f"{prefix}-{k:02d}", lower_ts=bounds[k + 1], upper_ts=bounds[k])
+        for k in range(slices)
+    ]
+    plan.append(ShardState(f"{prefix}-{slices:02d}", lower_ts=None, upper_ts=bottom))
+    return plan
+
+
+def covered_upper(shards: list[ShardState]) -> int | None:
+    """The newest timestamp below which everything is loaded, if every shard is done."""
+    if not shards or any(s.status != "done" for s in shards):
+        return None
+    uppers = [s.upper_ts for s in shards if s.upper_ts is not None]
+    return max(uppers) if uppers else None
+
+
+def incremental_plan(
+    covered: int, head: Position, *, overlap_ms: int, shards: int = 1
+) -> list[ShardState]:
+    """Shards for what is newer than ``covered``, re-reading ``overlap_ms`` below it.
+
+    The overlap catches events that arrive late with a timestamp just under the old head;
+    re-reading known events is harmless (the load ignores duplicates).
+    """
+    lower = covered - overlap_ms
+    if head.ts_ms <= covered:
+        return []
+    span = head.ts_ms - lower
+    count = max(1, min(shards, span // 60_000 + 1))
+    bounds = [head.ts_ms - (span * k) // count for k in range(count + 1)]
+    return [
+        ShardState(f"inc-{head.ts_ms}-{k:02d}", lower_ts=bounds[k + 1], upper_ts=bounds[k])
+        for k in range(count)
+    ]
+
+
+def split(shard: ShardState, new_id: str) -> ShardState | None:
+    """Give the older half of ``shard``'s remaining range to a new shard, if it has one.
+
+    ``shard`` keeps ``(mid, current]``; the new shard gets ``(lower, mid]``. Only bounded
+    shards split (the open tail has no known bottom).
+    """
+    if shard.lower_ts is None or shard.status == "done":
+        return None
+    current = shard.position.ts_ms if shard.position is not None else shard.upper_ts
+    if current is None or current - shard.lower_ts < 120_000:
+        return None
+    mid = shard.lower_ts + (current - shard.lower_ts) // 2
+    new = ShardState(new_id, lower_ts=shard.lower_ts, upper_ts=mid)
+    shard.lower_ts = mid
+    return new

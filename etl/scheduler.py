@@ -1,0 +1,53 @@
+"""Hands out shards to fetchers: each shard has at most one page in flight, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from etl.models import ShardState
+
+
+class ShardScheduler:
+    def __init__(self, shards: list[ShardState]) -> None:
+        self.shards = shards
+        self._idle: deque[ShardState] = deque(s for s in shards if s.status != "done")
+        self._busy = 0
+        self._closed = False
+        self._changed = asyncio.Condition()
+
+    @property
+    def remaining(self) -> int:
+        return sum(1 for s in self.shards if s.status != "done")
+
+    async def take(self) -> ShardState | None:
+        """An idle unfinished shard; None once every shard is done or the scheduler closed."""
+        async with self._changed:
+            while True:
+                if self._closed:
+                    return None
+                if self._idle:
+                    self._busy += 1
+                    return self._idle.popleft()
+                if self._busy == 0:
+                    return None
+                await self._changed.wait()
+
+    async def release(self, shard: ShardState) -> None:
+        """The fetcher is finished with ``shard`` for now (``shard.status`` says if it is done)."""
+        async with self._changed:
+            self._busy -= 1
+            if shard.status != "done":
+                self._idle.append(shard)
+            self._changed.notify_all()
+
+    async def add(self, shard: ShardState) -> None:
+        async with self._changed:
+            self.shards.append(shard)
+            self._idle.append(shard)
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()

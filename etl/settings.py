@@ -1,0 +1,127 @@
+"""One frozen, validated Settings object, built from plain values (never reads the env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from etl.errors import ConfigError
+from etl.pipeline import PipelineOptions
+from etl.planner import DAY_MS
+from etl.source.datasync import SourceOptions, Strategy
+
+STRATEGIES = ("auto", "events", "feed")
+LOG_FORMATS = ("text", "json")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs, errors and status)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    api_url: str | None  # None: start the bundled sandbox
+    api_key: str = field(repr=False)
+    database_url: str | None = field(default=None, repr=False)  # None: embedded PostgreSQL
+    data_dir: Path = Path(".etl-data")
+    strategy: Strategy = "auto"
+    page_size: int = 5000
+    shards: int = 16
+    span_days: float = 31.0
+    events_concurrency: int = 2
+    feed_concurrency: int = 4
+    feed_rate_per_s: float = 0.6
+    loaders: int = 2
+    batch_size: int = 10_000
+    queue_batches: int = 4
+    max_attempts: int = 10
+    request_timeout_s: float = 60.0
+    max_runtime_s: float | None = None
+    overlap_ms: int = 1_000
+    sandbox_events: int = 3_000_000
+    quiet: bool = False
+    log_format: str = "text"
+    progress_interval_s: float = 10.0
+    metrics_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_url is not None:
+            parts = urlsplit(self.api_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(
+                    f"--api-url must look like http://host:port/api/v1, got {self.api_url!r}"
+                )
+            if not self.api_key:
+                raise ConfigError("an API key is required with --api-url (DATASYNC_API_KEY)")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                "--database-url must start with postgresql:// "
+                f"(got {redact_url(self.database_url)!r})"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+        checks: list[tuple[str, float, float, float]] = [
+            ("--page-size", self.page_size, 1, 5000),
+            ("--shards", self.shards, 1, 256),
+            ("--span-days", self.span_days, 0.001, 3650),
+            ("--events-concurrency", self.events_concurrency, 0, 64),
+            ("--feed-concurrency", self.feed_concurrency, 0, 64),
+            ("--feed-rate", self.feed_rate_per_s, 0.001, 1000),
+            ("--loaders", self.loaders, 1, 16),
+            ("--batch-size", self.batch_size, 1, 1_000_000),
+            ("--queue-batches", self.queue_batches, 1, 1000),
+            ("--max-attempts", self.max_attempts, 1, 1000),
+            ("--request-timeout", self.request_timeout_s, 0.1, 3600),
+            ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
+            ("--sandbox-events", self.sandbox_events, 0, 100_000_000),
+            ("--progress-interval", self.progress_interval_s, 0.1, 86_400),
+        ]
+        for name, value, low, high in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        if self.max_runtime_s is not None and self.max_runtime_s <= 0:
+            raise ConfigError("--max-runtime must be a positive number of seconds")
+        if self.events_concurrency == 0 and self.feed_concurrency == 0:
+            raise ConfigError("at least one of --events-concurrency / --feed-concurrency must be > 0")
+
+    def pipeline_options(self) -> PipelineOptions:
+        return PipelineOptions(
+            page_size=self.page_size,
+            shards=self.shards,
+            span_ms=int(self.span_days * DAY_MS),
+            overlap_ms=self.overlap_ms,
+            loaders=self.loaders,
+            queue_batches=self.queue_batches,
+            batch_size=self.batch_size,
+            max_runtime_s=self.max_runtime_s,
+        )
+
+    def source_options(self) -> SourceOptions:
+        strategy = self.strategy
+        if self.feed_concurrency == 0 and strategy == "auto":
+            strategy = "events"
+        if self.events_concurrency == 0 and strategy == "auto":
+            strategy = "feed"
+        return SourceOptions(
+            strategy=strategy,
+            events_concurrency=self.events_concurrency,
+            feed_concurrency=self.feed_concurrency,
+            feed_rate_per_s=self.feed_rate_per_s,
+            max_attempts=self.max_attempts,
+        )

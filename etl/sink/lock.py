@@ -1,0 +1,96 @@
+"""The single-instance lock: a session-level PostgreSQL advisory lock on a dedicated connection.
+
+The lock lives as long as that connection, so it is released when the process exits or dies
+(kill -9 included: the server notices the closed socket). It is per database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+import asyncpg
+
+from etl.errors import LockHeld, SinkError
+from etl.sink.dsn import redact_dsn, scrub
+from etl.sink.schema import INGEST_LOCK_KEY
+
+_APP_NAME = re.compile(r"^etl-ingest pid=(\d+) host=(\S*)")
+
+_HOLDER_SQL = """
+SELECT a.pid, a.application_name
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.classid = 0 AND l.objid = $1 AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+"""
+
+
+def application_name() -> str:
+    """How a lock holder names itself in pg_stat_activity (max 63 bytes)."""
+    return f"etl-ingest pid={os.getpid()} host={socket.gethostname()}"[:63]
+
+
+class IngestLock:
+    """``await acquire()`` takes the lock or raises ``LockHeld`` at once; ``release()`` drops it."""
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._conn: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def acquire(self) -> None:
+        if self.held:
+            return
+        try:
+            conn = await asyncpg.connect(
+                self._dsn,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": application_name()},
+            )
+        except Exception as exc:
+            raise SinkError(
+                f"cannot connect to PostgreSQL at {redact_dsn(self._dsn)} to take the ingest "
+                f"lock: {scrub(f'{type(exc).__name__}: {exc}', self._dsn)}"
+            ) from None
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", INGEST_LOCK_KEY)
+            if got:
+                self._conn = conn
+                return
+            holder = await conn.fetchrow(_HOLDER_SQL, INGEST_LOCK_KEY)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            await conn.close()
+            raise SinkError(
+                f"taking the ingest lock failed: {scrub(str(exc), self._dsn)}"
+            ) from None
+        await conn.close()
+        raise LockHeld(_held_message(holder))
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1::bigint)", INGEST_LOCK_KEY)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass  # closing the connection releases it anyway
+        finally:
+            await conn.close()
+
+
+def _held_message(holder: Any) -> str:
+    base = "another etl ingest is running against this database"
+    if holder is None:
+        return f"{base} (it holds the ingest lock)"
+    m = _APP_NAME.match(holder["application_name"] or "")
+    if m:
+        return f"{base} (pid {m.group(1)} on host {m.group(2) or '?'})"
+    return f"{base} (server backend pid {holder['pid']})"

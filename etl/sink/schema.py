@@ -1,0 +1,192 @@
+"""The database schema and its idempotent, concurrency-safe migration.
+
+Every migration step runs in one transaction under a transaction-scoped advisory lock, so two
+processes starting at once apply each step exactly once (the second waits, then finds the
+step recorded in ``schema_version``). Steps are append-only: never edit a released one.
+
+Tables
+    events            one row per event (uuid PK); metadata in columns, details in jsonb
+    ingest_progress   one row per shard: bounds, committed position/cursor, status, counters
+    ingest_progress_archive  shard rows retired by ``reset_progress`` (their counters still count)
+    ingest_runs       run history: status, counters, heartbeat, error, host/pid
+    quarantine        events that could not be made valid; unique on (event_id, reason)
+    delivery_log      one row per batch written (or failed)
+    schema_version    applied migration steps
+View
+    ingest_totals     sums of the progress counters (live + archived): what ``etl status``
+                      reports instead of COUNT(*) over events
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etl.errors import SinkError
+
+SCHEMA_VERSION = 1
+
+# pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
+MIGRATION_LOCK_KEY = 0x65746C01
+INGEST_LOCK_KEY = 0x65746C00
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS events (
+    id            uuid        PRIMARY KEY,
+    session_id    uuid        NULL,
+    user_id       uuid        NULL,
+    type          text        NOT NULL,
+    name          text        NULL,
+    occurred_at   timestamptz NOT NULL,
+    properties    jsonb       NOT NULL,
+    session       jsonb       NULL,
+    timestamp_raw text        NOT NULL,
+    ingested_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS events_occurred_at_idx ON events (occurred_at);
+
+CREATE TABLE IF NOT EXISTS ingest_progress (
+    shard_id     text        PRIMARY KEY,
+    lower_ts     bigint      NULL,
+    upper_ts     bigint      NULL,
+    position_ts  bigint      NULL,
+    position_id  text        NULL,
+    cursor       text        NULL,
+    status       text        NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'running', 'done')),
+    events       bigint      NOT NULL DEFAULT 0,
+    duplicates   bigint      NOT NULL DEFAULT 0,
+    quarantined  bigint      NOT NULL DEFAULT 0,
+    pages        bigint      NOT NULL DEFAULT 0,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NULL
+);
+
+CREATE TABLE IF NOT EXISTS ingest_progress_archive (
+    LIKE ingest_progress,
+    archived_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    run_id        bigserial   PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    ended_at      timestamptz NULL,
+    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+    status        text        NOT NULL DEFAULT 'running'
+                  CHECK (status IN ('running', 'succeeded', 'partial', 'failed')),
+    strategy      text        NOT NULL DEFAULT '',
+    received      bigint      NOT NULL DEFAULT 0,
+    inserted      bigint      NOT NULL DEFAULT 0,
+    duplicates    bigint      NOT NULL DEFAULT 0,
+    quarantined   bigint      NOT NULL DEFAULT 0,
+    requests      bigint      NOT NULL DEFAULT 0,
+    retries       bigint      NOT NULL DEFAULT 0,
+    rate_limited  bigint      NOT NULL DEFAULT 0,
+    cursor_resets bigint      NOT NULL DEFAULT 0,
+    pages         bigint      NOT NULL DEFAULT 0,
+    extra         jsonb       NOT NULL DEFAULT '{}',
+    error         text        NULL,
+    host          text        NULL,
+    pid           integer     NULL
+);
+CREATE INDEX IF NOT EXISTS ingest_runs_status_idx ON ingest_runs (status);
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    id           bigserial   PRIMARY KEY,
+    event_id     text        NULL,
+    shard_id     text        NULL,
+    run_id       bigint      NULL,
+    reason       text        NOT NULL,
+    payload      jsonb       NULL,  -- the event as received, when it is valid JSON
+    payload_text text        NULL,  -- ... otherwise the raw text
+    first_seen   timestamptz NOT NULL DEFAULT now(),
+    last_seen    timestamptz NOT NULL DEFAULT now(),
+    occurrences  integer     NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_event_reason_uq
+    ON quarantine (event_id, reason) WHERE event_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS delivery_log (
+    id            bigserial   PRIMARY KEY,
+    run_id        bigint      NULL,
+    shard_id      text        NULL,
+    provider      text        NOT NULL,
+    sent_at       timestamptz NOT NULL,
+    duration_ms   double precision NULL,
+    rows_received integer     NOT NULL,
+    rows_written  integer     NOT NULL,
+    duplicates    integer     NOT NULL,
+    quarantined   integer     NOT NULL,
+    columns       text[]      NOT NULL,
+    success       boolean     NOT NULL,
+    error         text        NULL
+);
+CREATE INDEX IF NOT EXISTS delivery_log_run_idx ON delivery_log (run_id, id);
+
+-- jsonb if the text parses, else NULL (quarantine must never fail to store a payload).
+CREATE OR REPLACE FUNCTION etl_try_jsonb(t text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN t::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE VIEW ingest_totals AS
+SELECT
+    coalesce(sum(events), 0)::bigint      AS events,
+    coalesce(sum(duplicates), 0)::bigint  AS duplicates,
+    coalesce(sum(quarantined), 0)::bigint AS quarantined,
+    coalesce(sum(pages), 0)::bigint       AS pages,
+    count(*) FILTER (WHERE NOT archived)::bigint                      AS shards,
+    count(*) FILTER (WHERE NOT archived AND status = 'done')::bigint  AS shards_done,
+    max(updated_at)                       AS updated_at
+FROM (
+    SELECT events, duplicates, quarantined, pages, status, updated_at, false AS archived
+    FROM ingest_progress
+    UNION ALL
+    SELECT events, duplicates, quarantined, pages, status, updated_at, true
+    FROM ingest_progress_archive
+) AS p;
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+
+STAGE_TABLE = "etl_stage"
+# Per-connection staging table for COPY; emptied by every commit. Defined without reference
+# to ``events`` so it can be created when a pool connection opens, before migration.
+STAGE_DDL = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
+    id uuid, session_id uuid, user_id uuid, type text, name text, occurred_at timestamptz,
+    properties jsonb, session jsonb, timestamp_raw text
+) ON COMMIT DELETE ROWS
+"""
+
+
+async def migrate(conn: Any) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the number of steps applied.
+
+    ``conn`` is an asyncpg connection. Safe to run concurrently from several processes.
+    """
+    applied = 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        if current > SCHEMA_VERSION:
+            raise SinkError(
+                f"database schema version {current} is newer than this etl "
+                f"(supports {SCHEMA_VERSION}); upgrade etl"
+            )
+        for version, ddl in MIGRATIONS:
+            if version <= current:
+                continue
+            await conn.execute(ddl)
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+            applied += 1
+    return applied

@@ -1,0 +1,100 @@
+"""The one aiohttp session of a run, and the translation of aiohttp errors into ours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from etl.errors import ConfigError, TransientSourceError
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def split_base_url(base_url: str) -> tuple[str, str]:
+    """``http://h:p/api/v1`` -> (``http://h:p``, ``/api/v1``); ConfigError when not http(s)."""
+    parts = urlsplit(base_url.rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"API URL must be http(s)://host[:port]/api/v1, got {base_url!r}")
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/api/v1"
+
+
+class Http:
+    """Owns the ClientSession; every request returns a Response or raises our errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 60.0,
+        connections: int = 32,
+        user_agent: str = "etl/0.1 (+datasync ingest)",
+    ) -> None:
+        self.origin, self.api_path = split_base_url(base_url)
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
+        self._connections = connections
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(limit=self._connections, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers={"X-API-Key": self._api_key, "User-Agent": self._user_agent},
+            auto_decompress=True,
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def api_url(self, path: str) -> str:
+        return f"{self.origin}{self.api_path}{path}"
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> Response:
+        if self._session is None:
+            raise RuntimeError("Http used outside 'async with'")
+        where = urlsplit(url).path
+        try:
+            async with self._session.request(
+                method, url, params=params, headers=headers, data=data
+            ) as resp:
+                body = await resp.read()
+                return Response(resp.status, resp.headers, body)
+        except TimeoutError as exc:
+            raise TransientSourceError(f"{method} {where}: timed out") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise TransientSourceError(f"{method} {where}: body cut short") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransientSourceError(f"{method} {where}: cannot connect ({exc.os_error})") from exc
+        except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise TransientSourceError(f"{method} {where}: {type(exc).__name__}") from exc
