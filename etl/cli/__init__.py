@@ -16,8 +16,12 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on import (keep this list sorted).
+from etl.cli import ingest as _ingest  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
 
 
 def main() -> None:
+    from etl.cli.options import load_dotenv
+
+    load_dotenv()
     app()

@@ -1,0 +1,180 @@
+"""`etl ingest`: the composition root of a run. Builds Settings, wires the parts, exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from etl.cli import app
+from etl.cli.bundled import bundled_sandbox
+from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
+from etl.clock import MonotonicClock
+from etl.display import LogReporter, human_duration
+from etl.errors import EtlError, ExitCode
+from etl.models import Reporter, RunCounters
+from etl.pipeline import Outcome, Run
+from etl.settings import Settings
+from etl.sink.embedded import EmbeddedPostgres
+from etl.sink.postgres import PostgresSink
+from etl.source.datasync import DataSyncSource
+from etl.source.http import Http
+
+SANDBOX_DEMO_KEY = "ds_sandbox_demo_key_0000000000000000"
+
+
+def summary(outcome: Outcome, elapsed_s: float) -> str:
+    c = outcome.counters
+    total = f"/{outcome.expected_total:,}" if outcome.expected_total else ""
+    head = {
+        "succeeded": "ingest complete",
+        "partial": f"ingest stopped ({outcome.reason or 'unfinished'}); rerun to resume",
+        "failed": f"ingest failed: {outcome.error}",
+    }[outcome.status]
+    return (
+        f"{head} ◆ {outcome.loaded_total:,}{total} events in the table ◆ "
+        f"{c.inserted:,} new, {c.duplicates:,} duplicates, {c.quarantined:,} quarantined ◆ "
+        f"{c.requests:,} requests, {c.retries:,} retries, {c.rate_limited:,}×429, "
+        f"{c.cursor_resets:,} cursor resets ◆ {human_duration(elapsed_s)}"
+    )
+
+
+async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, float]:
+    clock = MonotonicClock()
+    counters = RunCounters()
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.database_url is None:
+            reporter.message(f"no DATABASE_URL: using embedded PostgreSQL in {settings.data_dir}")
+            dsn = await stack.enter_async_context(EmbeddedPostgres(settings.data_dir / "pg"))
+        else:
+            dsn = settings.database_url
+        api_url, api_key = settings.api_url, settings.api_key
+        sink = await stack.enter_async_context(PostgresSink(dsn, loaders=settings.loaders))
+        await sink.try_lock()
+        if api_url is None:
+            api_key = api_key or SANDBOX_DEMO_KEY
+            api_url = await stack.enter_async_context(
+                bundled_sandbox(api_key, events=settings.sandbox_events)
+            )
+            reporter.message(
+                f"no DATASYNC_API_URL: started the bundled sandbox ({settings.sandbox_events:,} "
+                f"events) at {api_url}"
+            )
+        http = await stack.enter_async_context(
+            Http(api_url, api_key, timeout_s=settings.request_timeout_s)
+        )
+        source = DataSyncSource(http, clock, counters, settings.source_options())
+        reporter.message(await source.start())
+        await sink.start_run(source.strategy_used)
+        run = Run(source, sink, reporter, clock, settings.pipeline_options(), counters=counters)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, run.request_stop, signal.Signals(sig).name)
+        try:
+            outcome = await run.execute()
+        except BaseException as exc:
+            with contextlib.suppress(EtlError):
+                await sink.finish_run("failed", counters, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
+        await sink.finish_run(outcome.status, counters, error)
+    return outcome, time.monotonic() - started
+
+
+@app.command()
+def ingest(
+    api_url: ApiUrl = None,
+    api_key: ApiKey = "",
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = Path(".etl-data"),
+    strategy: Annotated[
+        str, typer.Option(envvar="ETL_STRATEGY", help="auto (feed + /events), events or feed.")
+    ] = "auto",
+    page_size: Annotated[int, typer.Option(envvar="ETL_PAGE_SIZE", help="Events per request.")] = 5000,
+    shards: Annotated[
+        int, typer.Option(envvar="ETL_SHARDS", help="Time slices fetched in parallel.")
+    ] = 16,
+    events_concurrency: Annotated[
+        int, typer.Option(envvar="ETL_EVENTS_CONCURRENCY", help="Fetchers on /events (0: off).")
+    ] = 2,
+    feed_concurrency: Annotated[
+        int, typer.Option(envvar="ETL_FEED_CONCURRENCY", help="Fetchers on the feed (0: off).")
+    ] = 4,
+    loaders: Annotated[
+        int, typer.Option(envvar="ETL_LOADERS", help="Database connections loading in parallel.")
+    ] = 2,
+    batch_size: Annotated[
+        int, typer.Option(envvar="ETL_BATCH_SIZE", help="Max events per transaction.")
+    ] = 10_000,
+    max_runtime: Annotated[
+        float | None,
+        typer.Option(envvar="ETL_MAX_RUNTIME", help="Seconds; then stop gracefully (resumable)."),
+    ] = None,
+    request_timeout: Annotated[
+        float, typer.Option(envvar="ETL_REQUEST_TIMEOUT", help="Seconds per HTTP request.")
+    ] = 60.0,
+    max_attempts: Annotated[
+        int, typer.Option(envvar="ETL_MAX_ATTEMPTS", help="Tries per page on transient faults.")
+    ] = 10,
+    sandbox_events: Annotated[
+        int,
+        typer.Option(envvar="SANDBOX_EVENTS", help="Dataset size of the bundled sandbox."),
+    ] = 3_000_000,
+    quiet: Quiet = False,
+    log_format: LogFormat = "text",
+    progress_interval: Annotated[
+        float, typer.Option(envvar="ETL_PROGRESS_INTERVAL", help="Seconds between log lines.")
+    ] = 10.0,
+) -> None:
+    """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
+    try:
+        settings = Settings(
+            api_url=api_url,
+            api_key=api_key,
+            database_url=database_url,
+            data_dir=data_dir,
+            strategy=strategy,  # type: ignore[arg-type]
+            page_size=page_size,
+            shards=shards,
+            events_concurrency=events_concurrency,
+            feed_concurrency=feed_concurrency,
+            loaders=loaders,
+            batch_size=batch_size,
+            max_runtime_s=max_runtime,
+            request_timeout_s=request_timeout,
+            max_attempts=max_attempts,
+            sandbox_events=sandbox_events,
+            quiet=quiet,
+            log_format=log_format,
+            progress_interval_s=progress_interval,
+        )
+    except EtlError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    reporter = LogReporter(
+        sys.stderr, interval_s=settings.progress_interval_s, fmt=log_format, quiet=quiet
+    )
+    try:
+        outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
+    except EtlError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(ExitCode.PARTIAL) from None
+    typer.echo(summary(outcome, elapsed))
+    if outcome.status == "succeeded":
+        return
+    if outcome.status == "partial":
+        raise typer.Exit(ExitCode.PARTIAL)
+    raise typer.Exit(outcome.error.exit_code if outcome.error else ExitCode.INTERNAL)

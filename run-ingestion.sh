@@ -1,0 +1,33 @@
+#!/bin/sh
+# One command, fresh clone: load every DataSync event into PostgreSQL.
+#   With a working `docker compose`: PostgreSQL (host port 5434) + sandbox + ingest in containers.
+#   Without Docker: a local .venv, an embedded PostgreSQL and the bundled sandbox.
+# SANDBOX_EVENTS=N  smaller sandbox dataset for a quick check (default 3,000,000).
+# DATASYNC_API_URL / DATASYNC_API_KEY  ingest from that API instead of the sandbox.
+# Extra arguments go to `etl ingest`.
+set -eu
+cd "$(dirname "$0")"
+export SANDBOX_EVENTS="${SANDBOX_EVENTS:-3000000}"
+export SANDBOX_TIME_SCALE="${SANDBOX_TIME_SCALE:-10}"
+
+if [ -z "${ETL_NO_DOCKER:-}" ] && command -v docker >/dev/null 2>&1 \
+   && docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  echo "== docker compose: postgres (localhost:5434), sandbox, ingest =="
+  if [ -n "${DATASYNC_API_URL:-}" ]; then
+    docker compose up --build -d postgres
+    docker compose run --rm --no-deps etl ingest "$@"
+  else
+    docker compose up --build -d postgres sandbox
+    docker compose run --rm etl ingest "$@"
+  fi
+  exit $?
+fi
+
+echo "== no Docker engine: local virtualenv + embedded PostgreSQL =="
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+export ETL_DATA_DIR="${ETL_DATA_DIR:-$PWD/.etl-data}"
+exec .venv/bin/etl ingest "$@"
