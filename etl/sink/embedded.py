@@ -1,0 +1,171 @@
+"""An embedded PostgreSQL (the ``pgserver`` package) so a fresh machine needs no database service.
+
+``EmbeddedPostgres(data_dir)`` starts (or reuses) a server whose data lives in ``data_dir`` and
+yields a DSN over a unix socket (``postgresql://postgres:@/etl?host=<socket dir>``, which
+asyncpg accepts). The data persists, so a rerun resumes where the last run stopped.
+
+Sharing and stopping. pgserver records every process using a data dir in
+``<data_dir>/.handle_pids.json`` and stops the server when the LAST of them exits (its
+``cleanup_mode='stop'``); so ``etl status`` in a second terminal does not pull the server from
+under a running ``etl ingest``. A process killed with SIGKILL cannot remove itself from that
+list, which would keep the server up forever; dead pids are therefore pruned before each start.
+The server process survives a SIGKILL of its owner; the next start finds and reuses it.
+``stop_on_exit=False`` leaves the server running (useful when many short commands follow).
+
+Root. PostgreSQL refuses to run as root; pgserver then creates a system user ``pgserver``, runs
+the server as that user and makes ``data_dir``'s parent directories traversable (o+rx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import warnings
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from etl.errors import SinkError
+
+_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _pgserver() -> Any:
+    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (cron, containers);
+    # it then falls back to /tmp/runtime-<uid>, which is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _prune_dead_handles(pgserver: Any, pgdata: Path) -> None:
+    """Drop pids of processes that died without releasing the server (kill -9)."""
+    path = pgdata / ".handle_pids.json"
+    if not path.exists():
+        return
+    with pgserver.PostgresServer._lock:
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(pids, list):
+            return
+        alive = [p for p in pids if isinstance(p, int) and _pid_alive(p)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+
+
+class EmbeddedPostgres:
+    """Context manager (sync or async) around a pgserver instance; yields a DSN."""
+
+    def __init__(self, data_dir: Path, *, database: str = "etl", stop_on_exit: bool = True) -> None:
+        if not _DB_NAME.match(database):
+            raise ValueError(f"invalid database name {database!r}")
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.database = database
+        self.stop_on_exit = stop_on_exit
+        self._server: Any = None
+        self._dsn: str | None = None
+
+    @property
+    def dsn(self) -> str:
+        if self._dsn is None:
+            raise SinkError("the embedded PostgreSQL is not started")
+        return self._dsn
+
+    def start(self) -> str:
+        """Start or reuse the server, create the database if missing; returns its DSN."""
+        if self._dsn is not None:
+            return self._dsn
+        try:
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            pgserver = _pgserver()
+            _prune_dead_handles(pgserver, self.data_dir)
+            server = pgserver.get_server(
+                self.data_dir, cleanup_mode="stop" if self.stop_on_exit else None
+            )
+            server.__enter__()  # reference count: stop only when the last user leaves
+        except Exception as exc:
+            raise SinkError(
+                f"cannot start the embedded PostgreSQL in {self.data_dir}: "
+                f"{type(exc).__name__}: {exc} (server log: {self.data_dir / 'log'})"
+            ) from exc
+        self._server = server
+        try:
+            self._create_database(pgserver)
+        except SinkError:
+            self.stop()
+            raise
+        self._dsn = str(server.get_uri(self.database))
+        return self._dsn
+
+    def _create_database(self, pgserver: Any) -> None:
+        psql = Path(pgserver.POSTGRES_BIN_PATH) / "psql"
+        uri = self._server.get_uri("postgres")
+
+        def run(sql: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(psql), uri, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        try:
+            found = run(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
+            if found.returncode == 0 and found.stdout.strip() == "1":
+                return
+            created = run(f'CREATE DATABASE "{self.database}"')
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SinkError(f"cannot create database {self.database!r}: {exc}") from exc
+        if created.returncode != 0 and "already exists" not in created.stderr:
+            raise SinkError(
+                f"cannot create database {self.database!r} in the embedded PostgreSQL: "
+                f"{(created.stderr or found.stderr).strip()}"
+            )
+
+    def stop(self) -> None:
+        """Release this handle; the server stops when no other live process uses it."""
+        server, self._server = self._server, None
+        self._dsn = None
+        if server is not None:
+            server.__exit__(None, None, None)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> str:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
