@@ -228,7 +228,10 @@ class Run:
             self.counters.pages += 1
             self.counters.received += len(page.events)
             result = transform_page(
-                page.events, shard_id=shard.shard_id, lower_ts=shard.lower_ts, upper_ts=shard.upper_ts
+                page.events,
+                shard_id=shard.shard_id,
+                lower_ts=shard.lower_ts,
+                upper_ts=shard.upper_ts,
             )
             reached_bottom = (
                 shard.lower_ts is not None

@@ -12,7 +12,9 @@ from etl.models import Position, ShardState
 DAY_MS = 86_400_000
 
 
-def full_plan(head: Position, *, shards: int, span_ms: int, prefix: str = "full") -> list[ShardState]:
+def full_plan(
+    head: Position, *, shards: int, span_ms: int, prefix: str = "full"
+) -> list[ShardState]:
     """Cut ``(head - span, head]`` into ``shards - 1`` equal slices plus an open-ended tail.
 
     The tail shard (``lower_ts`` None) takes whatever lies older than the assumed span, so

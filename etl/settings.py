@@ -98,7 +98,9 @@ class Settings:
         if self.max_runtime_s is not None and self.max_runtime_s <= 0:
             raise ConfigError("--max-runtime must be a positive number of seconds")
         if self.events_concurrency == 0 and self.feed_concurrency == 0:
-            raise ConfigError("at least one of --events-concurrency / --feed-concurrency must be > 0")
+            raise ConfigError(
+                "at least one of --events-concurrency / --feed-concurrency must be > 0"
+            )
 
     def pipeline_options(self) -> PipelineOptions:
         return PipelineOptions(

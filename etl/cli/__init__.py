@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on import (keep this list sorted).
+from etl.cli import export as _export  # noqa: E402,F401
 from etl.cli import ingest as _ingest  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
 

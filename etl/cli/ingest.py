@@ -100,7 +100,9 @@ def ingest(
     strategy: Annotated[
         str, typer.Option(envvar="ETL_STRATEGY", help="auto (feed + /events), events or feed.")
     ] = "auto",
-    page_size: Annotated[int, typer.Option(envvar="ETL_PAGE_SIZE", help="Events per request.")] = 5000,
+    page_size: Annotated[
+        int, typer.Option(envvar="ETL_PAGE_SIZE", help="Events per request.")
+    ] = 5000,
     shards: Annotated[
         int, typer.Option(envvar="ETL_SHARDS", help="Time slices fetched in parallel.")
     ] = 16,

@@ -20,7 +20,10 @@ ApiUrl = Annotated[
 ApiKey = Annotated[
     str,
     typer.Option(
-        "--api-key", envvar="DATASYNC_API_KEY", help="API key (sent as X-API-Key).", show_default=False
+        "--api-key",
+        envvar="DATASYNC_API_KEY",
+        help="API key (sent as X-API-Key).",
+        show_default=False,
     ),
 ]
 DatabaseUrl = Annotated[

@@ -43,7 +43,9 @@ def after_inclusive(ts_ms: int) -> Position:
     return Position(ts_ms + 1, ZERO_ID)
 
 
-def fresh(cursor: str | None, *, fallback: Position | None, now_ms: int, margin_ms: int) -> str | None:
+def fresh(
+    cursor: str | None, *, fallback: Position | None, now_ms: int, margin_ms: int
+) -> str | None:
     """A cursor that will not expire within ``margin_ms``.
 
     A known-format cursor close to expiry is re-encoded with a new ``exp``; an unknown

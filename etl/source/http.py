@@ -95,6 +95,8 @@ class Http:
         except aiohttp.ClientPayloadError as exc:
             raise TransientSourceError(f"{method} {where}: body cut short") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise TransientSourceError(f"{method} {where}: cannot connect ({exc.os_error})") from exc
+            raise TransientSourceError(
+                f"{method} {where}: cannot connect ({exc.os_error})"
+            ) from exc
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
             raise TransientSourceError(f"{method} {where}: {type(exc).__name__}") from exc

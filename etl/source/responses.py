@@ -6,6 +6,8 @@ import email.utils
 import time
 from collections.abc import Mapping
 
+from etl.source.decode import decode_error_body, decode_page
+
 from etl.errors import (
     AuthError,
     CursorExpired,
@@ -15,7 +17,6 @@ from etl.errors import (
     TransientSourceError,
 )
 from etl.models import Page
-from etl.source.decode import decode_error_body, decode_page
 from etl.source.http import Response
 
 CURSOR_CODES = frozenset({"CURSOR_EXPIRED", "INVALID_CURSOR", "CURSOR_INVALID", "MALFORMED_CURSOR"})
@@ -56,8 +57,10 @@ def raise_for_status(resp: Response, what: str) -> None:
     if 200 <= status < 300:
         return
     code, message, hint = decode_error_body(resp.body)
-    detail = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (
-        f": {message}" if message else ""
+    detail = (
+        f"{what}: HTTP {status}"
+        + (f" {code}" if code else "")
+        + (f": {message}" if message else "")
     )
     if status == 429:
         raise RateLimited(detail, retry_after_s(resp.headers, hint))
