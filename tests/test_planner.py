@@ -1,0 +1,60 @@
+"""Shard planning: slices cover the stream with no gap and no overlap."""
+
+from __future__ import annotations
+
+import random
+
+from etl import planner
+from etl.models import Position, ShardState
+
+
+def owner(shards: list[ShardState], ts: int) -> list[str]:
+    return [
+        s.shard_id
+        for s in shards
+        if (s.lower_ts is None or s.lower_ts < ts) and (s.upper_ts is None or ts <= s.upper_ts)
+    ]
+
+
+def test_full_plan_gives_every_timestamp_exactly_one_shard() -> None:
+    """Every timestamp up to the head, boundaries and far past included, has one owner."""
+    head = Position(1_769_541_612_369, "f" * 8)
+    shards = planner.full_plan(head, shards=7, span_ms=30 * planner.DAY_MS)
+    assert len(shards) == 7
+    rng = random.Random(1)
+    probes = [s.lower_ts for s in shards if s.lower_ts is not None]
+    probes += [b + d for b in probes for d in (-1, 1)]
+    probes += [head.ts_ms, head.ts_ms - 40 * planner.DAY_MS, 0]
+    probes += [rng.randrange(head.ts_ms - 31 * planner.DAY_MS, head.ts_ms) for _ in range(500)]
+    for ts in probes:
+        assert len(owner(shards, ts)) == 1, ts
+    assert owner(shards, head.ts_ms + 1) == []
+
+
+def test_covered_upper_only_when_all_done() -> None:
+    """An unfinished shard means the sync is not complete: no incremental yet."""
+    shards = planner.full_plan(Position(10_000_000), shards=3, span_ms=1_000_000)
+    assert planner.covered_upper(shards) is None
+    for s in shards:
+        s.status = "done"
+    assert planner.covered_upper(shards) == 10_000_000
+
+
+def test_incremental_plan_starts_just_below_the_last_head() -> None:
+    """New events above the old head are planned, with a small overlap under it."""
+    new = planner.incremental_plan(5_000_000, Position(5_600_000), overlap_ms=1_000, shards=4)
+    assert new[0].upper_ts == 5_600_000
+    assert new[-1].lower_ts == 4_999_000
+    for ts in (4_999_001, 5_000_000, 5_300_000, 5_600_000):
+        assert len(owner(new, ts)) == 1
+    assert planner.incremental_plan(5_000_000, Position(5_000_000), overlap_ms=0) == []
+
+
+def test_split_hands_the_older_half_to_a_new_shard() -> None:
+    """Splitting keeps coverage exact: the two halves meet at one boundary."""
+    shard = ShardState("a", lower_ts=0, upper_ts=1_000_000, position=Position(800_000))
+    new = planner.split(shard, "b")
+    assert new is not None
+    assert shard.lower_ts == new.upper_ts == 400_000
+    assert new.lower_ts == 0
+    assert planner.split(ShardState("t", lower_ts=None, upper_ts=5), "x") is None
