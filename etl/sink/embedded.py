@@ -108,15 +108,17 @@ class EmbeddedPostgres:
             ) from exc
         self._server = server
         try:
-            self._create_database(pgserver)
-        except SinkError:
+            self._create_database()
+        except BaseException:
             self.stop()
             raise
         self._dsn = str(server.get_uri(self.database))
         return self._dsn
 
-    def _create_database(self, pgserver: Any) -> None:
-        psql = Path(pgserver.POSTGRES_BIN_PATH) / "psql"
+    def _create_database(self) -> None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        psql = Path(POSTGRES_BIN_PATH) / "psql"
         uri = self._server.get_uri("postgres")
 
         def run(sql: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,401 @@
+"""PostgresSink against a real PostgreSQL (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from etl.errors import LockHeld, SinkError
+from etl.models import (
+    Batch,
+    Checkpoint,
+    Position,
+    Quarantined,
+    Record,
+    RunCounters,
+    ShardState,
+)
+from etl.sink import PostgresSink, migrate, redact_dsn
+from etl.sink.postgres import Delivery
+
+T0 = dt.datetime(2026, 1, 27, 19, 19, 13, 629000, tzinfo=dt.UTC)
+
+
+def make_record(i: int, *, event_id: str | None = None) -> Record:
+    ts = T0 - dt.timedelta(seconds=i)
+    return (
+        event_id or str(uuid.UUID(int=i + 1)),
+        str(uuid.UUID(int=10_000 + i % 7)),
+        None if i % 3 == 0 else str(uuid.UUID(int=20_000 + i % 5)),
+        "page_view",
+        f"name {i}" if i % 2 else None,
+        ts,
+        json.dumps({"page": f"/p/{i}", "n": i, "nested": {"a": [1, 2]}}),
+        json.dumps({"device": "ios", "browser": "safari"}) if i % 2 else None,
+        str(int(ts.timestamp() * 1000)),
+    )
+
+
+def make_batch(
+    records: list[Record],
+    *,
+    shard: str = "s1",
+    done: bool = False,
+    quarantined: list[Quarantined] | None = None,
+    cursor: str | None = "c1",
+    position: Position | None = None,
+) -> Batch:
+    if position is None and records:
+        last = records[-1]
+        position = Position(int(last[5].timestamp() * 1000), last[0])
+    q = quarantined or []
+    return Batch(
+        records=records,
+        quarantined=q,
+        checkpoint=Checkpoint(shard, position, cursor, done, pages=1),
+        received=len(records) + len(q),
+    )
+
+
+async def one(db_url: str, sql: str) -> object:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+async def rows(db_url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def shard_sink(sink: PostgresSink) -> AsyncIterator[PostgresSink]:
+    await sink.add_shards([ShardState("s1", None, None), ShardState("s2", 0, 1000)])
+    yield sink
+
+
+# -- migration ------------------------------------------------------------------------------
+
+
+async def test_migration_is_idempotent(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await migrate(conn) == 1
+        assert await migrate(conn) == 0
+        assert await conn.fetchval("SELECT count(*) FROM schema_version") == 1
+        tables = {
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='public'"
+            )
+        }
+        assert {"events", "ingest_progress", "ingest_runs", "quarantine", "delivery_log"} <= tables
+    finally:
+        await conn.close()
+    async with PostgresSink(db_url):  # a third time through the sink
+        pass
+
+
+async def test_concurrent_migrations(db_url: str) -> None:
+    conns = [await asyncpg.connect(db_url) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c) for c in conns))
+        assert sorted(applied) == [0, 0, 0, 1]
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_concurrent_sinks_start(db_url: str) -> None:
+    async def open_one() -> None:
+        async with PostgresSink(db_url) as s:
+            assert await s.load_shards() == []
+
+    await asyncio.gather(*(open_one() for _ in range(3)))
+
+
+# -- write ----------------------------------------------------------------------------------
+
+
+async def test_write_inserts_and_counts_duplicates(shard_sink: PostgresSink, db_url: str) -> None:
+    recs = [make_record(i) for i in range(100)]
+    r1 = await shard_sink.write(make_batch(recs[:60]))
+    assert (r1.inserted, r1.duplicates, r1.quarantined) == (60, 0, 0)
+    r2 = await shard_sink.write(make_batch(recs))  # 60 seen, 40 new
+    assert (r2.inserted, r2.duplicates) == (40, 60)
+    # duplicates inside one batch
+    r3 = await shard_sink.write(make_batch([make_record(500), make_record(500)]))
+    assert (r3.inserted, r3.duplicates) == (1, 1)
+    assert await one(db_url, "SELECT count(*) FROM events") == 101
+
+    row = (
+        await rows(db_url, "SELECT * FROM events WHERE id = '00000000-0000-0000-0000-000000000002'")
+    )[0]
+    assert row["occurred_at"] == T0 - dt.timedelta(seconds=1)
+    assert json.loads(row["properties"]) == {"page": "/p/1", "n": 1, "nested": {"a": [1, 2]}}
+    assert json.loads(row["session"]) == {"device": "ios", "browser": "safari"}
+    assert row["timestamp_raw"] == recs[1][8]
+    assert row["name"] == "name 1"
+    assert row["ingested_at"] is not None
+
+    (s1,) = [s for s in await shard_sink.load_shards() if s.shard_id == "s1"]
+    assert s1.events == 101
+    assert s1.pages == 3
+    assert s1.status == "running"
+    totals = (await rows(db_url, "SELECT * FROM ingest_totals"))[0]
+    assert (totals["events"], totals["duplicates"], totals["pages"]) == (101, 61, 3)
+
+
+async def test_checkpoint_roundtrip_and_empty_batch(shard_sink: PostgresSink) -> None:
+    recs = [make_record(i) for i in range(10)]
+    await shard_sink.write(make_batch(recs, cursor="abc"))
+    (s1,) = [s for s in await shard_sink.load_shards() if s.shard_id == "s1"]
+    assert s1.position == Position(int(recs[-1][5].timestamp() * 1000), recs[-1][0])
+    assert s1.cursor == "abc"
+    # an empty last page still moves the checkpoint (position None keeps the stored one)
+    res = await shard_sink.write(make_batch([], cursor=None, done=True))
+    assert (res.inserted, res.duplicates) == (0, 0)
+    (s1b,) = [s for s in await shard_sink.load_shards() if s.shard_id == "s1"]
+    assert s1b.status == "done"
+    assert s1b.cursor is None
+    assert s1b.position == s1.position
+    assert s1b.pages == 2
+
+
+async def test_failed_batch_changes_nothing(shard_sink: PostgresSink, db_url: str) -> None:
+    good = [make_record(i) for i in range(5)]
+    await shard_sink.write(make_batch(good, cursor="before"))
+    before = await shard_sink.load_shards()
+    bad = [make_record(i) for i in range(100, 110)]
+    bad.append(make_record(999, event_id="not-a-uuid"))
+    with pytest.raises(SinkError, match="shard s1"):
+        await shard_sink.write(
+            make_batch(bad, cursor="after", quarantined=[Quarantined("bad ts", "{}", "e1")])
+        )
+    assert await one(db_url, "SELECT count(*) FROM events") == 5
+    assert await one(db_url, "SELECT count(*) FROM quarantine") == 0
+    assert await shard_sink.load_shards() == before
+    log = await rows(db_url, "SELECT success, error, rows_written FROM delivery_log ORDER BY id")
+    assert [r["success"] for r in log] == [True, False]
+    assert log[1]["rows_written"] == 0
+    assert log[1]["error"]
+    # the pool is still usable afterwards
+    r = await shard_sink.write(make_batch(bad[:-1]))
+    assert r.inserted == 10
+
+
+async def test_write_unknown_shard_fails(sink: PostgresSink, db_url: str) -> None:
+    with pytest.raises(SinkError, match="no progress row"):
+        await sink.write(make_batch([make_record(1)], shard="nope"))
+    assert await one(db_url, "SELECT count(*) FROM events") == 0
+
+
+async def test_concurrent_writes(shard_sink: PostgresSink, db_url: str) -> None:
+    # two loaders, overlapping ids, different shards: no deadlock, exact counts
+    a = [make_record(i) for i in range(3000)]
+    b = [make_record(i) for i in range(2000, 5000)]
+    results = await asyncio.gather(
+        shard_sink.write(make_batch(a, shard="s1")),
+        shard_sink.write(make_batch(list(reversed(b)), shard="s2")),
+    )
+    assert sum(r.inserted for r in results) == 5000
+    assert sum(r.duplicates for r in results) == 1000
+    assert await one(db_url, "SELECT count(*) FROM events") == 5000
+    assert await one(db_url, "SELECT events FROM ingest_totals") == 5000
+
+
+async def test_quarantine_upsert(shard_sink: PostgresSink, db_url: str) -> None:
+    q = [
+        Quarantined("unparseable timestamp", json.dumps({"id": "e1", "timestamp": "x"}), "e1"),
+        Quarantined("unparseable timestamp", json.dumps({"id": "e1", "timestamp": "x"}), "e1"),
+        Quarantined("missing id", '{"timestamp": 1}', None),
+        Quarantined("not json", "{broken \x00 json", "e2"),
+        Quarantined("nul escape", '{"a": "\\u0000"}', "e3"),
+    ]
+    r = await shard_sink.write(make_batch([], quarantined=q, position=None))
+    assert r.quarantined == 5
+    # re-fetched after a resume: no new rows for known ids, occurrences bumped
+    await shard_sink.write(make_batch([], quarantined=q[:1] + q[2:3], position=None))
+    got = await rows(
+        db_url,
+        "SELECT event_id, reason, payload, payload_text, occurrences, first_seen <= last_seen AS ok"
+        " FROM quarantine ORDER BY id",
+    )
+    by_id = {(g["event_id"], g["reason"]): g for g in got}
+    assert len(got) == 5  # e1, null, e2, e3, second null-id row
+    assert by_id[("e1", "unparseable timestamp")]["occurrences"] == 3
+    assert json.loads(by_id[("e1", "unparseable timestamp")]["payload"])["id"] == "e1"
+    assert by_id[("e2", "not json")]["payload"] is None
+    assert by_id[("e2", "not json")]["payload_text"] == "{broken \ufffd json"
+    assert by_id[("e3", "nul escape")]["payload_text"] == '{"a": "\\u0000"}'
+    assert all(g["ok"] for g in got)
+    (s1,) = [s for s in await shard_sink.load_shards() if s.shard_id == "s1"]
+    assert await one(db_url, "SELECT quarantined FROM ingest_progress WHERE shard_id='s1'") == 7
+    assert s1.position is None
+
+
+async def test_delivery_log_and_hook(db_url: str) -> None:
+    seen: list[Delivery] = []
+    async with PostgresSink(db_url, run_id=42, provider="datasync", on_delivery=seen.append) as s:
+        await s.add_shards([ShardState("s1", None, None)])
+        await s.write(make_batch([make_record(i) for i in range(7)]))
+    log = await rows(db_url, "SELECT * FROM delivery_log")
+    assert len(log) == 1
+    entry = log[0]
+    assert (entry["run_id"], entry["shard_id"], entry["provider"]) == (42, "s1", "datasync")
+    assert (entry["rows_written"], entry["rows_received"], entry["success"]) == (7, 7, True)
+    assert entry["columns"][0] == "id" and len(entry["columns"]) == 9
+    assert len(seen) == 1 and seen[0].rows_written == 7 and seen[0].success
+
+
+# -- shards ---------------------------------------------------------------------------------
+
+
+async def test_shards_roundtrip(sink: PostgresSink) -> None:
+    shards = [
+        ShardState("a", None, 1_000),
+        ShardState("b", 1_000, 2_000, Position(1_500, "x"), "cur", "running", 0, 0),
+        ShardState("c", 2_000, None, status="done"),
+    ]
+    await sink.add_shards(shards)
+    await sink.add_shards([ShardState("a", 5, 6)])  # existing id: ignored
+    assert await sink.load_shards() == shards
+
+
+async def test_replace_shard_and_reset(shard_sink: PostgresSink, db_url: str) -> None:
+    await shard_sink.write(make_batch([make_record(i) for i in range(10)], shard="s2"))
+    halves = [ShardState("s2a", 0, 500), ShardState("s2b", 500, 1000)]
+    assert await shard_sink.replace_shard("s2", halves) is True
+    assert await shard_sink.replace_shard("s2", halves) is False  # gone
+    assert [s.shard_id for s in await shard_sink.load_shards()] == ["s1", "s2a", "s2b"]
+    assert await one(db_url, "SELECT events FROM ingest_totals") == 10
+
+    assert await shard_sink.reset_progress() == 3
+    assert await shard_sink.load_shards() == []
+    assert await one(db_url, "SELECT count(*) FROM events") == 10  # never deleted
+    assert await one(db_url, "SELECT events FROM ingest_totals") == 10
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+async def test_runs_lifecycle(sink: PostgresSink, db_url: str) -> None:
+    run_id = await sink.start_run("feed")
+    assert sink.run_id == run_id
+    counters = RunCounters(received=10, inserted=8, duplicates=2, requests=3, retries=1)
+    counters.extra["lanes"] = 2
+    await sink.heartbeat(counters)
+    r = (await rows(db_url, f"SELECT * FROM ingest_runs WHERE run_id = {run_id}"))[0]
+    assert (r["status"], r["strategy"], r["inserted"], r["retries"]) == ("running", "feed", 8, 1)
+    assert json.loads(r["extra"]) == {"lanes": 2}
+    assert r["pid"] and r["host"]
+    counters.inserted = 9
+    await sink.finish_run("partial", counters, "stopped by SIGTERM")
+    r = (await rows(db_url, f"SELECT * FROM ingest_runs WHERE run_id = {run_id}"))[0]
+    assert (r["status"], r["inserted"], r["error"]) == ("partial", 9, "stopped by SIGTERM")
+    assert r["ended_at"] >= r["started_at"]
+    with pytest.raises(ValueError):
+        await sink.finish_run("running", counters)
+
+
+async def test_stale_runs_marked_failed(db_url: str) -> None:
+    async with PostgresSink(db_url) as s:
+        old = await s.start_run("events")  # never finished: a crash
+        fresh = await s.start_run("events")
+        conn = await asyncpg.connect(db_url)
+        try:
+            await conn.execute(
+                f"UPDATE ingest_runs SET heartbeat_at = now() - interval '1 hour'"
+                f" WHERE run_id = {old}"
+            )
+        finally:
+            await conn.close()
+        await s.start_run("events")  # without the lock: only the stale one
+        got = {r["run_id"]: r for r in await rows(db_url, "SELECT * FROM ingest_runs")}
+        assert got[old]["status"] == "failed" and "crashed" in got[old]["error"]
+        assert got[fresh]["status"] == "running"
+        await s.try_lock()
+        latest = await s.start_run("events")  # with the lock: every other running run is dead
+        got = {r["run_id"]: r for r in await rows(db_url, "SELECT * FROM ingest_runs")}
+        assert [k for k, v in got.items() if v["status"] == "running"] == [latest]
+
+
+# -- lock -----------------------------------------------------------------------------------
+
+
+async def test_lock_contention(db_url: str) -> None:
+    async with PostgresSink(db_url) as first, PostgresSink(db_url) as second:
+        await first.try_lock()
+        assert first.locked
+        t = time.monotonic()
+        with pytest.raises(LockHeld, match=r"another etl ingest is running .*\(pid \d+ on host"):
+            await second.try_lock()
+        assert time.monotonic() - t < 1.0
+        assert not second.locked
+        await first.unlock()
+        await second.try_lock()
+        assert second.locked
+    # released by closing the sink
+    async with PostgresSink(db_url) as third:
+        await third.try_lock()
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("postgresql://u:s3cr%40t@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://u:@/etl?host=/tmp/x", "postgresql://u@/etl?host=/tmp/x"),
+        ("postgres://h/db?user=u&password=pw", "postgres://h/db?user=u&password=***"),
+        ("host=h user=u password=pw dbname=d", "host=h user=u password=*** dbname=d"),
+        ("garbage", "<unparseable DSN>"),
+    ],
+)
+def test_redact_dsn(dsn: str, expected: str) -> None:
+    assert redact_dsn(dsn) == expected
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://postgres:Hunter2SecretPw@127.0.0.1:1/etl",  # nothing listens on port 1
+        "postgresql://postgres:Hunter2SecretPw@no-such-host.invalid:5432/etl",
+        "postgresql://postgres:Hunter2SecretPw@127.0.0.1:notaport/etl",
+    ],
+)
+async def test_errors_never_contain_the_password(dsn: str) -> None:
+    with pytest.raises(SinkError) as info:
+        async with PostgresSink(dsn, connect_timeout=3):
+            pass
+    text = str(info.value)
+    assert "cannot connect to PostgreSQL" in text
+    assert "Hunter2SecretPw" not in text
+    assert "***" in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(SinkError) as info2:
+        sink = PostgresSink(dsn, connect_timeout=3)
+        await sink.try_lock()
+    assert "Hunter2SecretPw" not in str(info2.value)
+
+
+async def test_wrong_database_name(pg_server_url: str) -> None:
+    from tests.fixtures_db import with_database
+
+    with pytest.raises(SinkError, match="does not exist"):
+        async with PostgresSink(with_database(pg_server_url, "etl_no_such_db")):
+            pass
