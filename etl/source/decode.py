@@ -1,0 +1,203 @@
+"""Response bodies -> ``Page`` / error fields. Pure: bytes in, values out.
+
+Fast path: one typed msgspec decode of the whole envelope, events as ``WireEvent`` (a loose
+``RawEvent`` whose ``properties``/``session`` stay raw JSON bytes). If that decode fails on a
+*type* (an element of ``data`` that is not an object, ``hasMore: "yes"``, invalid UTF-8 in one
+event's string...), the slow path decodes the envelope loosely and every event on its own, so
+one bad event never costs the page: it comes back as a ``MalformedEvent`` that transform
+quarantines. Bodies that are not JSON, are truncated, or have no ``data`` array raise
+``DecodeError`` (transient: the fetcher retries).
+
+``has_more`` rule (so a missing field never silently ends a stream):
+
+1. ``hasMore`` (in ``pagination``, else top level) when it is a bool;
+2. else ``nextCursor`` when the key is present: a string -> True, null -> False;
+3. else (neither key present) -> True iff the page has events. The caller then continues from
+   the last event's position (``next_cursor`` is None: rebuild a cursor), and an empty page
+   ends the stream. This costs one extra request at worst and never loses events.
+
+Accepts the nested envelope every recorded response has
+(``{data, pagination: {hasMore, nextCursor, ...}, meta: {total, ...}}``) and the flat one of
+the docs (``{data, hasMore, nextCursor}``); ``pagination`` wins over top-level keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from etl.errors import TransientSourceError
+from etl.models import Page, RawEvent
+
+_ABSENT = msgspec.Raw(b"")
+
+
+class DecodeError(TransientSourceError):
+    """The body is not a usable page: invalid or truncated JSON, or no ``data`` array."""
+
+
+class WireEvent(RawEvent, omit_defaults=True, gc=False):
+    """``RawEvent`` as decoded here. ``properties``/``session`` are ``msgspec.Raw`` always:
+    ``Raw(b"")`` when the key is absent, ``Raw(b"null")`` for JSON null. (msgspec does not
+    support ``Raw | None``: it then rejects every non-null value.) ``gc=False``: decoded JSON
+    cannot form reference cycles, and untracked events keep GC scans off the hot path."""
+
+    properties: msgspec.Raw = _ABSENT
+    session: msgspec.Raw = _ABSENT
+
+
+class MalformedEvent(RawEvent, omit_defaults=True):
+    """An element of ``data`` that could not be decoded as an event; transform quarantines it."""
+
+    raw: str = ""  # the element's JSON text (invalid UTF-8 replaced)
+    error: str = ""
+
+
+class _Pagination(msgspec.Struct):
+    hasMore: bool | UnsetType = UNSET
+    nextCursor: str | UnsetType | None = UNSET
+
+
+class _Meta(msgspec.Struct):
+    total: int | None = None
+
+
+class _Envelope(msgspec.Struct):
+    data: list[WireEvent] | UnsetType = UNSET
+    pagination: _Pagination | None = None
+    meta: _Meta | None = None
+    hasMore: bool | UnsetType = UNSET
+    nextCursor: str | UnsetType | None = UNSET
+
+
+class _LooseEnvelope(msgspec.Struct):
+    data: msgspec.Raw = _ABSENT
+    pagination: Any = None
+    meta: Any = None
+    hasMore: Any = UNSET
+    nextCursor: Any = UNSET
+
+
+class _ErrorBody(msgspec.Struct):
+    error: Any = None
+    message: Any = None
+    code: Any = None
+    rateLimit: Any = None
+
+
+_FAST = msgspec.json.Decoder(_Envelope)
+_LOOSE = msgspec.json.Decoder(_LooseEnvelope)
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_EVENT = msgspec.json.Decoder(WireEvent)
+_ERROR = msgspec.json.Decoder(_ErrorBody)
+
+
+def decode_page(body: bytes) -> Page:
+    """Decode one list response (``/events`` or the feed). Raises ``DecodeError``."""
+    try:
+        env = _FAST.decode(body)
+    except (msgspec.ValidationError, UnicodeDecodeError):
+        return _decode_page_slow(body)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"invalid JSON page ({len(body)} bytes): {exc}") from None
+    if env.data is UNSET:
+        raise DecodeError(f"page without a data array ({len(body)} bytes)")
+    events = cast("list[RawEvent]", env.data)  # list[WireEvent]; Page is read-only
+    p = env.pagination
+    has_more = p.hasMore if p is not None else UNSET
+    cursor = p.nextCursor if p is not None else UNSET
+    if has_more is UNSET:
+        has_more = env.hasMore
+    if cursor is UNSET:
+        cursor = env.nextCursor
+    total = env.meta.total if env.meta is not None else None
+    return _page(events, has_more, cursor, total)
+
+
+def _decode_page_slow(body: bytes) -> Page:
+    try:
+        env = _LOOSE.decode(body)
+        items = _RAW_LIST.decode(env.data) if env.data else None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"invalid page ({len(body)} bytes): {exc}") from None
+    if items is None:
+        raise DecodeError(f"page without a data array ({len(body)} bytes)")
+    events: list[RawEvent] = []
+    for item in items:
+        try:
+            events.append(_EVENT.decode(item))
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            text = bytes(item).decode("utf-8", "replace")
+            events.append(MalformedEvent(raw=text, error=_short(exc)))
+    pag = env.pagination if isinstance(env.pagination, dict) else {}
+    has_more = _loose_bool(pag.get("hasMore", UNSET))
+    if has_more is UNSET:
+        has_more = _loose_bool(env.hasMore)
+    cursor = _loose_cursor(pag.get("nextCursor", UNSET))
+    if cursor is UNSET:
+        cursor = _loose_cursor(env.nextCursor)
+    meta = env.meta if isinstance(env.meta, dict) else {}
+    total = meta.get("total")
+    return _page(events, has_more, cursor, total if type(total) is int else None)
+
+
+def _page(
+    events: list[RawEvent],
+    has_more: bool | UnsetType,
+    cursor: str | UnsetType | None,
+    total: int | None,
+) -> Page:
+    next_cursor = cursor if isinstance(cursor, str) else None
+    if isinstance(has_more, bool):
+        more = has_more
+    elif cursor is not UNSET:
+        more = next_cursor is not None
+    else:
+        more = bool(events)
+    return Page(events=events, has_more=more, next_cursor=next_cursor, total=total)
+
+
+def _loose_bool(value: object) -> bool | UnsetType:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    return UNSET
+
+
+def _loose_cursor(value: object) -> str | UnsetType | None:
+    if value is None or isinstance(value, str):
+        return value
+    return UNSET
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def decode_error_body(body: bytes) -> tuple[str | None, str | None, float | None]:
+    """``(code, message, retry_after_s)`` of an ``{error, message, code, rateLimit}`` body.
+
+    Tolerant: anything else (an HTML page from a load balancer, truncated JSON, other shapes)
+    gives ``None`` for what it lacks. ``retry_after_s`` is ``rateLimit.retryAfter``, else
+    ``rateLimit.reset``; ``message`` falls back to ``error``.
+    """
+    try:
+        err = _ERROR.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None, None, None
+    code = err.code if isinstance(err.code, str) else None
+    message = err.message if isinstance(err.message, str) else None
+    if message is None and isinstance(err.error, str):
+        message = err.error
+    retry_after: float | None = None
+    if isinstance(err.rateLimit, dict):
+        for key in ("retryAfter", "reset"):
+            value = err.rateLimit.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                retry_after = float(value)
+                break
+    return code, message, retry_after
