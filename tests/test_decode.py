@@ -203,3 +203,21 @@ def test_decode_error_body(
 ) -> None:
     """(code, message, retry_after) from the error envelope; anything else gives Nones."""
     assert decode_error_body(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"id":"x","type":"\\ud800"}',  # msgspec cannot even skip a lone surrogate escape
+        b'{"id":"x","properties":{"k":"\\udc00"}}',
+    ],
+)
+def test_lone_surrogate_isolates_its_event(bad: bytes) -> None:
+    """A page msgspec rejects outright is split by stdlib json; only the bad event is lost."""
+    page = decode_page(body(b"[" + EVENT + b"," + bad + b"]", PAG, META))
+    assert (page.has_more, page.next_cursor, page.total) == (True, "eyJpZCI6", 3000000)
+    good, malformed = page.events
+    assert good.id == "56a349b5-7243-4e0c-9fd8-f2c1eb2a5d35"
+    assert bytes(good.properties or b"") == b'{"page": "/home"}'  # re-serialised by json
+    assert isinstance(malformed, MalformedEvent)
+    assert '"x"' in malformed.raw

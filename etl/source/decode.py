@@ -23,6 +23,7 @@ the docs (``{data, hasMore, nextCursor}``); ``pagination`` wins over top-level k
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import msgspec
@@ -98,10 +99,8 @@ def decode_page(body: bytes) -> Page:
     """Decode one list response (``/events`` or the feed). Raises ``DecodeError``."""
     try:
         env = _FAST.decode(body)
-    except (msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return _decode_page_slow(body)
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"invalid JSON page ({len(body)} bytes): {exc}") from None
     if env.data is UNSET:
         raise DecodeError(f"page without a data array ({len(body)} bytes)")
     events = cast("list[RawEvent]", env.data)  # list[WireEvent]; Page is read-only
@@ -117,19 +116,26 @@ def decode_page(body: bytes) -> Page:
 
 
 def _decode_page_slow(body: bytes) -> Page:
+    """Loose envelope, each event on its own. msgspec cannot even skip over a lone surrogate
+    escape (``"\\ud800"``), so when the loose decode fails too, stdlib ``json`` (which accepts
+    them) splits the page; only a body stdlib ``json`` rejects as well is an error."""
     try:
         env = _LOOSE.decode(body)
-        items = _RAW_LIST.decode(env.data) if env.data else None
+        items: list[Any] | None = _RAW_LIST.decode(env.data) if env.data else None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"invalid page ({len(body)} bytes): {exc}") from None
+        env, items = _decode_stdlib(body, exc)
     if items is None:
         raise DecodeError(f"page without a data array ({len(body)} bytes)")
     events: list[RawEvent] = []
     for item in items:
         try:
             events.append(_EVENT.decode(item))
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            text = bytes(item).decode("utf-8", "replace")
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            text = (
+                item.encode("utf-8", "replace").decode()  # lone surrogates -> '?'
+                if isinstance(item, str)
+                else bytes(item).decode("utf-8", "replace")
+            )
             events.append(MalformedEvent(raw=text, error=_short(exc)))
     pag = env.pagination if isinstance(env.pagination, dict) else {}
     has_more = _loose_bool(pag.get("hasMore", UNSET))
@@ -141,6 +147,26 @@ def _decode_page_slow(body: bytes) -> Page:
     meta = env.meta if isinstance(env.meta, dict) else {}
     total = meta.get("total")
     return _page(events, has_more, cursor, total if type(total) is int else None)
+
+
+def _decode_stdlib(body: bytes, loose_error: Exception) -> tuple[_LooseEnvelope, list[Any] | None]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise DecodeError(f"invalid JSON page ({len(body)} bytes): {_short(loose_error)}") from None
+    if not isinstance(doc, dict):
+        raise DecodeError(f"page is not a JSON object ({len(body)} bytes)")
+    env = _LooseEnvelope(
+        pagination=doc.get("pagination"),
+        meta=doc.get("meta"),
+        hasMore=doc.get("hasMore", UNSET),
+        nextCursor=doc.get("nextCursor", UNSET),
+    )
+    data = doc.get("data")
+    if "data" in doc and not isinstance(data, list):
+        raise DecodeError(f"page data is not an array ({len(body)} bytes)")
+    items = None if data is None else [json.dumps(x, ensure_ascii=False) for x in data]
+    return env, items
 
 
 def _page(
