@@ -1,0 +1,275 @@
+"""The aiohttp application: auth, rate limits, cache, faults and routing, in the real order.
+
+Order per request: auth (401) -> endpoint group's fixed-window limit (429, before routing:
+404 lookups under ``/events/*`` spend the events bucket) -> cache -> fault plan -> handler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from etl.sandbox import events, faults, feed, responses, sessions, submissions
+from etl.sandbox.clock import SandboxClock, SystemClock
+from etl.sandbox.config import SandboxConfig
+from etl.sandbox.dataset import EVENT_TYPES, Dataset
+from etl.sandbox.state import STATE, State
+
+API = "/api/v1"
+NOT_FOUND = ("ENDPOINT_NOT_FOUND", "The requested endpoint does not exist")
+INDEX = {
+    "name": "DataSync Analytics API",
+    "version": "v1",
+    "endpoints": {
+        "events": "/api/v1/events",
+        "sessions": "/api/v1/sessions",
+        "metrics": "/api/v1/metrics",
+    },
+    "authentication": {"method": "API Key", "header": "X-API-Key"},
+}
+
+
+def build_app(
+    config: SandboxConfig, *, clock: SandboxClock | None = None, dataset: Dataset | None = None
+) -> web.Application:
+    """The sandbox as an aiohttp app; all time comes from ``clock`` (default: wall clock)."""
+    state = State(config, clock or SystemClock(), dataset or Dataset(config))
+    app = web.Application(client_max_size=512 * 1024 * 1024)
+    app[STATE] = state
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+def state_of(app: web.Application) -> State:
+    return app[STATE]
+
+
+def _route(method: str, path: str) -> tuple[str, str | None]:
+    """(label, rate-limit group) of a request."""
+    if path == "/health":
+        return "health", None
+    if path == "/internal/health":
+        return "internal_health", None
+    if path == "/internal/stats":
+        return "stats", None
+    if path == "/internal/dashboard/stream-access":
+        return ("stream_access", None) if method == "POST" else ("not_found", None)
+    if path in (API, API + "/"):
+        return "index", None
+    if path == feed.FEED_PATH:
+        return ("feed", None) if method in ("GET", "HEAD") else ("not_found", None)
+    if path == API + "/events":
+        return ("events", "events") if method in ("GET", "HEAD", "OPTIONS") else ("not_found", None)
+    if path.startswith(API + "/events/"):
+        return ("event", "events") if method in ("GET", "HEAD") else ("not_found", None)
+    if path == API + "/sessions":
+        return ("sessions", "sessions") if method in ("GET", "HEAD") else ("not_found", None)
+    if path.startswith(API + "/sessions/"):
+        return ("session", "sessions") if method in ("GET", "HEAD") else ("not_found", None)
+    if path == API + "/metrics":
+        return ("metrics", "metrics") if method in ("GET", "HEAD") else ("not_found", None)
+    if path == API + "/submissions":
+        return ("submissions", None) if method in ("GET", "POST") else ("not_found", None)
+    return "not_found", None
+
+
+_PUBLIC = frozenset({"health", "internal_health", "not_found"})
+_LIMITS = {"sessions": "sessions_limit", "metrics": "metrics_limit"}
+_CACHED = frozenset({"events", "sessions", "metrics"})
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    label, group = _route(request.method, request.path)
+    resp = await _handle(state, request, label, group)
+    state.stats.record(label, resp.status)
+    return resp
+
+
+async def _handle(
+    state: State, request: web.Request, label: str, group: str | None
+) -> web.StreamResponse:
+    c = state.config
+    if label == "not_found":
+        return responses.error(404, *NOT_FOUND)
+    if label == "health":
+        return web.Response(text="OK")
+    if label == "internal_health":
+        return responses.json_response({"status": "ok", "database": "ok", "redis": "ok"})
+    if label == "events" and request.method == "OPTIONS":
+        return responses.alb_error(504)
+    api_key, via = _api_key(request)
+    if api_key is None:
+        return responses.error(
+            401, "MISSING_API_KEY", "API key required. Provide it in the X-API-Key header."
+        )
+    if api_key not in c.keys:
+        return responses.error(401, "INVALID_API_KEY", "Invalid API key")
+    state.first_seen.setdefault(api_key, state.now())
+    rid = responses.request_id()
+    rate_headers: dict[str, str] = {}
+    cache_key = None
+    cached = None
+    if group is not None and c.limits_enabled:
+        if label in _CACHED and request.method == "GET":
+            cache_key = _cache_key(request)
+            cached = state.cache.get(cache_key, state.now())
+        spend = cached is None or c.cache_hit_consumes
+        verdict = state.limiter.hit(
+            _bucket(c, api_key, via, group), _limit(c, group, via), state.now(), spend=spend
+        )
+        rate_headers = verdict.headers()
+        if not verdict.allowed:
+            rate_headers["Retry-After"] = str(verdict.reset)
+            return responses.error(
+                429,
+                "RATE_LIMIT_EXCEEDED",
+                f"Rate limit exceeded. Try again in {verdict.reset} seconds.",
+                headers=rate_headers,
+                extra={
+                    "rateLimit": {
+                        "limit": verdict.limit,
+                        "remaining": 0,
+                        "reset": verdict.reset,
+                        "retryAfter": verdict.reset,
+                    }
+                },
+            )
+        if cached is not None:
+            state.stats.cache_hits += 1
+            body, cached_rid = cached
+            headers = {**rate_headers, "X-Cache": "HIT", "X-Cache-TTL": _ttl_text(c)}
+            return responses.json_response(body, rid=cached_rid, headers=headers)
+    plan = faults.NO_FAULT
+    if label in ("events", "feed", "sessions", "stream_access"):
+        plan = state.faults.plan(body_faults=label != "stream_access")
+        if plan.any:
+            state.stats.faults.update(
+                k
+                for k, on in (
+                    (plan.exclusive or "", plan.exclusive is not None),
+                    ("slow", plan.slow),
+                    ("missingFields", plan.missing_fields),
+                )
+                if on
+            )
+        if plan.slow:
+            await state.faults.slow()
+        if plan.exclusive in ("500", "502", "503", "504"):
+            return responses.alb_error(int(plan.exclusive))
+    resp = await _serve(state, request, label, api_key, plan, rid)
+    if rate_headers:
+        resp.headers.update(rate_headers)
+    if cache_key is not None:
+        resp.headers["X-Cache"] = "MISS"
+        resp.headers["X-Cache-TTL"] = _ttl_text(c)
+        if (
+            resp.status == 200
+            and isinstance(resp.body, bytes)
+            and "X-Chaos-Applied" not in resp.headers
+        ):
+            state.cache.put(cache_key, state.now(), resp.body, rid)
+    if request.method == "HEAD":
+        resp.headers.popall("X-Cache", None)
+        resp.headers.popall("X-Cache-TTL", None)
+    if plan.slow:
+        resp.headers["X-Chaos-Applied"] = _join(resp.headers.get("X-Chaos-Applied"), "slowResponse")
+    if plan.exclusive == "truncate" and resp.status == 200:
+        return faults.truncate(resp, plan.cut)
+    if plan.exclusive == "drop" and resp.status == 200:
+        return await faults.drop(request, resp, plan.cut)
+    return resp
+
+
+async def _serve(
+    state: State, request: web.Request, label: str, api_key: str, plan: faults.Plan, rid: str
+) -> web.Response:
+    if label == "events":
+        return await events.list_events(state, request, plan, rid)
+    if label == "event":
+        return await events.get_event(state, request.path[len(API + "/events/") :], rid)
+    if label == "feed":
+        return await feed.feed(state, request, api_key, plan, rid)
+    if label == "stream_access":
+        return feed.stream_access(state, request, api_key)
+    if label == "sessions":
+        return sessions.list_sessions(state, request, rid)
+    if label == "session":
+        return sessions.get_session(state, request.path[len(API + "/sessions/") :], rid)
+    if label == "metrics":
+        return sessions.metrics(state, request, rid)
+    if label == "submissions":
+        if request.method == "POST":
+            return await submissions.submit(state, request, api_key)
+        return submissions.list_submissions(state, api_key)
+    if label == "stats":
+        return _stats(state)
+    return responses.json_response(INDEX, rid=rid)
+
+
+def _api_key(request: web.Request) -> tuple[str | None, str]:
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key, "header"
+    key = request.query.get("api_key") or request.query.get("apiKey")
+    return (key, "query") if key else (None, "none")
+
+
+def _bucket(c: SandboxConfig, api_key: str, via: str, group: str) -> tuple[str, str, str]:
+    pool = "query" if via == "query" and c.query_auth_pool == "separate" else "header"
+    return api_key, group, pool
+
+
+def _limit(c: SandboxConfig, group: str, via: str) -> int:
+    if group == "events":
+        return c.query_auth_limit if via == "query" else c.rate_limit
+    limit: int = getattr(c, _LIMITS[group])
+    return limit
+
+
+def _cache_key(request: web.Request) -> str:
+    items = sorted((k, v) for k, v in request.query.items() if k not in ("api_key", "apiKey"))
+    return request.path + "?" + "&".join(f"{k}={v}" for k, v in items)
+
+
+def _ttl_text(c: SandboxConfig) -> str:
+    return str(max(1, round(c.scaled(c.cache_ttl))))
+
+
+def _join(existing: str | None, item: str) -> str:
+    return item if not existing else f"{existing}, {item}"
+
+
+def _stats(state: State) -> web.Response:
+    ds = state.dataset
+    live = state.live()
+    device_counts: dict[str, int] = {"mobile": 0, "tablet": 0, "desktop": 0}
+    table = sessions.table(state)
+    for row in table.rows:
+        device_counts[ds.session_info(row[2]).device_type] += 1
+    types = ds.type_counts()
+    body: Mapping[str, object] = {
+        "counts": {
+            "users": ds.users,
+            "sessions": len(table.rows),
+            "events": ds.total(live),
+            "metrics": 0,
+        },
+        "distributions": {
+            "eventTypes": [{"type": t, "count": types[t]} for t in EVENT_TYPES],
+            "deviceTypes": [{"type": k, "count": v} for k, v in device_counts.items()],
+        },
+        "meta": {
+            "generatedAt": dt.datetime.fromtimestamp(state.now(), dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        },
+        "cache": {
+            "status": "MISS",
+            "ttl": 300,
+            "redis": {"keys": 2, "memory": "7.62M", "hitRate": "83.4%"},
+        },
+    }
+    return responses.json_response(body)
