@@ -17,8 +17,11 @@ app = typer.Typer(
 
 # Command modules register themselves on import (keep this list sorted).
 from etl.cli import export as _export  # noqa: E402,F401
+from etl.cli import health as _health  # noqa: E402,F401
 from etl.cli import ingest as _ingest  # noqa: E402,F401
+from etl.cli import runs as _runs  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
+from etl.cli import status as _status  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,125 @@
+"""`etl health`: one word for a monitor: ``ok`` (exit 0) or ``degraded: <failing parts>`` (exit 1).
+
+Checks: the database answers; the API answers ``GET {api_url}`` (the index, ``/api/v1``) and
+accepts the key (skipped without ``--api-url``: the bundled sandbox only lives during a run);
+the last run did not fail; a running run's heartbeat is fresh. A database where no ingest has
+run yet is healthy (nothing has failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated
+
+import aiohttp
+import typer
+
+from etl.cli import app
+from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
+from etl.cli.status import open_database
+from etl.display import human_duration
+from etl.errors import EtlError
+from etl.sink.dsn import redact_dsn
+from etl.status import StatusSnapshot, read_status
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str  # when not ok: the text named in "degraded: ..."
+
+
+def run_checks(snapshot: StatusSnapshot | None, *, stale_after_s: float) -> list[Check]:
+    """The last run's state and the freshness of a running run's heartbeat."""
+    run = snapshot.run if snapshot is not None else None
+    if snapshot is None or run is None:
+        return [Check("last_run", True, "no ingest has run yet")]
+    if run.status == "failed":
+        return [Check("last_run", False, f"run {run.run_id} failed: {run.error or 'no error'}")]
+    checks = [Check("last_run", True, f"run {run.run_id} {run.status}")]
+    age = snapshot.heartbeat_age_s
+    if run.status == "running" and age is not None:
+        if age > stale_after_s:
+            detail = f"run {run.run_id} stalled (no heartbeat for {human_duration(age)})"
+            checks.append(Check("heartbeat", False, detail))
+        else:
+            checks.append(Check("heartbeat", True, f"{human_duration(age)} ago"))
+    return checks
+
+
+async def api_check(api_url: str | None, api_key: str, *, timeout_s: float = 5.0) -> Check:
+    if not api_url:
+        return Check("api", True, "not configured (sandbox)")
+    where = redact_dsn(api_url)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(api_url, headers={"X-API-Key": api_key}) as response,
+        ):
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        text = str(exc) or type(exc).__name__
+        if api_key:
+            text = text.replace(api_key, "***")
+        return Check("api", False, f"api unreachable at {where} ({text})")
+    if status in (401, 403):
+        return Check("api", False, "api key rejected")
+    if status >= 400:
+        return Check("api", False, f"api at {where} answered HTTP {status}")
+    return Check("api", True, where)
+
+
+async def health_main(
+    database_url: str | None, data_dir: Path, api_url: str | None, api_key: str, stale_s: float
+) -> list[Check]:
+    api = asyncio.create_task(api_check(api_url, api_key))
+    snapshot: StatusSnapshot | None = None
+    try:
+        async with open_database(database_url, data_dir) as dsn:
+            if dsn is None:
+                db = Check("database", True, f"none yet in {data_dir} (no ingest has run)")
+            else:
+                snapshot = await read_status(dsn)
+                db = Check("database", True, redact_dsn(dsn))
+    except EtlError as exc:
+        db = Check("database", False, f"database unreachable: {exc}")
+    checks = [db, await api]
+    if db.ok:
+        checks.extend(run_checks(snapshot, stale_after_s=stale_s))
+    return checks
+
+
+@app.command()
+def health(
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = "",
+    as_json: AsJson = False,
+    stale_after: Annotated[
+        float,
+        typer.Option(help="Seconds without heartbeat after which a running run is stalled."),
+    ] = 60.0,
+) -> None:
+    """Print "ok" (exit 0) or "degraded: <failing parts>" (exit 1), then one line per check."""
+    checks = asyncio.run(health_main(database_url, data_dir, api_url, api_key, stale_after))
+    problems = [c.detail for c in checks if not c.ok]
+    verdict = "degraded" if problems else "ok"
+    if as_json:
+        doc = {
+            "schema": 1,
+            "status": verdict,
+            "problems": problems,
+            "checks": [asdict(c) for c in checks],
+        }
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(f"degraded: {'; '.join(problems)}" if problems else "ok")
+        for c in checks:
+            typer.echo(f"  {c.name.replace('_', ' ')}: {'ok' if c.ok else 'FAIL'} · {c.detail}")
+    if problems:
+        raise typer.Exit(1)

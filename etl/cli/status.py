@@ -1,0 +1,113 @@
+"""`etl status`: progress of the current or last run, read from the tables (any process, any time).
+
+Without ``DATABASE_URL`` it attaches to the embedded PostgreSQL in ``--data-dir``: if an
+``etl ingest`` is running, its server is shared (pgserver counts the processes using it and
+only the last one stops it); if none is, the server is started for the query and stopped
+again (about a second). A data dir with no database yet means no ingest has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from etl.cli import app
+from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
+from etl.display import render_status
+from etl.errors import EtlError
+from etl.sink.embedded import EmbeddedPostgres
+from etl.status import StatusSnapshot, read_status, snapshot_to_json
+
+NO_INGEST = "no ingest has run against this database yet"
+
+
+def embedded_pgdata(data_dir: Path) -> Path:
+    """Where ``etl ingest`` keeps its embedded PostgreSQL (see etl/cli/ingest.py)."""
+    return data_dir / "pg"
+
+
+@contextlib.asynccontextmanager
+async def open_database(database_url: str | None, data_dir: Path) -> AsyncIterator[str | None]:
+    """The DSN to read: ``database_url``, else the embedded server's (None if there is none)."""
+    if database_url:
+        yield database_url
+        return
+    pgdata = embedded_pgdata(data_dir)
+    if not (pgdata / "PG_VERSION").exists():
+        yield None
+        return
+    async with EmbeddedPostgres(pgdata) as dsn:
+        yield dsn
+
+
+def fail(exc: EtlError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _print(console: Console, snapshot: StatusSnapshot | None, as_json: bool) -> None:
+    if as_json:
+        doc = snapshot_to_json(snapshot) if snapshot else {"schema": 1, "initialized": False}
+        typer.echo(json.dumps(doc))
+    elif snapshot is None:
+        console.print(NO_INGEST)
+    else:
+        console.print(render_status(snapshot))
+
+
+async def status_main(
+    database_url: str | None, data_dir: Path, *, as_json: bool, watch: bool, interval_s: float
+) -> None:
+    console = Console()
+    async with open_database(database_url, data_dir) as dsn:
+        if dsn is None:
+            _print(console, None, as_json)
+            return
+        if not watch:
+            _print(console, await read_status(dsn), as_json)
+            return
+        if as_json:  # one JSON document per line, every interval
+            while True:
+                _print(console, await read_status(dsn), True)
+                await asyncio.sleep(interval_s)
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(render_status(await read_status(dsn)), refresh=True)
+                await asyncio.sleep(interval_s)
+
+
+@app.command()
+def status(
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = "",
+    as_json: AsJson = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes (--watch).")
+    ] = 2.0,
+) -> None:
+    """Progress of the current or last ingest: loaded / expected, rates, ETA, shards.
+
+    Reads only the progress and runs tables, so it answers at once while a run is live.
+    Prints "no ingest has run against this database yet" (exit 0) on a fresh database.
+    --json prints a versioned document ("schema": 1; see etl/status.py).
+    """
+    del api_url, api_key  # accepted for uniformity with the other commands; status needs the DB
+    try:
+        asyncio.run(
+            status_main(database_url, data_dir, as_json=as_json, watch=watch, interval_s=interval)
+        )
+    except EtlError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        return
