@@ -531,12 +531,14 @@ class PostgresSink:
     async def heartbeat(
         self, counters: RunCounters, shard_ids: Iterable[str] | None = None
     ) -> None:
-        """Store the run's counters and refresh its heartbeat (and that of ``shard_ids``)."""
-        run_id = self._require_run()
+        """Store the run's counters and refresh its heartbeat (and that of ``shard_ids``).
+
+        Without a started run only the shards' heartbeats are refreshed."""
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                await runs.update_run(conn, run_id, counters)
+                if self.run_id is not None:
+                    await runs.update_run(conn, self.run_id, counters)
                 if shard_ids:
                     await conn.execute(
                         "UPDATE ingest_progress SET heartbeat_at = now()"
