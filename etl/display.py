@@ -169,7 +169,7 @@ def _shard_table(lines: Sequence[ShardLine], max_rows: int) -> RenderableType:
     """Running shards first, then pending, then done; at most ``max_rows`` (plus a summary)."""
     order = {"running": 0, "pending": 1, "done": 2}
     shown = sorted(lines, key=lambda s: order.get(s.status, 3))[:max_rows]
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     table.add_column("shard")
     table.add_column("status")
     table.add_column("events", justify="right")
