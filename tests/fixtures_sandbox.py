@@ -97,3 +97,23 @@ async def sandbox() -> AsyncIterator[SandboxFactory]:
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any  # CIMultiDictProxy[str]
+    text: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.text)
+
+
+async def fetch(
+    http: Any, method: str, url: str, *, params: dict[str, str] | None = None, **kw: Any
+) -> Reply:
+    """One request -> status, headers and body text (for tests)."""
+    async with http.request(method, url, params=params, **kw) as resp:
+        return Reply(resp.status, resp.headers, await resp.text())

@@ -68,7 +68,7 @@ class State:
         return self.clock.time()
 
     def now_ms(self) -> int:
-        return int(self.clock.time() * 1000)
+        return round(self.clock.time() * 1000)
 
     def live(self) -> int:
         return self.dataset.live_count(self.now_ms())
