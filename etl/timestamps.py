@@ -43,6 +43,7 @@ UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MIN_UTC = EPOCH
 MAX_UTC = dt.datetime(2101, 1, 1, tzinfo=UTC)  # exclusive
+MAX_EPOCH_MS = 4_133_980_800_000  # MAX_UTC in epoch ms
 
 _S_BELOW = 100_000_000_000  # 1e11
 _MS_BELOW = 100_000_000_000_000  # 1e14
@@ -69,11 +70,16 @@ def to_utc(value: object) -> dt.datetime:
             d = dt.datetime.fromisoformat(s)
         except ValueError:
             return _from_str_slow(s)
-        return _check(d.replace(tzinfo=UTC) if d.tzinfo is None else _as_utc(d))
+        tz = d.tzinfo
+        if tz is not UTC:  # 'Z' and '+00:00' give the UTC singleton
+            d = _naive_utc(d) if tz is None else _as_utc(d)
+        if MIN_UTC <= d < MAX_UTC:
+            return d
+        raise TimestampError(f"out of range: {d.isoformat()}")
     if kind is float:
         return _from_epoch_float(value)  # type: ignore[arg-type]
     if isinstance(value, dt.datetime):
-        return _check(value.replace(tzinfo=UTC) if value.tzinfo is None else _as_utc(value))
+        return _check(_naive_utc(value) if value.tzinfo is None else _as_utc(value))
     if isinstance(value, int) and not isinstance(value, bool):
         return _from_epoch_int(int(value))
     raise TimestampError(f"unsupported type {type(value).__name__}")
@@ -92,9 +98,14 @@ def timestamp_raw(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return repr(value)
     return str(value)
+
+
+def _naive_utc(d: dt.datetime) -> dt.datetime:
+    """A naive datetime taken as UTC (3x faster than ``d.replace(tzinfo=UTC)`` on 3.11)."""
+    return dt.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, UTC)
 
 
 def _as_utc(d: dt.datetime) -> dt.datetime:
@@ -155,19 +166,19 @@ def _from_str_slow(raw: str) -> dt.datetime:
             return _from_epoch_int(int(s))
         return _from_epoch_float(float(s))
     upper = s.upper()
-    if upper != raw:
+    if upper != raw and not s[:1].isalpha():
         try:  # lowercase 'z' / 't', or surrounding blanks
             d = dt.datetime.fromisoformat(upper)
         except ValueError:
             pass
         else:
-            return _check(d.replace(tzinfo=UTC) if d.tzinfo is None else _as_utc(d))
+            return _check(_naive_utc(d) if d.tzinfo is None else _as_utc(d))
     try:  # RFC 2822; '-0000' (zone unknown) comes back naive and is taken as UTC
         d = email.utils.parsedate_to_datetime(s)
     except (ValueError, TypeError, IndexError):
         pass
     else:
-        return _check(d.replace(tzinfo=UTC) if d.tzinfo is None else _as_utc(d))
+        return _check(_naive_utc(d) if d.tzinfo is None else _as_utc(d))
     return _from_dateutil(s)
 
 
@@ -188,4 +199,4 @@ def _from_dateutil(s: str) -> dt.datetime:
         raise TimestampError("no known format") from None
     if a != b:
         raise TimestampError("incomplete date or time")
-    return _check(a.replace(tzinfo=UTC) if a.tzinfo is None else _as_utc(a))
+    return _check(_naive_utc(a) if a.tzinfo is None else _as_utc(a))
