@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import aiohttp
@@ -80,7 +81,7 @@ async def test_walk_by_cursor_returns_exactly_the_dataset_in_order(sandbox: Sand
     truth = sb.dataset.timestamps()
     keys = list(zip(truth, ids, strict=True))
     assert keys == sorted(keys, reverse=True)  # timestamp DESC, then id DESC
-    assert any(a == b for a, b in zip(truth, truth[1:], strict=False))  # ties exist
+    assert any(a == b for a, b in itertools.pairwise(truth))  # ties exist
 
 
 async def test_type_and_session_filters(sandbox: SandboxFactory) -> None:

@@ -1,0 +1,39 @@
+"""`etl sandbox` as a process: start-up output, clean exit on SIGTERM, exit 2 on bad values."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "etl", "sandbox", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_prints_url_and_demo_key_and_stops_on_sigterm() -> None:
+    proc = _cli("--port", "0", env={"SANDBOX_EVENTS": "2000"})
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    key = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", url), err
+    assert key == "API key (demo): ds_sandbox_demo_key_0000000000000000"
+    assert "2,000 events" in err
+    assert proc.returncode == 0
+
+
+def test_cli_bad_value_exits_2() -> None:
+    proc = _cli("--p-502", "2")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert "p_502 must be a probability" in err
