@@ -144,6 +144,7 @@ def _figures(f: Figures, title: str) -> RenderableType:
         (f"{title}  ", "bold"),
         (f"{f.loaded:,} / {f.total:,}" if f.total else f"{f.loaded:,} / ?", "bold cyan"),
         f"  {pct:.1f}%" if pct is not None else "",
+        f" · duplicates {f.duplicates:,}",
     )
     grid = Table.grid(padding=(0, 2))
     grid.add_row(head)
@@ -156,8 +157,7 @@ def _figures(f: Figures, title: str) -> RenderableType:
     )
     grid.add_row(
         f"requests {f.requests:,} · 429s {f.rate_limited:,} · retries {f.retries:,} · "
-        f"cursor resets {f.cursor_resets:,} · quarantined {f.quarantined:,} · "
-        f"duplicates {f.duplicates:,}"
+        f"cursor resets {f.cursor_resets:,} · quarantined {f.quarantined:,}"
     )
     return grid
 

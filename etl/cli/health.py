@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
-import aiohttp
 import typer
 
 from etl.cli import app
@@ -54,6 +53,8 @@ def run_checks(snapshot: StatusSnapshot | None, *, stale_after_s: float) -> list
 async def api_check(api_url: str | None, api_key: str, *, timeout_s: float = 5.0) -> Check:
     if not api_url:
         return Check("api", True, "not configured (sandbox)")
+    import aiohttp  # here, not at the top: `etl status` should not pay for importing it
+
     where = redact_dsn(api_url)
     try:
         async with (
