@@ -1,0 +1,313 @@
+"""Decoded events -> rows for ``events`` (``Record``) or ``Quarantined``. Pure, no I/O.
+
+Per event, in this order:
+
+1. ``id`` must be a UUID string (canonical lowercase; other spellings ``uuid.UUID`` accepts,
+   e.g. uppercase, are normalised) and ``timestamp`` must parse (``timestamps.to_utc``),
+   else the event is quarantined. ``ts_ms`` is the epoch ms of the normalised instant.
+2. Shard bounds: an event is kept only if ``lower_ts < ts_ms <= upper_ts`` (None =
+   unbounded). Others are dropped and counted in ``out_of_range``: another shard owns them.
+   As pages run newest first, an unparseable timestamp that follows an event below
+   ``lower_ts`` belongs to the next shard too, and is counted, not quarantined.
+3. A repeated id within the page: the first occurrence wins, repeats are counted in
+   ``duplicates`` (the sink's ``ON CONFLICT DO NOTHING`` would also absorb them).
+4. ``type`` a non-empty string; ``name`` a string or null; ``sessionId``/``userId`` UUIDs or
+   null; ``properties`` a JSON object, where absent or null means ``{}`` (the column is NOT
+   NULL, and "no properties" is a valid event); ``session`` a JSON object or null. Text that
+   PostgreSQL would refuse (NUL characters, ``\\u0000`` or unpaired surrogates in JSON,
+   invalid UTF-8) is quarantined here, so one event can never fail a whole batch.
+
+``last`` is the position (ts_ms, id) of the last event in page order with a valid id and
+timestamp (kept, quarantined, duplicate or out of range alike: all of them are handled), so a
+cursor rebuilt from it never skips an event. ``min_ts`` is the smallest ts_ms of those events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+
+import msgspec
+
+from etl.errors import TimestampError
+from etl.models import Position, Quarantined, RawEvent, Record
+from etl.source.decode import MalformedEvent
+from etl.timestamps import EPOCH, MAX_EPOCH_MS, timestamp_raw, to_utc
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_ONE_MS = dt.timedelta(milliseconds=1)
+_MS_LO = 100_000_000_000  # an int in [_MS_LO, MAX_EPOCH_MS) is a valid epoch-ms timestamp
+_ID_CHARS = re.compile(r"[0-9a-f\n-]*\Z")
+_NO_BOUND_LO, _NO_BOUND_HI = -(2**63), 2**63
+
+
+@dataclass(slots=True)
+class TransformResult:
+    records: list[Record] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    last: Position | None = None  # last event in page order with a valid (ts, id)
+    min_ts: int | None = None  # smallest ts_ms among the events ``last`` considers
+    out_of_range: int = 0  # outside (lower_ts, upper_ts]: owned by another shard
+    duplicates: int = 0  # repeated ids within the page (first one kept)
+    shard_id: str | None = None
+
+    @property
+    def positions(self) -> tuple[Position | None, int | None]:
+        return self.last, self.min_ts
+
+
+def canonical_uuid(value: object) -> str | None:
+    """``value`` as a lowercase canonical UUID string, or None if it is not one."""
+    if type(value) is not str:
+        return None
+    if _UUID.match(value):
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def event_position(event: RawEvent) -> Position | None:
+    """The (ts_ms, id) of one event, or None if its id or timestamp is invalid."""
+    eid = canonical_uuid(event.id)
+    if eid is None:
+        return None
+    try:
+        return Position((to_utc(event.timestamp) - EPOCH) // _ONE_MS, eid)
+    except TimestampError:
+        return None
+
+
+def transform_page(
+    events: list[RawEvent],
+    *,
+    shard_id: str | None = None,
+    lower_ts: int | None = None,
+    upper_ts: int | None = None,
+) -> TransformResult:
+    """Validate and convert one page. ``shard_id`` is only carried into the result."""
+    out = TransformResult(shard_id=shard_id)
+    records = out.records
+    append = records.append
+    quarantine = out.quarantined.append
+    lo = _NO_BOUND_LO if lower_ts is None else lower_ts
+    hi = _NO_BOUND_HI if upper_ts is None else upper_ts
+    ids_ok = _all_canonical([ev.id for ev in events])
+    good_refs: set[str] = set()  # session/user ids already validated on this page
+    uuid_ok = _UUID.match
+    from_ts, utc, ms_lo, ms_hi = dt.datetime.fromtimestamp, dt.UTC, _MS_LO, MAX_EPOCH_MS
+    last_ts = last_id = None
+    min_ts: int | None = None
+    below = False  # an event below lower_ts was seen: the rest of the page is below too
+
+    for ev in events:
+        eid = ev.id
+        if not ids_ok and (type(eid) is not str or not uuid_ok(eid)):
+            eid = canonical_uuid(eid)
+            if eid is None:
+                quarantine(_reject(ev, _id_problem(ev), None))
+                continue
+        ts = ev.timestamp
+        if type(ts) is int and ms_lo <= ts < ms_hi:  # epoch ms, the common case: inlined
+            occurred = from_ts(ts / 1000, utc)
+            ts_ms = ts
+            ts_raw = str(ts)
+        else:
+            try:
+                occurred = to_utc(ts)
+            except TimestampError as exc:
+                if below:
+                    out.out_of_range += 1
+                else:
+                    quarantine(_reject(ev, _ts_problem(ts, exc), eid))
+                continue
+            ts_ms = (occurred - EPOCH) // _ONE_MS
+            ts_raw = ts if type(ts) is str else timestamp_raw(ts)
+        last_ts, last_id = ts_ms, eid
+        if min_ts is None or ts_ms < min_ts:
+            min_ts = ts_ms
+        if ts_ms <= lo or ts_ms > hi:
+            out.out_of_range += 1
+            below = below or ts_ms <= lo
+            continue
+
+        typ = ev.type
+        if type(typ) is not str or not typ or "\x00" in typ:
+            quarantine(_reject(ev, _text_problem("type", typ, required=True), eid))
+            continue
+        name = ev.name
+        if name is not None and (type(name) is not str or "\x00" in name):
+            quarantine(_reject(ev, _text_problem("name", name, required=False), eid))
+            continue
+        sid = ev.sessionId
+        if sid is not None and (type(sid) is not str or sid not in good_refs):
+            sid = canonical_uuid(sid)
+            if sid is None:
+                quarantine(_reject(ev, "sessionId is not a UUID", eid))
+                continue
+            good_refs.add(sid)
+        uid = ev.userId
+        if uid is not None and (type(uid) is not str or uid not in good_refs):
+            uid = canonical_uuid(uid)
+            if uid is None:
+                quarantine(_reject(ev, "userId is not a UUID", eid))
+                continue
+            good_refs.add(uid)
+
+        raw = ev.properties
+        try:
+            props = "{}" if raw is None else str(raw, "utf-8")
+        except UnicodeDecodeError:
+            props = None
+        if props is None or props[:1] != "{":
+            if props in ("", "null"):
+                props = "{}"
+            else:
+                quarantine(_reject(ev, _json_problem("properties", props), eid))
+                continue
+        elif "\\u" in props and (problem := _jsonb_problem(props)):
+            quarantine(_reject(ev, f"properties {problem}", eid))
+            continue
+        raw = ev.session
+        try:
+            session = None if raw is None else str(raw, "utf-8")
+        except UnicodeDecodeError:
+            quarantine(_reject(ev, "session is not valid UTF-8", eid))
+            continue
+        if session is not None and session[:1] != "{":
+            if session in ("", "null"):
+                session = None
+            else:
+                quarantine(_reject(ev, _json_problem("session", session), eid))
+                continue
+        elif session is not None and "\\u" in session and (problem := _jsonb_problem(session)):
+            quarantine(_reject(ev, f"session {problem}", eid))
+            continue
+
+        append(
+            (
+                eid,
+                sid,
+                uid,
+                typ,
+                name,
+                occurred,
+                props,
+                session,
+                ts_raw,
+            )
+        )
+
+    if len({r[0] for r in records}) != len(records):
+        out.records, out.duplicates = _first_of_each_id(records)
+    if last_id is not None and last_ts is not None:
+        out.last = Position(last_ts, last_id)
+    out.min_ts = min_ts
+    return out
+
+
+def _all_canonical(ids: list[object]) -> bool:
+    """True if every id is a canonical lowercase UUID string. One pass in C over the joined
+    ids instead of a regex per id: fixed length and newline positions make every id exactly
+    36 chars, the character class and the dash count/positions make it canonical."""
+    n = len(ids)
+    try:
+        joined = "\n".join(ids)  # type: ignore[arg-type]  # TypeError if any is not a str
+    except TypeError:
+        return False
+    if n == 0 or len(joined) != 37 * n - 1 or not _ID_CHARS.match(joined):
+        return False
+    dashes = "-" * n
+    return (
+        joined.count("\n") == n - 1
+        and joined[36::37] == "\n" * (n - 1)
+        and joined.count("-") == 4 * n
+        and joined[8::37] == dashes
+        and joined[13::37] == dashes
+        and joined[18::37] == dashes
+        and joined[23::37] == dashes
+    )
+
+
+def _first_of_each_id(records: list[Record]) -> tuple[list[Record], int]:
+    seen: set[str] = set()
+    kept = []
+    for r in records:
+        if r[0] not in seen:
+            seen.add(r[0])
+            kept.append(r)
+    return kept, len(records) - len(kept)
+
+
+# --- slow paths: reasons and payloads of rejected events -------------------------------
+
+
+def _jsonb_problem(text: str) -> str | None:
+    """Why jsonb would refuse this JSON text (\\u0000, unpaired surrogates), else None."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return "is not valid JSON"
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                return "contains \\u0000"
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains an unpaired surrogate"
+    return None
+
+
+def _json_problem(what: str, text: str | None) -> str:
+    if text is None:
+        return f"{what} is not valid UTF-8"
+    return f"{what} is not an object"
+
+
+def _id_problem(ev: RawEvent) -> str:
+    if isinstance(ev, MalformedEvent):
+        return f"undecodable event: {ev.error}"
+    if ev.id is None:
+        return "missing id"
+    return "id is not a UUID"
+
+
+def _ts_problem(value: object, exc: TimestampError) -> str:
+    if value is None:
+        return "missing timestamp"
+    return f"unparseable timestamp: {_short_repr(value)} ({exc})"
+
+
+def _text_problem(what: str, value: object, *, required: bool) -> str:
+    if value is None or value == "":
+        return f"missing {what}" if required else f"{what} is empty"
+    if type(value) is not str:
+        return f"{what} is not a string"
+    return f"{what} contains a NUL character"
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reject(ev: RawEvent, reason: str, event_id: str | None) -> Quarantined:
+    if isinstance(ev, MalformedEvent):
+        return Quarantined(reason=reason, payload=ev.raw, event_id=None)
+    try:
+        payload = msgspec.json.encode(ev).decode("utf-8", "replace")
+    except (TypeError, UnicodeError, ValueError):  # e.g. a lone surrogate in a str field
+        payload = _short_repr(ev, 100_000)
+    return Quarantined(reason=reason, payload=payload, event_id=event_id)
