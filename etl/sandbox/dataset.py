@@ -26,7 +26,6 @@ import math
 import operator
 import random
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, compress, count, islice
@@ -267,9 +266,6 @@ class Dataset:
     def timestamps(self, live: int = 0) -> list[int]:
         """Every event's true timestamp (epoch ms) in API order."""
         return [self.ts_at(p, live) for p in range(self.size + live)]
-
-    def iter_positions(self, start: int, live: int = 0) -> Iterator[int]:
-        return iter(range(start, self.size + live))
 
     def type_counts(self) -> dict[str, int]:
         return {name: self.types.count(bytes([code])) for code, name in enumerate(EVENT_TYPES)}
