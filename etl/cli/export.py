@@ -21,8 +21,8 @@ from etl.source.submit import submit_ids
 @app.command("export-ids")
 def export_ids_cmd(
     file: Annotated[Path, typer.Argument(help="Where to write the ids, one per line.")],
+    data_dir: DataDir,
     database_url: DatabaseUrl = None,
-    data_dir: DataDir = Path(".etl-data"),
 ) -> None:
     """Write every loaded event id to FILE, one per line."""
 

@@ -16,9 +16,11 @@ from etl.cli import app
 from etl.cli.bundled import bundled_sandbox
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
 from etl.clock import MonotonicClock
-from etl.display import LogReporter, human_duration
+from etl.delivery import DeliveryLog
+from etl.display import human_duration, make_reporter
 from etl.errors import EtlError, ExitCode
-from etl.models import Reporter, RunCounters
+from etl.metrics import write_metrics
+from etl.models import Reporter, RunCounters, ShardState
 from etl.pipeline import Outcome, Run
 from etl.settings import Settings
 from etl.sink.embedded import EmbeddedPostgres
@@ -45,6 +47,40 @@ def summary(outcome: Outcome, elapsed_s: float) -> str:
     )
 
 
+class MetricsTap:
+    """A Reporter that also writes the Prometheus textfile every ``interval_s``."""
+
+    def __init__(self, inner: Reporter, path: Path, *, interval_s: float = 15.0) -> None:
+        self.inner = inner
+        self.path = path
+        self.interval_s = interval_s
+        self.started = time.time()
+        self._last = 0.0
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+
+    def update(self, counters: RunCounters, shards: list[ShardState]) -> None:
+        self.inner.update(counters, shards)
+        now = time.time()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self.write(counters, shards, "running")
+
+    def write(self, counters: RunCounters, shards: list[ShardState], status: str) -> None:
+        loaded = counters.extra.get("loaded_before", 0) + counters.inserted
+        write_metrics(
+            self.path,
+            counters,
+            shards,
+            run_status=status,
+            run_started_s=self.started,
+            now_s=time.time(),
+            loaded_total=loaded,
+            expected_total=counters.extra.get("expected_total") or None,
+        )
+
+
 async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, float]:
     clock = MonotonicClock()
     counters = RunCounters()
@@ -56,7 +92,10 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         else:
             dsn = settings.database_url
         api_url, api_key = settings.api_url, settings.api_key
-        sink = await stack.enter_async_context(PostgresSink(dsn, loaders=settings.loaders))
+        delivery = stack.enter_context(DeliveryLog(settings.data_dir / "delivery.jsonl"))
+        sink = await stack.enter_async_context(
+            PostgresSink(dsn, loaders=settings.loaders, on_delivery=delivery)
+        )
         await sink.try_lock()
         if api_url is None:
             api_key = api_key or SANDBOX_DEMO_KEY
@@ -73,7 +112,10 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         source = DataSyncSource(http, clock, counters, settings.source_options())
         reporter.message(await source.start())
         await sink.start_run(source.strategy_used)
-        run = Run(source, sink, reporter, clock, settings.pipeline_options(), counters=counters)
+        tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
+        run = Run(
+            source, sink, tap or reporter, clock, settings.pipeline_options(), counters=counters
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, run.request_stop, signal.Signals(sig).name)
@@ -88,15 +130,17 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
                 loop.remove_signal_handler(sig)
         error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
         await sink.finish_run(outcome.status, counters, error)
+        if tap is not None:
+            tap.write(counters, outcome.shards, outcome.status)
     return outcome, time.monotonic() - started
 
 
 @app.command()
 def ingest(
+    data_dir: DataDir,
     api_url: ApiUrl = None,
     api_key: ApiKey = "",
     database_url: DatabaseUrl = None,
-    data_dir: DataDir = Path(".etl-data"),
     strategy: Annotated[
         str, typer.Option(envvar="ETL_STRATEGY", help="auto (feed + /events), events or feed.")
     ] = "auto",
@@ -132,6 +176,12 @@ def ingest(
         int,
         typer.Option(envvar="SANDBOX_EVENTS", help="Dataset size of the bundled sandbox."),
     ] = 3_000_000,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="ETL_METRICS_FILE", help="Prometheus textfile to write (node_exporter)."
+        ),
+    ] = None,
     quiet: Quiet = False,
     log_format: LogFormat = "text",
     progress_interval: Annotated[
@@ -159,15 +209,21 @@ def ingest(
             quiet=quiet,
             log_format=log_format,
             progress_interval_s=progress_interval,
+            metrics_file=metrics_file,
         )
     except EtlError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    reporter = LogReporter(
-        sys.stderr, interval_s=settings.progress_interval_s, fmt=log_format, quiet=quiet
+    reporter = make_reporter(
+        quiet=quiet,
+        log_format=log_format,
+        interval_s=settings.progress_interval_s,
+        stream=sys.stderr,
+        is_tty=sys.stderr.isatty(),
     )
     try:
-        outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
+        with reporter:
+            outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
     except EtlError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
