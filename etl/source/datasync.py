@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from etl import ratelimit
+import etl.ratelimit as ratelimit
 from etl.errors import AuthError, SourceError, StreamTokenError
 from etl.models import Clock, Lane, Position, RunCounters, ShardState
 from etl.source.feed import StreamToken
@@ -86,7 +86,7 @@ class DataSyncSource:
                         concurrency=opts.feed_concurrency,
                         token=token,
                         rate=rate,
-                        **common,  # type: ignore[arg-type]
+                        **common,
                     )
                 )
         if opts.strategy in ("auto", "events"):
@@ -102,7 +102,7 @@ class DataSyncSource:
                     self._counters,
                     concurrency=opts.events_concurrency,
                     bucket=bucket,
-                    **common,  # type: ignore[arg-type]
+                    **common,
                 )
             )
         self._lanes = lanes

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from etl import ratelimit
+import etl.ratelimit as ratelimit
 from etl.errors import (
     CursorExpired,
     PermanentSourceError,

@@ -6,8 +6,6 @@ import email.utils
 import time
 from collections.abc import Mapping
 
-from etl.source.decode import decode_error_body, decode_page
-
 from etl.errors import (
     AuthError,
     CursorExpired,
@@ -17,6 +15,7 @@ from etl.errors import (
     TransientSourceError,
 )
 from etl.models import Page
+from etl.source.decode import decode_error_body, decode_page
 from etl.source.http import Response
 
 CURSOR_CODES = frozenset({"CURSOR_EXPIRED", "INVALID_CURSOR", "CURSOR_INVALID", "MALFORMED_CURSOR"})
