@@ -121,6 +121,7 @@ class Run:
         self.options = options
         self.counters = counters or RunCounters()
         self.stop = stop or asyncio.Event()
+        self._halt = asyncio.Event()  # stop requested, or nothing left to fetch
         self.stop_reason = ""
         self.error: EtlError | None = None
         self.shards: list[ShardState] = []
@@ -168,6 +169,9 @@ class Run:
             asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
         ]
         scheduler = ShardScheduler(todo)
+        self._halt.clear()
+        if self.stop.is_set():
+            self._halt.set()
         self.counters.extra["expected_total"] = total or 0
         self.counters.extra["loaded_before"] = loaded_before
         self.reporter.message(planned)
@@ -175,6 +179,7 @@ class Run:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._ticker())
                 loaders = [tg.create_task(self._loader(q)) for q in self._queues]
+                tg.create_task(self._halt_when(scheduler))
                 async with asyncio.TaskGroup() as fetchers:
                     for lane in self.source.lanes():
                         for _ in range(lane.concurrency):
@@ -205,10 +210,23 @@ class Run:
         if not self.stop.is_set():
             self.stop_reason = reason
             self.stop.set()
+        self._halt.set()
+
+    async def _halt_when(self, scheduler: ShardScheduler) -> None:
+        """Release fetchers waiting for budget once no shard is left (or a stop came)."""
+        done = asyncio.ensure_future(scheduler.drained.wait())
+        stopped = asyncio.ensure_future(self.stop.wait())
+        finished = asyncio.ensure_future(self._finished.wait())
+        try:
+            await asyncio.wait({done, stopped, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (done, stopped, finished):
+                f.cancel()
+        self._halt.set()
 
     async def _fetcher(self, lane: Lane, scheduler: ShardScheduler) -> None:
-        while not self.stop.is_set():
-            ok, _ = await until_stopped(lane.acquire(), self.stop)
+        while not self._halt.is_set():
+            ok, _ = await until_stopped(lane.acquire(), self._halt)
             if not ok:
                 return
             shard = await scheduler.take()

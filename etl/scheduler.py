@@ -15,6 +15,9 @@ class ShardScheduler:
         self._busy = 0
         self._closed = False
         self._changed = asyncio.Condition()
+        self.drained = asyncio.Event()  # every shard done: waiting fetchers can go home
+        if not self._idle:
+            self.drained.set()
 
     @property
     def remaining(self) -> int:
@@ -39,15 +42,19 @@ class ShardScheduler:
             self._busy -= 1
             if shard.status != "done":
                 self._idle.append(shard)
+            elif self._busy == 0 and not self._idle:
+                self.drained.set()
             self._changed.notify_all()
 
     async def add(self, shard: ShardState) -> None:
         async with self._changed:
             self.shards.append(shard)
             self._idle.append(shard)
+            self.drained.clear()
             self._changed.notify_all()
 
     async def close(self) -> None:
         async with self._changed:
             self._closed = True
+            self.drained.set()
             self._changed.notify_all()

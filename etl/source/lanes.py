@@ -108,8 +108,17 @@ class _Lane:
                 resets += 1
                 if resets > MAX_CURSOR_RESETS:
                     raise PermanentSourceError(f"{self.name}: cursor keeps failing: {exc}") from exc
-                cursor = cursors.fresh(
-                    None, fallback=start_position(shard), now_ms=self.now_ms(), margin_ms=0
+                # Rebuild from the position. A refused rebuilt cursor means our clock and the
+                # API's disagree: each further try lives 30x longer (110 s, 55 min, 27 h, ...).
+                fallback = start_position(shard)
+                cursor = (
+                    None
+                    if fallback is None
+                    else cursors.encode(
+                        fallback,
+                        now_ms=self.now_ms(),
+                        ttl_ms=cursors.CURSOR_TTL_MS * 30 ** (resets - 1),
+                    )
                 )
                 continue
             except StreamTokenError:
