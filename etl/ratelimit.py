@@ -1,0 +1,212 @@
+"""Client-side limiters, all time from an injected ``Clock`` (``etl.clock``).
+
+``TokenBucket``: the ``/events`` budget, a *fixed* window per key on the server: ``capacity``
+requests per window of ``capacity / rate_per_s`` seconds (10 per 60 s), the window opened by
+the first request. Modelled as such, not as a continuously refilled bucket (which would
+allow 10 + 10 requests in the first minute and earn a 429): ``capacity`` tokens, all back at
+the window's end. ``sync()`` adopts the server's own count from the ``X-RateLimit-*`` headers.
+
+``AdaptiveRate``: the feed's hidden throttle (a sliding window of about 200 requests per
+300 s, 429s without any header). Requests are paced (no bursts: a sliding window punishes
+them), the rate is probed upwards slowly and cut below the measured ceiling after a 429.
+
+Both are cancellation-safe: the only ``await`` is the clock's sleep, and a token is taken
+after it, without awaiting, so a cancelled waiter takes nothing. Waiters re-check after every
+wake-up, so a pause set meanwhile (``pause_until``) holds every one of them at once.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from etl.models import Clock
+
+_EPS = 1e-9
+
+
+class TokenBucket:
+    """Fixed-window budget: ``capacity`` requests per ``capacity / rate_per_s`` seconds."""
+
+    def __init__(
+        self, rate_per_s: float, capacity: float, clock: Clock, *, margin_s: float = 0.25
+    ) -> None:
+        if rate_per_s <= 0 or capacity < 1:
+            raise ValueError("rate_per_s must be > 0 and capacity >= 1")
+        self._clock = clock
+        self.limit = int(capacity)
+        self.window_s = capacity / rate_per_s
+        self.margin_s = margin_s  # added to every window end: the server's clock is elsewhere
+        self.tokens = self.limit
+        self.window_end: float | None = None  # None: the window opens with the next request
+        self.paused_until = float("-inf")
+
+    async def acquire(self) -> None:
+        """Wait for a token and take it."""
+        while True:
+            now = self._clock.now()
+            if self.window_end is not None and now >= self.window_end:
+                self.tokens, self.window_end = self.limit, None  # the server's window rolled
+            if now >= self.paused_until:
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    if self.window_end is None:
+                        self.window_end = now + self.window_s + self.margin_s
+                    return
+                wait = self.window_s if self.window_end is None else self.window_end - now
+            else:
+                wait = self.paused_until - now
+            await self._clock.sleep(wait)
+
+    def sync(self, limit: int, remaining: int, reset_s: float) -> None:
+        """Adopt the server's view: ``remaining`` requests now, ``limit`` again in ``reset_s``.
+
+        Headers are stale by the requests sent while this one was in flight, so within the
+        same window the budget only ever goes *down* (min of ours and the server's). A reset
+        time well before our window's end comes from a response of the previous window and
+        is ignored; a later one means the server opened a window we did not know about.
+        """
+        now = self._clock.now()
+        reset_at = now + max(0.0, reset_s) + self.margin_s
+        self.limit = max(0, limit)
+        tolerance = self.window_s / 2
+        if self.window_end is not None and reset_at < self.window_end - tolerance:
+            return  # a late answer from the previous window
+        if self.window_end is not None and reset_at <= self.window_end + tolerance:
+            self.tokens = min(self.tokens, max(0, remaining))
+            self.window_end = max(self.window_end, reset_at)
+        else:
+            self.tokens = min(self.tokens, max(0, remaining))
+            self.window_end = reset_at
+
+    def pause_until(self, t: float) -> None:
+        """No token before clock time ``t`` for anyone (e.g. a 429's Retry-After)."""
+        self.paused_until = max(self.paused_until, t)
+
+    def pause_for(self, seconds: float) -> None:
+        self.pause_until(self._clock.now() + max(0.0, seconds))
+
+
+class AdaptiveRate:
+    """Pacing plus a learned sliding-window cap, for a throttle that sends no headers.
+
+    * ``acquire()`` grants one start per ``1 / rate`` seconds (no burst credit) and, once
+      the throttle's capacity is known, no more than ``cap`` starts in any ``window_s``
+      (a slot freed by a start leaving the window is used ``margin_s`` late). It returns the
+      grant time, the request's ticket; ``on_success``/``on_throttled`` take it back as
+      ``started_at``. Without it, answers are matched to starts in FIFO order.
+    * ``on_success()``: additive increase by ``increase_per_s`` (req/s), up to ``max_per_s``
+      and 5 % above the cap's rate, only while pacing is what holds requests back (not the
+      cap, a pause, or too few requests in flight).
+    * ``on_throttled()``: every waiter pauses ``cooldown_s``; then, unless the request started
+      before the last decrease (it was in flight meanwhile: already accounted for), a
+      multiplicative decrease ``rate = backoff * min(rate, measured)``, where ``measured`` is
+      the starts per second over the last ``window_s`` (at least half the rate: a burst can
+      trip a throttle early), and the cap := the starts in the window before the throttled
+      one (at most the previous cap - 1, so it converges). ``window_s`` must be the
+      throttle's window (300 s for the feed, per the spec): with a shorter real window the
+      cap is too strict (slow, but no 429s), with a longer one the cap-1 steps converge.
+    * Probing: after ``probe_after_s`` without a throttle, the cap grows by one.
+
+    Why a cap: a sliding window remembers. After a 429 the window is full of the recent
+    past, so a merely lower rate keeps earning 429s until that past has aged out; mirroring
+    the window in the client (its own start log) spends exactly what the throttle accepts.
+    Throttled starts stay in the log (some throttles count refused requests too).
+    """
+
+    def __init__(
+        self,
+        initial_per_s: float,
+        clock: Clock,
+        *,
+        max_per_s: float = 50.0,
+        min_per_s: float = 0.01,
+        increase_per_s: float = 0.002,
+        backoff: float = 0.95,
+        cooldown_s: float = 3.0,
+        window_s: float = 300.0,
+        probe_after_s: float = 1800.0,
+        margin_s: float = 1.0,
+    ) -> None:
+        if not 0 < min_per_s <= initial_per_s <= max_per_s or not 0 < backoff < 1:
+            raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s, 0 < backoff < 1")
+        self._clock = clock
+        self.rate_per_s = initial_per_s
+        self.max_per_s, self.min_per_s = max_per_s, min_per_s
+        self.increase_per_s, self.backoff = increase_per_s, backoff
+        self.cooldown_s, self.window_s = cooldown_s, window_s
+        self.probe_after_s, self.margin_s = probe_after_s, margin_s
+        self.cap: int | None = None  # learned: starts the throttle accepts per window_s
+        self.throttled = 0
+        self._next_start = float("-inf")
+        self.paused_until = float("-inf")
+        self._decreased_at = float("-inf")
+        self._paced = False  # the last grant waited for its pacing slot (nothing else)
+        self._starts: collections.deque[float] = collections.deque()  # the last window_s
+        self._pending: collections.deque[float] = collections.deque()  # not answered yet
+
+    @property
+    def ceiling_per_s(self) -> float | None:
+        return None if self.cap is None else self.cap / self.window_s
+
+    async def acquire(self) -> float:
+        """Wait for the next slot; returns the clock time the request may start."""
+        paced = False
+        while True:
+            now = self._clock.now()
+            self._forget(now)
+            if self.cap is not None and now - self._decreased_at >= self.probe_after_s:
+                self.cap += 1
+                self._decreased_at = now  # the next probe one period later
+            starts = self._starts
+            slot = (
+                starts[-self.cap] + self.window_s + self.margin_s
+                if self.cap and len(starts) >= self.cap
+                else 0.0
+            )
+            at = max(self._next_start, self.paused_until, slot)
+            if now >= at - _EPS:
+                self._paced = paced
+                self._next_start = now + 1.0 / self.rate_per_s
+                starts.append(now)
+                self._pending.append(now)
+                return now
+            paced = at == self._next_start
+            await self._clock.sleep(at - now)
+
+    def on_success(self, started_at: float | None = None) -> None:
+        started_at = self._answered(started_at)
+        if started_at < self._decreased_at or not self._paced:
+            return
+        limit = self.max_per_s
+        if self.cap is not None:
+            limit = min(limit, 1.05 * self.cap / self.window_s)
+        self.rate_per_s = min(limit, self.rate_per_s + self.increase_per_s)
+
+    def on_throttled(self, started_at: float | None = None) -> None:
+        self.throttled += 1
+        now = self._clock.now()
+        started_at = self._answered(started_at)
+        self.paused_until = max(self.paused_until, now + self.cooldown_s)
+        if started_at < self._decreased_at:
+            return  # in flight during the last decrease: that one already covers it
+        self._forget(now)
+        starts = self._starts
+        before = sum(1 for s in starts if started_at - self.window_s < s < started_at)
+        self.cap = max(1, before if self.cap is None else min(before, self.cap - 1))
+        measured = max(len(starts) / self.window_s, self.rate_per_s / 2)
+        self.rate_per_s = max(self.min_per_s, min(self.rate_per_s, measured) * self.backoff)
+        self._decreased_at = now
+
+    def _answered(self, started_at: float | None) -> float:
+        pending = self._pending
+        if started_at is None:
+            return pending.popleft() if pending else self._clock.now()
+        if started_at in pending:
+            pending.remove(started_at)
+        return started_at
+
+    def _forget(self, now: float) -> None:
+        horizon = now - self.window_s
+        for log in (self._starts, self._pending):
+            while log and log[0] <= horizon:
+                log.popleft()

@@ -1,0 +1,323 @@
+"""etl.clock and etl.ratelimit, on virtual time only: no test sleeps for real."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+
+import pytest
+
+from etl.clock import FakeClock, MonotonicClock
+from etl.models import Clock
+from etl.ratelimit import AdaptiveRate, TokenBucket
+
+# --- clocks ------------------------------------------------------------------------------
+
+
+async def test_fake_clock_wakes_concurrent_sleepers_in_deadline_order() -> None:
+    """With autojump, time jumps to each deadline in turn; nobody waits for real."""
+    clock = FakeClock()
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    await asyncio.gather(sleeper("c", 3.0), sleeper("a", 1.0), sleeper("b", 2.0))
+    assert woke == [("a", 1.0), ("b", 2.0), ("c", 3.0)]
+
+
+async def test_fake_clock_sleeper_woken_first_may_sleep_again_before_others() -> None:
+    """A woken task's new, earlier deadline is honoured before later sleepers wake."""
+    clock = FakeClock()
+    woke: list[tuple[str, float]] = []
+
+    async def twice() -> None:
+        await clock.sleep(1.0)
+        await clock.sleep(1.0)
+        woke.append(("twice", clock.now()))
+
+    async def once() -> None:
+        await clock.sleep(5.0)
+        woke.append(("once", clock.now()))
+
+    await asyncio.gather(once(), twice())
+    assert woke == [("twice", 2.0), ("once", 5.0)]
+
+
+async def test_fake_clock_without_autojump_moves_only_on_advance() -> None:
+    """advance() wakes exactly the sleepers that are due."""
+    clock = FakeClock(10.0, autojump=False)
+    short = asyncio.create_task(clock.sleep(1.0))
+    long = asyncio.create_task(clock.sleep(5.0))
+    await asyncio.sleep(0)
+    clock.advance(2.0)
+    await asyncio.sleep(0)
+    assert (short.done(), long.done(), clock.now()) == (True, False, 12.0)
+    clock.advance(3.0)
+    await long
+    with pytest.raises(ValueError):
+        clock.advance(-1.0)
+
+
+async def test_fake_clock_cancelled_sleep_leaves_no_trace() -> None:
+    """A cancelled sleeper is skipped and does not move time."""
+    clock = FakeClock(autojump=False)
+    task = asyncio.create_task(clock.sleep(1.0))
+    await asyncio.sleep(0)
+    assert clock.sleepers == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert clock.sleepers == 0
+
+
+async def test_clocks_satisfy_the_protocol() -> None:
+    """Both clocks are models.Clock; the real one's now() is monotonic."""
+    clocks: list[Clock] = [MonotonicClock(), FakeClock()]
+    for clock in clocks:
+        before = clock.now()
+        await clock.sleep(0)
+        assert clock.now() >= before
+
+
+# --- TokenBucket ---------------------------------------------------------------------------
+
+
+async def test_bucket_spends_the_window_then_waits_for_its_end() -> None:
+    """capacity tokens at once; the next one when the window (plus margin) ends."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.25)
+    for _ in range(10):
+        await bucket.acquire()
+    assert clock.now() == 0.0
+    await bucket.acquire()
+    assert clock.now() == pytest.approx(60.25)
+    assert bucket.tokens == 9  # a fresh window, opened by that request
+
+
+@pytest.mark.parametrize(
+    ("spent", "remaining", "reset_s", "tokens", "window_end"),
+    [
+        (1, 9, 59, 9, 60.25),  # in step with the server: the later window end is kept
+        (5, 9, 59, 5, 60.25),  # stale header (4 requests in flight): never raises the budget
+        (1, 3, 40, 3, 60.25),  # someone else spends the same key: fewer left
+        (1, 9, 2, 9, 60.25),  # reset far before our window end: a previous window's answer
+    ],
+)
+async def test_bucket_sync_within_a_window(
+    spent: int, remaining: int, reset_s: float, tokens: int, window_end: float
+) -> None:
+    """sync() only ever lowers the budget within one window; stale answers are ignored."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.25)
+    for _ in range(spent):
+        await bucket.acquire()
+    bucket.sync(10, remaining, reset_s)
+    assert (bucket.tokens, bucket.window_end) == (tokens, pytest.approx(window_end))
+
+
+async def test_bucket_sync_adopts_a_window_it_did_not_know() -> None:
+    """A first sync (or a later window) sets remaining tokens now, a full refill at reset."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.0)
+    bucket.sync(limit=5, remaining=2, reset_s=30)
+    await bucket.acquire()
+    await bucket.acquire()
+    assert clock.now() == 0.0
+    await bucket.acquire()
+    assert clock.now() == 30.0
+    assert bucket.tokens == 4  # the server's limit (5), not our capacity (10)
+
+
+async def test_bucket_pause_holds_every_waiter_at_once() -> None:
+    """pause_for (a 429's Retry-After) holds all waiters even with tokens available."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock)
+    bucket.pause_for(46)
+    times: list[float] = []
+
+    async def fetcher() -> None:
+        await bucket.acquire()
+        times.append(clock.now())
+
+    await asyncio.gather(*(fetcher() for _ in range(3)))
+    assert times == [46.0, 46.0, 46.0]
+
+
+async def test_bucket_cancelled_waiter_takes_no_token() -> None:
+    """Cancelling a waiting acquire() consumes nothing; the next waiter gets the token."""
+    clock = FakeClock(autojump=False)
+    bucket = TokenBucket(rate_per_s=1 / 60, capacity=1, clock=clock, margin_s=0.0)
+    await bucket.acquire()
+    first = asyncio.create_task(bucket.acquire())
+    second = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    clock.advance(60)
+    await second
+    assert bucket.tokens == 0
+    assert not first.done() or first.cancelled()
+
+
+class FixedWindowServer:
+    """The /events limiter: a fixed window per key, opened by its first request."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.start: float | None = None
+        self.used = 0
+
+    def request(self, now: float) -> tuple[bool, int, int]:
+        if self.start is None or now >= self.start + self.window_s:
+            self.start, self.used = now, 0
+        reset = max(1, -int(-(self.start + self.window_s - now) // 1))  # ceil, like the API
+        if self.used >= self.limit:
+            return False, 0, reset
+        self.used += 1
+        return True, self.limit - self.used, reset
+
+
+async def test_bucket_spends_exactly_the_fixed_window_budget() -> None:
+    """Concurrent fetchers with 3.5 s latency, synced from headers: no 429, full budget."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock)
+    server = FixedWindowServer(10, 60.0)
+    ok = throttled = 0
+    sent = 0
+
+    async def fetcher() -> None:
+        nonlocal ok, throttled, sent
+        while sent < 200:
+            sent += 1
+            await bucket.acquire()
+            await clock.sleep(0.3)
+            accepted, remaining, reset = server.request(clock.now())
+            await clock.sleep(3.2)
+            bucket.sync(10, remaining, reset)
+            if accepted:
+                ok += 1
+            else:
+                throttled += 1
+                bucket.pause_for(reset)
+
+    await asyncio.gather(*(fetcher() for _ in range(4)))
+    assert throttled == 0
+    windows = clock.now() / 60.0
+    assert ok / (10 * windows) >= 0.95  # 200 requests in ~20 windows
+
+
+# --- AdaptiveRate --------------------------------------------------------------------------
+
+
+async def test_adaptive_paces_starts_without_bursts() -> None:
+    """Starts are 1/rate apart even when many wait at once."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.5, clock)
+    starts = await asyncio.gather(*(rate.acquire() for _ in range(4)))
+    assert sorted(starts) == [0.0, 2.0, 4.0, 6.0]
+
+
+async def test_adaptive_increases_only_when_pacing_holds_requests_back() -> None:
+    """Additive increase on success, but not while fewer requests run than the rate allows."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.5, clock, increase_per_s=0.01)
+    t = await rate.acquire()  # no wait: not rate-limited
+    rate.on_success(t)
+    assert rate.rate_per_s == 0.5
+    t = await rate.acquire()  # waited for its slot
+    rate.on_success(t)
+    assert rate.rate_per_s == pytest.approx(0.51)
+
+
+async def test_adaptive_throttle_decreases_once_pauses_and_learns_the_cap() -> None:
+    """A 429 cuts the rate below the last good one, pauses everyone, remembers the cap;
+    answers to requests in flight during the cut do not cut again."""
+    clock = FakeClock()
+    rate = AdaptiveRate(1.0, clock, backoff=0.9, cooldown_s=5.0, window_s=100.0)
+    tickets = [await rate.acquire() for _ in range(10)]  # t = 0..9
+    await clock.sleep(3.0)  # the answers arrive
+    rate.on_throttled(tickets[8])
+    assert rate.cap == 8  # starts in the window before the throttled one
+    assert rate.rate_per_s == pytest.approx(0.5 * 0.9)  # measured 0.1/s < rate/2
+    rate.on_throttled(tickets[9])  # started before the cut: stale
+    assert rate.rate_per_s == pytest.approx(0.45)
+    assert rate.throttled == 2
+    assert rate.paused_until == pytest.approx(17.0)  # cooldown from t = 12
+    # and the cap: 10 starts in the window, 8 allowed: wait until the 3rd (t = 2) leaves it
+    assert await rate.acquire() == pytest.approx(2.0 + 100.0 + rate.margin_s)
+
+
+async def test_adaptive_cancelled_waiter_takes_no_slot() -> None:
+    """A cancelled acquire() leaves the pacing untouched."""
+    clock = FakeClock(autojump=False)
+    rate = AdaptiveRate(1.0, clock)
+    await rate.acquire()
+    waiter = asyncio.create_task(rate.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    clock.advance(1.0)
+    assert await rate.acquire() == 1.0
+
+
+class SlidingWindowServer:
+    """The feed's hidden throttle: at most ``limit`` requests in any ``window_s``."""
+
+    def __init__(self, limit: int, window_s: float, count_refused: bool) -> None:
+        self.limit, self.window_s, self.count_refused = limit, window_s, count_refused
+        self.log: collections.deque[float] = collections.deque()
+
+    def admit(self, now: float) -> bool:
+        while self.log and self.log[0] <= now - self.window_s:
+            self.log.popleft()
+        accepted = len(self.log) < self.limit
+        if accepted or self.count_refused:
+            self.log.append(now)
+        return accepted
+
+
+@pytest.mark.parametrize(
+    ("initial", "workers", "tickets", "jitter_s", "count_refused"),
+    [
+        (0.6, 4, True, 0.0, False),  # the pipeline's defaults
+        (0.6, 4, False, 0.0, False),  # answers matched FIFO (no started_at)
+        (0.3, 4, True, 1.0, False),  # starting low, latency jitter
+        (0.9, 8, False, 1.0, True),  # starting too high; refused requests count too
+        (2.0, 8, True, 2.0, False),  # far too high, very jittery
+    ],
+)
+async def test_adaptive_rate_long_run_against_a_sliding_window(
+    initial: float, workers: int, tickets: bool, jitter_s: float, count_refused: bool
+) -> None:
+    """3,000 feed requests (~3.5 s latency, several in flight) against ~200 per 300 s:
+    at most 0.5 % answered 429, at least 92 % of the throttle's budget used."""
+    clock = FakeClock()
+    rate = AdaptiveRate(initial, clock)
+    server = SlidingWindowServer(200, 300.0, count_refused)
+    rng = random.Random(7)
+    total, sent, ok, throttled = 3000, 0, 0, 0
+
+    async def fetcher() -> None:
+        nonlocal sent, ok, throttled
+        while sent < total:
+            sent += 1
+            ticket = await rate.acquire()
+            await clock.sleep(0.5 + rng.uniform(0, jitter_s))
+            accepted = server.admit(clock.now())
+            await clock.sleep(3.0 + rng.uniform(0, jitter_s))
+            if accepted:
+                ok += 1
+                rate.on_success(ticket if tickets else None)
+            else:
+                throttled += 1
+                rate.on_throttled(ticket if tickets else None)
+
+    await asyncio.gather(*(fetcher() for _ in range(workers)))
+    budget = 200 / 300 * clock.now()
+    assert throttled / total <= 0.005
+    assert ok / budget >= 0.92
