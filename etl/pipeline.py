@@ -284,7 +284,7 @@ class Run:
                 if nxt is None:
                     ended = True
                     break
-                if nxt.checkpoint.shard_id != first.checkpoint.shard_id:
+                if nxt.checkpoint.shard_id != group[0].checkpoint.shard_id:
                     await self._write(merge(group))
                     group, size = [nxt], 0
                 else:

@@ -100,7 +100,7 @@ async def test_stopped_run_resumes_without_loss_or_duplicates(sandbox: Any, db_u
         source={"strategy": "events"},
         pipeline={"page_size": 500},
     )
-    assert second.status == "succeeded"
+    assert second.status == "succeeded", second.error
     assert_exact(await loaded_ids(db_url), sb.ids())
     # re-fetched at most about one page per shard
     assert second.counters.duplicates <= 6 * 500
