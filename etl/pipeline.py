@@ -146,7 +146,12 @@ class Run:
             how = f"full sync in {len(new)} shards"
         else:
             new = planner.incremental_plan(
-                covered, head, overlap_ms=self.options.overlap_ms, shards=self.options.shards
+                covered,
+                head,
+                overlap_ms=self.options.overlap_ms,
+                shards=self.options.shards,
+                events_per_ms=planner.density(shards),
+                events_per_shard=self.options.page_size * 10,
             )
             how = (
                 f"incremental: events newer than {covered} in {len(new)} shard(s)"

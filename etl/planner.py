@@ -42,19 +42,35 @@ def covered_upper(shards: list[ShardState]) -> int | None:
     return max(uppers) if uppers else None
 
 
+def density(shards: list[ShardState]) -> float | None:
+    """Events per millisecond over the bounded part of what is loaded, if known."""
+    bounded = [s for s in shards if s.lower_ts is not None and s.upper_ts is not None]
+    span = sum(s.upper_ts - s.lower_ts for s in bounded if s.upper_ts and s.lower_ts)
+    events = sum(s.events for s in bounded)
+    return events / span if span > 0 and events > 0 else None
+
+
 def incremental_plan(
-    covered: int, head: Position, *, overlap_ms: int, shards: int = 1
+    covered: int,
+    head: Position,
+    *,
+    overlap_ms: int,
+    shards: int = 1,
+    events_per_ms: float | None = None,
+    events_per_shard: int = 50_000,
 ) -> list[ShardState]:
     """Shards for what is newer than ``covered``, re-reading ``overlap_ms`` below it.
 
     The overlap catches events that arrive late with a timestamp just under the old head;
-    re-reading known events is harmless (the load ignores duplicates).
+    re-reading known events is harmless (the load ignores duplicates). The new range is cut
+    into as many shards as its expected size calls for (one when the density is unknown).
     """
     lower = covered - overlap_ms
     if head.ts_ms <= covered:
         return []
     span = head.ts_ms - lower
-    count = max(1, min(shards, span // 60_000 + 1))
+    expected = (events_per_ms or 0.0) * span
+    count = max(1, min(shards, int(expected // events_per_shard) + 1))
     bounds = [head.ts_ms - (span * k) // count for k in range(count + 1)]
     return [
         ShardState(f"inc-{head.ts_ms}-{k:02d}", lower_ts=bounds[k + 1], upper_ts=bounds[k])

@@ -109,7 +109,10 @@ def transform_page(
         if not ids_ok and (type(eid) is not str or not uuid_ok(eid)):
             eid = canonical_uuid(eid)
             if eid is None:
-                quarantine(_reject(ev, _id_problem(ev), None))
+                if below or _outside(ev.timestamp, lo, hi):  # another shard's to judge
+                    out.out_of_range += 1
+                else:
+                    quarantine(_reject(ev, _id_problem(ev), None))
                 continue
         ts = ev.timestamp
         if type(ts) is int and ms_lo <= ts < ms_hi:  # epoch ms, the common case: inlined
@@ -208,6 +211,15 @@ def transform_page(
         out.last = Position(last_ts, last_id)
     out.min_ts = min_ts
     return out
+
+
+def _outside(value: object, lo: int, hi: int) -> bool:
+    """True if ``value`` is a valid timestamp outside the shard's ``(lo, hi]``."""
+    try:
+        ts_ms = (to_utc(value) - EPOCH) // _ONE_MS
+    except TimestampError:
+        return False
+    return ts_ms <= lo or ts_ms > hi
 
 
 def _all_canonical(ids: list[object]) -> bool:

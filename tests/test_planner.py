@@ -42,7 +42,15 @@ def test_covered_upper_only_when_all_done() -> None:
 
 def test_incremental_plan_starts_just_below_the_last_head() -> None:
     """New events above the old head are planned, with a small overlap under it."""
-    new = planner.incremental_plan(5_000_000, Position(5_600_000), overlap_ms=1_000, shards=4)
+    new = planner.incremental_plan(
+        5_000_000,
+        Position(5_600_000),
+        overlap_ms=1_000,
+        shards=4,
+        events_per_ms=1.0,
+        events_per_shard=100_000,
+    )
+    assert len(new) == 4
     assert new[0].upper_ts == 5_600_000
     assert new[-1].lower_ts == 4_999_000
     for ts in (4_999_001, 5_000_000, 5_300_000, 5_600_000):
@@ -58,3 +66,11 @@ def test_split_hands_the_older_half_to_a_new_shard() -> None:
     assert shard.lower_ts == new.upper_ts == 400_000
     assert new.lower_ts == 0
     assert planner.split(ShardState("t", lower_ts=None, upper_ts=5), "x") is None
+
+
+def test_small_increment_gets_one_shard() -> None:
+    """A few new events are not worth several requests of a 10-per-minute budget."""
+    new = planner.incremental_plan(
+        5_000_000, Position(5_600_000), overlap_ms=0, shards=16, events_per_ms=0.01
+    )
+    assert len(new) == 1

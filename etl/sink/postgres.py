@@ -77,11 +77,12 @@ WHERE shard_id = $1
 """
 _UPSERT_QUARANTINE = """
 INSERT INTO quarantine AS q
-    (event_id, shard_id, run_id, reason, payload, payload_text, occurrences)
-SELECT u.event_id, $1, $2, u.reason, j.doc, CASE WHEN j.doc IS NULL THEN u.payload END, u.n
+    (event_id, fingerprint, shard_id, run_id, reason, payload, payload_text, occurrences)
+SELECT u.event_id, coalesce(u.event_id, 'md5:' || md5(u.payload)), $1, $2, u.reason, j.doc,
+       CASE WHEN j.doc IS NULL THEN u.payload END, u.n
 FROM unnest($3::text[], $4::text[], $5::text[], $6::int[]) AS u(event_id, reason, payload, n)
 CROSS JOIN LATERAL (SELECT etl_try_jsonb(u.payload) AS doc) AS j
-ON CONFLICT (event_id, reason) WHERE event_id IS NOT NULL
+ON CONFLICT (fingerprint, reason)
 DO UPDATE SET last_seen = now(),
               occurrences = q.occurrences + EXCLUDED.occurrences,
               shard_id = EXCLUDED.shard_id,
@@ -140,20 +141,18 @@ def _clean(text: str) -> str:
 def _quarantine_args(
     items: Iterable[Quarantined],
 ) -> tuple[list[str | None], list[str], list[str], list[int]]:
-    """Columns for the upsert; repeats of one (event_id, reason) merged (ON CONFLICT DO UPDATE
-    cannot touch a row twice in one statement)."""
+    """Columns for the upsert; repeats of one (event_id or payload, reason) merged (ON
+    CONFLICT DO UPDATE cannot touch a row twice in one statement)."""
     rows: list[list[Any]] = []
-    by_key: dict[tuple[str, str], list[Any]] = {}
+    by_key: dict[tuple[str | None, str, str | None], list[Any]] = {}
     for q in items:
         reason = _clean(q.reason)
         payload = _clean(q.payload)
-        if q.event_id is None:
-            rows.append([None, reason, payload, 1])
-            continue
-        key = (_clean(q.event_id), reason)
+        event_id = None if q.event_id is None else _clean(q.event_id)
+        key = (event_id, reason, payload if event_id is None else None)
         row = by_key.get(key)
         if row is None:
-            row = by_key[key] = [key[0], reason, payload, 1]
+            row = by_key[key] = [event_id, reason, payload, 1]
             rows.append(row)
         else:
             row[3] += 1

@@ -9,7 +9,7 @@ Tables
     ingest_progress   one row per shard: bounds, committed position/cursor, status, counters
     ingest_progress_archive  shard rows retired by ``reset_progress`` (their counters still count)
     ingest_runs       run history: status, counters, heartbeat, error, host/pid
-    quarantine        events that could not be made valid; unique on (event_id, reason)
+    quarantine        events that could not be made valid; unique on (fingerprint, reason)
     delivery_log      one row per batch written (or failed)
     schema_version    applied migration steps
 View
@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     event_id     text        NULL,
     shard_id     text        NULL,
     run_id       bigint      NULL,
+    fingerprint  text        NOT NULL,  -- event_id, or md5 of the payload when it has none
     reason       text        NOT NULL,
     payload      jsonb       NULL,  -- the event as received, when it is valid JSON
     payload_text text        NULL,  -- ... otherwise the raw text
@@ -103,8 +104,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     last_seen    timestamptz NOT NULL DEFAULT now(),
     occurrences  integer     NOT NULL DEFAULT 1
 );
-CREATE UNIQUE INDEX IF NOT EXISTS quarantine_event_reason_uq
-    ON quarantine (event_id, reason) WHERE event_id IS NOT NULL;
+-- re-reading a page after a resume must not store its bad events twice, id or no id
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_fingerprint_reason_uq
+    ON quarantine (fingerprint, reason);
 
 CREATE TABLE IF NOT EXISTS delivery_log (
     id            bigserial   PRIMARY KEY,
