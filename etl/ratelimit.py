@@ -94,7 +94,9 @@ class AdaptiveRate:
       (a slot freed by a start leaving the window is used ``margin_s`` late). It returns the
       grant time, the request's ticket; ``on_success``/``on_throttled`` take it back as
       ``started_at``. Without it, answers are matched to starts in FIFO order.
-    * ``on_success()``: additive increase by ``increase_per_s`` (req/s), up to ``max_per_s``
+    * ``on_success()``: until the first throttle, slow start (the rate grows ``slow_start``
+      times per answer: an unthrottled feed is used at full speed within seconds); after
+      it, additive increase by ``increase_per_s`` (req/s), up to ``max_per_s``
       and 5 % above the cap's rate, only while pacing is what holds requests back (not the
       cap, a pause, or too few requests in flight).
     * ``on_throttled()``: every waiter pauses ``cooldown_s``; then, unless the request started
@@ -126,6 +128,7 @@ class AdaptiveRate:
         window_s: float = 300.0,
         probe_after_s: float = 1800.0,
         margin_s: float = 1.0,
+        slow_start: float = 1.25,
     ) -> None:
         if not 0 < min_per_s <= initial_per_s <= max_per_s or not 0 < backoff < 1:
             raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s, 0 < backoff < 1")
@@ -135,6 +138,7 @@ class AdaptiveRate:
         self.increase_per_s, self.backoff = increase_per_s, backoff
         self.cooldown_s, self.window_s = cooldown_s, window_s
         self.probe_after_s, self.margin_s = probe_after_s, margin_s
+        self.slow_start = slow_start  # growth factor per answered request until a throttle
         self.cap: int | None = None  # learned: starts the throttle accepts per window_s
         self.throttled = 0
         self._next_start = float("-inf")
@@ -177,9 +181,11 @@ class AdaptiveRate:
         started_at = self._answered(started_at)
         if started_at < self._decreased_at or not self._paced:
             return
-        limit = self.max_per_s
-        if self.cap is not None:
-            limit = min(limit, 1.05 * self.cap / self.window_s)
+        if self.cap is None:  # slow start: no throttle seen yet, so none may exist at all
+            grown = max(self.rate_per_s * self.slow_start, self.rate_per_s + self.increase_per_s)
+            self.rate_per_s = min(self.max_per_s, grown)
+            return
+        limit = min(self.max_per_s, 1.05 * self.cap / self.window_s)
         self.rate_per_s = min(limit, self.rate_per_s + self.increase_per_s)
 
     def on_throttled(self, started_at: float | None = None) -> None:

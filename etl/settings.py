@@ -43,6 +43,7 @@ class Settings:
     events_concurrency: int = 2
     feed_concurrency: int = 4
     feed_rate_per_s: float = 0.6
+    feed_window_s: float = 300.0
     loaders: int = 2
     batch_size: int = 10_000
     queue_batches: int = 4
@@ -83,6 +84,7 @@ class Settings:
             ("--events-concurrency", self.events_concurrency, 0, 64),
             ("--feed-concurrency", self.feed_concurrency, 0, 64),
             ("--feed-rate", self.feed_rate_per_s, 0.001, 1000),
+            ("--feed-window", self.feed_window_s, 1, 86_400),
             ("--loaders", self.loaders, 1, 16),
             ("--batch-size", self.batch_size, 1, 1_000_000),
             ("--queue-batches", self.queue_batches, 1, 1000),
@@ -125,5 +127,6 @@ class Settings:
             events_concurrency=self.events_concurrency,
             feed_concurrency=self.feed_concurrency,
             feed_rate_per_s=self.feed_rate_per_s,
+            feed_window_s=self.feed_window_s,
             max_attempts=self.max_attempts,
         )

@@ -224,13 +224,22 @@ async def test_adaptive_paces_starts_without_bursts() -> None:
 async def test_adaptive_increases_only_when_pacing_holds_requests_back() -> None:
     """Additive increase on success, but not while fewer requests run than the rate allows."""
     clock = FakeClock()
-    rate = AdaptiveRate(0.5, clock, increase_per_s=0.01)
+    rate = AdaptiveRate(0.5, clock, increase_per_s=0.01, slow_start=1.0)
     t = await rate.acquire()  # no wait: not rate-limited
     rate.on_success(t)
     assert rate.rate_per_s == 0.5
     t = await rate.acquire()  # waited for its slot
     rate.on_success(t)
     assert rate.rate_per_s == pytest.approx(0.51)
+
+
+async def test_adaptive_slow_start_reaches_an_unthrottled_rate_fast() -> None:
+    """With no throttle in sight the rate multiplies: 0.5/s to 50/s in a few dozen answers."""
+    clock = FakeClock()
+    rate = AdaptiveRate(0.5, clock, max_per_s=50.0)
+    for _ in range(30):
+        rate.on_success(await rate.acquire())
+    assert rate.rate_per_s == 50.0
 
 
 async def test_adaptive_throttle_decreases_once_pauses_and_learns_the_cap() -> None:

@@ -156,6 +156,13 @@ def ingest(
     feed_concurrency: Annotated[
         int, typer.Option(envvar="ETL_FEED_CONCURRENCY", help="Fetchers on the feed (0: off).")
     ] = 4,
+    feed_window: Annotated[
+        float,
+        typer.Option(
+            envvar="ETL_FEED_WINDOW",
+            help="Seconds of the feed's hidden sliding-window throttle (spec: about 300).",
+        ),
+    ] = 300.0,
     loaders: Annotated[
         int, typer.Option(envvar="ETL_LOADERS", help="Database connections loading in parallel.")
     ] = 2,
@@ -200,6 +207,7 @@ def ingest(
             shards=shards,
             events_concurrency=events_concurrency,
             feed_concurrency=feed_concurrency,
+            feed_window_s=feed_window,
             loaders=loaders,
             batch_size=batch_size,
             max_runtime_s=max_runtime,

@@ -26,6 +26,7 @@ class SourceOptions:
     feed_concurrency: int = 4
     feed_rate_per_s: float = 0.6  # starting rate; AIMD probes upwards from here
     feed_rate_max_per_s: float = 50.0
+    feed_window_s: float = 300.0  # the hidden throttle's sliding window (spec: about 5 min)
     max_attempts: int = 10
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
@@ -76,6 +77,7 @@ class DataSyncSource:
                 rate = ratelimit.AdaptiveRate(
                     initial_per_s=opts.feed_rate_per_s,
                     max_per_s=opts.feed_rate_max_per_s,
+                    window_s=opts.feed_window_s,
                     clock=self._clock,
                 )
                 lanes.append(
