@@ -42,7 +42,7 @@ class Settings:
     span_days: float = 31.0
     events_concurrency: int = 2
     feed_concurrency: int = 4
-    feed_rate_per_s: float = 0.6
+    feed_rate_per_s: float | None = None
     feed_window_s: float = 300.0
     loaders: int = 2
     batch_size: int = 10_000
@@ -83,7 +83,6 @@ class Settings:
             ("--span-days", self.span_days, 0.001, 3650),
             ("--events-concurrency", self.events_concurrency, 0, 64),
             ("--feed-concurrency", self.feed_concurrency, 0, 64),
-            ("--feed-rate", self.feed_rate_per_s, 0.001, 1000),
             ("--feed-window", self.feed_window_s, 1, 86_400),
             ("--loaders", self.loaders, 1, 16),
             ("--batch-size", self.batch_size, 1, 1_000_000),
@@ -97,6 +96,8 @@ class Settings:
         for name, value, low, high in checks:
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        if self.feed_rate_per_s is not None and not 0.001 <= self.feed_rate_per_s <= 1000:
+            raise ConfigError("--feed-rate must be between 0.001 and 1000 requests/s")
         if self.max_runtime_s is not None and self.max_runtime_s <= 0:
             raise ConfigError("--max-runtime must be a positive number of seconds")
         if self.events_concurrency == 0 and self.feed_concurrency == 0:

@@ -24,7 +24,9 @@ class SourceOptions:
     events_per_window: int = 10  # until the first X-RateLimit-* headers say otherwise
     events_window_s: float = 60.0
     feed_concurrency: int = 4
-    feed_rate_per_s: float = 0.6  # starting rate; AIMD probes upwards from here
+    # Starting rate; the limiter probes upwards from it. None: 90 % of the throttle the
+    # spec reports (about 200 requests per feed window), the best prior there is.
+    feed_rate_per_s: float | None = None
     feed_rate_max_per_s: float = 50.0
     feed_window_s: float = 300.0  # the hidden throttle's sliding window (spec: about 5 min)
     max_attempts: int = 10
@@ -75,7 +77,7 @@ class DataSyncSource:
                 note = f"feed unavailable ({exc}); "
             else:
                 rate = ratelimit.AdaptiveRate(
-                    initial_per_s=opts.feed_rate_per_s,
+                    initial_per_s=opts.feed_rate_per_s or 180 / opts.feed_window_s,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
                     clock=self._clock,
