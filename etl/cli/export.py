@@ -10,12 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from etl.cli import app
-from etl.cli.db import database
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir
 from etl.errors import ConfigError, EtlError
-from etl.sink.export import export_ids
-from etl.source.http import Http
-from etl.source.submit import submit_ids
 
 
 @app.command("export-ids")
@@ -25,6 +21,8 @@ def export_ids_cmd(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write every loaded event id to FILE, one per line."""
+    from etl.cli.db import database
+    from etl.sink.export import export_ids
 
     async def main() -> int:
         async with database(database_url, data_dir) as dsn:
@@ -48,6 +46,8 @@ def submit(
     api_key: ApiKey = "",
 ) -> None:
     """Post the ids in FILE to /api/v1/submissions and print the verdict."""
+    from etl.source.http import Http
+    from etl.source.submit import submit_ids
 
     async def main() -> dict[str, Any]:
         if not api_url or not api_key:

@@ -1,138 +1,21 @@
-"""`etl ingest`: the composition root of a run. Builds Settings, wires the parts, exits."""
+"""`etl ingest`: builds Settings from flags/env, runs the composition root, sets the exit code.
+
+Heavy imports (aiohttp, asyncpg, the pipeline) happen inside the command, so other
+commands (`etl status`, `etl --help`) start fast.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from etl.cli import app
-from etl.cli.bundled import bundled_sandbox
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
-from etl.clock import MonotonicClock
-from etl.delivery import DeliveryLog
-from etl.display import human_duration, make_reporter
 from etl.errors import EtlError, ExitCode
-from etl.metrics import write_metrics
-from etl.models import Reporter, RunCounters, ShardState
-from etl.pipeline import Outcome, Run
-from etl.settings import Settings
-from etl.sink.embedded import EmbeddedPostgres
-from etl.sink.postgres import PostgresSink
-from etl.source.datasync import DataSyncSource
-from etl.source.http import Http
-
-SANDBOX_DEMO_KEY = "ds_sandbox_demo_key_0000000000000000"
-
-
-def summary(outcome: Outcome, elapsed_s: float) -> str:
-    c = outcome.counters
-    total = f"/{outcome.expected_total:,}" if outcome.expected_total else ""
-    head = {
-        "succeeded": "ingest complete",
-        "partial": f"ingest stopped ({outcome.reason or 'unfinished'}); rerun to resume",
-        "failed": f"ingest failed: {outcome.error}",
-    }[outcome.status]
-    return (
-        f"{head} ◆ {outcome.loaded_total:,}{total} events in the table ◆ "
-        f"{c.inserted:,} new, {c.duplicates:,} duplicates, {c.quarantined:,} quarantined ◆ "
-        f"{c.requests:,} requests, {c.retries:,} retries, {c.rate_limited:,}×429, "
-        f"{c.cursor_resets:,} cursor resets ◆ {human_duration(elapsed_s)}"
-    )
-
-
-class MetricsTap:
-    """A Reporter that also writes the Prometheus textfile every ``interval_s``."""
-
-    def __init__(self, inner: Reporter, path: Path, *, interval_s: float = 15.0) -> None:
-        self.inner = inner
-        self.path = path
-        self.interval_s = interval_s
-        self.started = time.time()
-        self._last = 0.0
-
-    def message(self, text: str) -> None:
-        self.inner.message(text)
-
-    def update(self, counters: RunCounters, shards: list[ShardState]) -> None:
-        self.inner.update(counters, shards)
-        now = time.time()
-        if now - self._last >= self.interval_s:
-            self._last = now
-            self.write(counters, shards, "running")
-
-    def write(self, counters: RunCounters, shards: list[ShardState], status: str) -> None:
-        loaded = counters.extra.get("loaded_before", 0) + counters.inserted
-        write_metrics(
-            self.path,
-            counters,
-            shards,
-            run_status=status,
-            run_started_s=self.started,
-            now_s=time.time(),
-            loaded_total=loaded,
-            expected_total=counters.extra.get("expected_total") or None,
-        )
-
-
-async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, float]:
-    clock = MonotonicClock()
-    counters = RunCounters()
-    started = time.monotonic()
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.database_url is None:
-            reporter.message(f"no DATABASE_URL: using embedded PostgreSQL in {settings.data_dir}")
-            dsn = await stack.enter_async_context(EmbeddedPostgres(settings.data_dir / "pg"))
-        else:
-            dsn = settings.database_url
-        api_url, api_key = settings.api_url, settings.api_key
-        delivery = stack.enter_context(DeliveryLog(settings.data_dir / "delivery.jsonl"))
-        sink = await stack.enter_async_context(
-            PostgresSink(dsn, loaders=settings.loaders, on_delivery=delivery)
-        )
-        await sink.try_lock()
-        if api_url is None:
-            api_key = api_key or SANDBOX_DEMO_KEY
-            api_url = await stack.enter_async_context(
-                bundled_sandbox(api_key, events=settings.sandbox_events)
-            )
-            reporter.message(
-                f"no DATASYNC_API_URL: started the bundled sandbox ({settings.sandbox_events:,} "
-                f"events) at {api_url}"
-            )
-        http = await stack.enter_async_context(
-            Http(api_url, api_key, timeout_s=settings.request_timeout_s)
-        )
-        source = DataSyncSource(http, clock, counters, settings.source_options())
-        reporter.message(await source.start())
-        await sink.start_run(source.strategy_used)
-        tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
-        run = Run(
-            source, sink, tap or reporter, clock, settings.pipeline_options(), counters=counters
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, run.request_stop, signal.Signals(sig).name)
-        try:
-            outcome = await run.execute()
-        except BaseException as exc:
-            with contextlib.suppress(EtlError):
-                await sink.finish_run("failed", counters, f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
-        await sink.finish_run(outcome.status, counters, error)
-        if tap is not None:
-            tap.write(counters, outcome.shards, outcome.status)
-    return outcome, time.monotonic() - started
 
 
 @app.command()
@@ -196,6 +79,10 @@ def ingest(
     ] = 10.0,
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
+    from etl.cli.compose import ingest_main, summary
+    from etl.display import make_reporter
+    from etl.settings import Settings
+
     try:
         settings = Settings(
             api_url=api_url,

@@ -13,8 +13,7 @@ import typer
 
 from etl.cli import app
 from etl.errors import ConfigError, ExitCode
-from etl.sandbox import DEMO_API_KEY, SandboxConfig, serve
-from etl.sandbox.config import REAL_NEWEST_TS_MS
+from etl.sandbox.config import DEMO_API_KEY, REAL_NEWEST_TS_MS, SandboxConfig
 
 _D = SandboxConfig()
 
@@ -207,6 +206,8 @@ def sandbox(
             typer.echo(f"API key (demo): {DEMO_API_KEY}")
         if config.unlimited:
             typer.echo("unlimited: no rate limits, throttles, cache, latency or faults", err=True)
+
+    from etl.sandbox.server import serve
 
     try:
         asyncio.run(serve(config, host, port, on_ready=ready))
