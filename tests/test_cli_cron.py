@@ -1,0 +1,60 @@
+"""What a cron job relies on: --max-runtime, --metrics-file, export-ids and submit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from etl.errors import ExitCode
+from tests.test_cli_ingest import SECRET_KEY, env_for, ingest_args, run_etl, slow_sandbox
+
+
+async def test_max_runtime_stops_gracefully_and_the_next_run_finishes(
+    sandbox: Any, db_url: str, tmp_path: Path
+) -> None:
+    """A run past its deadline saves progress and exits 3; the next run completes."""
+    sb = await slow_sandbox(sandbox, 60_000)
+    env = env_for(DATASYNC_API_KEY=SECRET_KEY)
+    metrics = tmp_path / "etl.prom"
+    code, output = await run_etl(
+        *ingest_args(sb, db_url, "--max-runtime", "0.5", "--metrics-file", str(metrics)),
+        env=env,
+    )
+    assert code == ExitCode.PARTIAL, output
+    assert "--max-runtime" in output and "rerun to resume" in output
+    text = metrics.read_text()
+    assert "etl_last_run_success 0" in text
+    code, output = await run_etl(*ingest_args(sb, db_url, "--metrics-file", str(metrics)), env=env)
+    assert code == 0, output
+    text = metrics.read_text()
+    assert "\netl_last_run_success 1\n" in text
+    assert "\netl_events_loaded 60000\n" in text
+    assert SECRET_KEY not in text
+
+
+async def test_export_ids_and_submit_report_the_verdict(
+    sandbox: Any, db_url: str, tmp_path: Path
+) -> None:
+    """The exported file holds every id once; the API's verdict says all are correct."""
+    sb = await slow_sandbox(sandbox, 5_000)
+    env = env_for(DATASYNC_API_KEY=SECRET_KEY)
+    code, output = await run_etl(*ingest_args(sb, db_url), env=env)
+    assert code == 0, output
+    ids_file = tmp_path / "ids.txt"
+    code, output = await run_etl("export-ids", str(ids_file), "--database-url", db_url, env=env)
+    assert code == 0, output
+    lines = ids_file.read_text().split()
+    assert len(lines) == len(set(lines)) == 5_000
+    assert set(lines) == set(sb.ids())
+    code, output = await run_etl(
+        "submit",
+        str(ids_file),
+        "--api-url",
+        sb.base_url,
+        "--github-repo",
+        "https://github.com/example/etl",
+        env=env,
+    )
+    assert code == 0, output
+    assert '"correct": 5000' in output and '"missing": 0' in output
+    assert SECRET_KEY not in output
