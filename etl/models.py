@@ -141,6 +141,20 @@ class RunCounters:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+# The counter columns of a run, in RunCounters' order (``extra`` aside).
+RUN_COUNTERS: tuple[str, ...] = (
+    "received",
+    "inserted",
+    "duplicates",
+    "quarantined",
+    "requests",
+    "retries",
+    "rate_limited",
+    "cursor_resets",
+    "pages",
+)
+
+
 class Clock(Protocol):
     """Time, injected: ``now()`` is monotonic seconds; ``sleep`` waits on this clock."""
 

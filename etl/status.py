@@ -41,21 +41,12 @@ from typing import Any
 import asyncpg
 
 from etl.errors import SinkError
+from etl.models import RUN_COUNTERS
 from etl.sink.dsn import redact_dsn, scrub
 
 SCHEMA = 1
 RATE_WINDOW_S = 30.0
-_COUNTERS = (
-    "received",
-    "inserted",
-    "duplicates",
-    "quarantined",
-    "requests",
-    "retries",
-    "rate_limited",
-    "cursor_resets",
-    "pages",
-)
+_COUNTERS = RUN_COUNTERS
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _RUN_COLS = (

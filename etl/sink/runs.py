@@ -7,22 +7,12 @@ import os
 import socket
 from typing import Any, Literal
 
-from etl.models import RunCounters
+from etl.models import RUN_COUNTERS, RunCounters
 
 RunStatus = Literal["running", "succeeded", "partial", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed"})
 
-_COUNTER_COLUMNS = (
-    "received",
-    "inserted",
-    "duplicates",
-    "quarantined",
-    "requests",
-    "retries",
-    "rate_limited",
-    "cursor_resets",
-    "pages",
-)
+_COUNTER_COLUMNS = RUN_COUNTERS
 _SET_COUNTERS = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(_COUNTER_COLUMNS))
 _EXTRA_ARG = len(_COUNTER_COLUMNS) + 2
 
