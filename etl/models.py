@@ -204,6 +204,10 @@ class Sink(Protocol):
 
     async def heartbeat(self, counters: RunCounters) -> None: ...
 
+    async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
+        """Persist a split: ``shard`` now ends at its (raised) ``lower_ts``; ``new`` is added."""
+        ...
+
 
 class Reporter(Protocol):
     """Receives progress; display and logging implement it. Must not block."""

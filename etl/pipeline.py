@@ -49,6 +49,8 @@ class PipelineOptions:
     tick_s: float = 0.5
     heartbeat_s: float = 5.0
     max_runtime_s: float | None = None
+    split: bool = True  # split busy shards when fetchers run out of idle ones
+    split_min_pages: int = 4
 
 
 @dataclass(slots=True)
@@ -126,6 +128,9 @@ class Run:
         self.error: EtlError | None = None
         self.shards: list[ShardState] = []
         self._loader_of: dict[str, int] = {}
+        self._by_id: dict[str, ShardState] = {}
+        self._fetchers = 0
+        self._split_lock = asyncio.Lock()
         self._queues: list[asyncio.Queue[Batch | None]] = []
         self._finished = asyncio.Event()
 
@@ -170,6 +175,8 @@ class Run:
         todo = [s for s in self.shards if s.status != "done"]
         for index, shard in enumerate(todo):
             self._loader_of[shard.shard_id] = index % self.options.loaders
+        self._by_id = {s.shard_id: s for s in self.shards}
+        self._fetchers = sum(lane.concurrency for lane in self.source.lanes())
         self._queues = [
             asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
         ]
@@ -234,6 +241,8 @@ class Run:
             ok, _ = await until_stopped(lane.acquire(), self._halt)
             if not ok:
                 return
+            if self.options.split and not scheduler.has_idle:
+                await self._steal(scheduler)
             shard = await scheduler.take()
             if shard is None:
                 return
@@ -297,8 +306,38 @@ class Run:
                 size += len(nxt.records)
             await self._write(merge(group))
 
+    async def _steal(self, scheduler: ShardScheduler) -> None:
+        """A fetcher found no idle shard: split the busy one with the most left, if worth it.
+
+        Only when fewer shards remain than fetchers, and only a shard with at least
+        ``split_min_pages`` pages to go (each split costs a request or two).
+        """
+        async with self._split_lock:
+            unfinished = [s for s in scheduler.shards if s.status != "done"]
+            if scheduler.has_idle or not unfinished or len(unfinished) >= self._fetchers:
+                return
+            best = max(unfinished, key=lambda s: planner.remaining_events(s) or 0.0)
+            left = planner.remaining_events(best)
+            if left is None or left < self.options.split_min_pages * self.options.page_size:
+                return
+            old_lower = best.lower_ts
+            new = planner.split(best)
+            if new is None:
+                return
+            if not await self.sink.split_shard(best, new):
+                best.lower_ts = old_lower
+                return
+            self._loader_of[new.shard_id] = len(self._by_id) % self.options.loaders
+            self._by_id[new.shard_id] = new
+            self.shards.append(new)
+            self.counters.extra["splits"] = self.counters.extra.get("splits", 0) + 1
+            await scheduler.add(new)
+
     async def _write(self, batch: Batch) -> None:
         result = await self.sink.write(batch)
+        shard = self._by_id.get(batch.checkpoint.shard_id)
+        if shard is not None:
+            shard.events += result.inserted
         self.counters.inserted += result.inserted
         self.counters.duplicates += result.duplicates
         self.counters.quarantined += result.quarantined

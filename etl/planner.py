@@ -78,18 +78,39 @@ def incremental_plan(
     ]
 
 
-def split(shard: ShardState, new_id: str) -> ShardState | None:
-    """Give the older half of ``shard``'s remaining range to a new shard, if it has one.
+def remaining_events(shard: ShardState) -> float | None:
+    """Events a running shard still has to fetch, from its own density so far.
 
-    ``shard`` keeps ``(mid, current]``; the new shard gets ``(lower, mid]``. Only bounded
-    shards split (the open tail has no known bottom).
+    None when it cannot be told (no page yet); infinite for the open-ended tail.
     """
-    if shard.lower_ts is None or shard.status == "done":
+    if shard.position is None or shard.upper_ts is None or shard.events <= 0:
+        return None
+    if shard.lower_ts is None:
+        return float("inf")
+    done_ms = max(1, shard.upper_ts - shard.position.ts_ms)
+    return shard.events / done_ms * max(0, shard.position.ts_ms - shard.lower_ts)
+
+
+def split(shard: ShardState) -> ShardState | None:
+    """Give the older half of ``shard``'s remaining range to a new shard.
+
+    ``shard`` keeps ``(mid, current]``; the new shard gets ``(lower, mid]``: no gap, no
+    overlap. The open-ended tail keeps as much time again as it has covered, and the new
+    shard takes everything older.
+    """
+    if shard.status == "done":
         return None
     current = shard.position.ts_ms if shard.position is not None else shard.upper_ts
-    if current is None or current - shard.lower_ts < 120_000:
+    if current is None:
         return None
-    mid = shard.lower_ts + (current - shard.lower_ts) // 2
-    new = ShardState(new_id, lower_ts=shard.lower_ts, upper_ts=mid)
+    if shard.lower_ts is None:
+        if shard.upper_ts is None or shard.upper_ts <= current:
+            return None
+        mid = current - (shard.upper_ts - current)
+    else:
+        if current - shard.lower_ts < 2:
+            return None
+        mid = shard.lower_ts + (current - shard.lower_ts) // 2
+    new = ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)
     shard.lower_ts = mid
     return new

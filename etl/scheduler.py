@@ -20,6 +20,10 @@ class ShardScheduler:
             self.drained.set()
 
     @property
+    def has_idle(self) -> bool:
+        return bool(self._idle)
+
+    @property
     def remaining(self) -> int:
         return sum(1 for s in self.shards if s.status != "done")
 

@@ -203,3 +203,25 @@ async def test_second_run_is_incremental(sandbox: Any, db_url: str) -> None:
     assert len(loaded) == len(set(loaded))
     # everything there when the run started is loaded; what arrived during it may be too
     assert before <= set(loaded) <= set(sb.ids())
+
+
+async def test_data_older_than_the_plan_is_split_across_idle_fetchers(
+    sandbox: Any, db_url: str
+) -> None:
+    """A wrong guess of the data's age piles events into the open tail; idle fetchers split
+    it (no gap, no overlap at the new boundaries) instead of waiting on one cursor chain."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, unlimited=True)
+    outcome = await ingest(
+        sb.base_url,
+        sb.api_key,
+        db_url,
+        clock,
+        pipeline={"span_ms": 2 * 86_400_000, "shards": 3, "page_size": 500},
+    )
+    assert outcome.status == "succeeded"
+    assert outcome.counters.extra.get("splits", 0) >= 3
+    assert_exact(await loaded_ids(db_url), sb.ids())
+    assert outcome.counters.duplicates < 0.05 * EVENTS
+    rows = await query(db_url, "SELECT count(*) AS n FROM ingest_progress WHERE status='done'")
+    assert rows[0]["n"] == len(outcome.shards)

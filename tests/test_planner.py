@@ -61,11 +61,27 @@ def test_incremental_plan_starts_just_below_the_last_head() -> None:
 def test_split_hands_the_older_half_to_a_new_shard() -> None:
     """Splitting keeps coverage exact: the two halves meet at one boundary."""
     shard = ShardState("a", lower_ts=0, upper_ts=1_000_000, position=Position(800_000))
-    new = planner.split(shard, "b")
+    new = planner.split(shard)
     assert new is not None
     assert shard.lower_ts == new.upper_ts == 400_000
     assert new.lower_ts == 0
-    assert planner.split(ShardState("t", lower_ts=None, upper_ts=5), "x") is None
+    for ts in (1, 399_999, 400_000, 400_001, 800_000):
+        assert len(owner([shard, new], ts)) == 1
+
+
+def test_open_tail_splits_at_as_much_time_again() -> None:
+    """The tail keeps as much time as it has covered; the rest goes to a new open tail."""
+    tail = ShardState("t", lower_ts=None, upper_ts=1_000, position=Position(600))
+    new = planner.split(tail)
+    assert new is not None and new.lower_ts is None
+    assert tail.lower_ts == new.upper_ts == 200
+
+
+def test_remaining_events_from_the_shards_own_density() -> None:
+    """A shard that read 100 events over 1,000 ms with 3,000 ms left has ~300 to go."""
+    s = ShardState("a", lower_ts=0, upper_ts=4_000, position=Position(3_000), events=100)
+    assert planner.remaining_events(s) == 300
+    assert planner.remaining_events(ShardState("b", 0, 10)) is None
 
 
 def test_small_increment_gets_one_shard() -> None:

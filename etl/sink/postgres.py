@@ -352,6 +352,28 @@ class PostgresSink:
         except DB_ERRORS as exc:
             raise SinkError(f"replacing shard {old_id} failed: {self._scrub(exc)}") from None
 
+    async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
+        """Hand the older part of a live shard to ``new``: in one transaction the shard's
+        ``lower_ts`` becomes ``shard.lower_ts`` (already moved up by the caller) and ``new``'s
+        row is added. False, changing nothing, if the shard is gone or done."""
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                updated = await conn.execute(
+                    "UPDATE ingest_progress SET lower_ts = $2, updated_at = now()"
+                    " WHERE shard_id = $1 AND status <> 'done'",
+                    shard.shard_id,
+                    shard.lower_ts,
+                )
+                if updated != "UPDATE 1":
+                    return False
+                await conn.execute(_INSERT_SHARD, *_shard_args(new))
+                return True
+        except DB_ERRORS as exc:
+            raise SinkError(
+                f"splitting shard {shard.shard_id} failed: {self._scrub(exc)}"
+            ) from None
+
     async def reset_progress(self) -> int:
         """For ``--full-refresh``: retire every progress row to the archive (counters kept
         for totals); never touches ``events``. Returns the number of shards retired."""
