@@ -9,6 +9,11 @@ set -eu
 cd "$(dirname "$0")"
 export SANDBOX_EVENTS="${SANDBOX_EVENTS:-3000000}"
 export SANDBOX_TIME_SCALE="${SANDBOX_TIME_SCALE:-10}"
+if [ -n "${DATASYNC_API_URL:-}" ]; then
+  export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-300}"   # the real API's throttle window
+else
+  export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-$(awk "BEGIN { print 300 / $SANDBOX_TIME_SCALE }")}"
+fi
 
 if [ -z "${ETL_NO_DOCKER:-}" ] && command -v docker >/dev/null 2>&1 \
    && docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then

@@ -94,11 +94,15 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         if api_url is None:
             api_key = api_key or SANDBOX_DEMO_KEY
             api_url = await stack.enter_async_context(
-                bundled_sandbox(api_key, events=settings.sandbox_events)
+                bundled_sandbox(
+                    api_key,
+                    events=settings.sandbox_events,
+                    extra_args=("--time-scale", f"{settings.sandbox_time_scale:g}"),
+                )
             )
             reporter.message(
                 f"no DATASYNC_API_URL: started the bundled sandbox ({settings.sandbox_events:,} "
-                f"events) at {api_url}"
+                f"events, time scale {settings.sandbox_time_scale:g}) at {api_url}"
             )
         http = await stack.enter_async_context(
             Http(api_url, api_key, timeout_s=settings.request_timeout_s)

@@ -40,12 +40,14 @@ def ingest(
         int, typer.Option(envvar="ETL_FEED_CONCURRENCY", help="Fetchers on the feed (0: off).")
     ] = 4,
     feed_window: Annotated[
-        float,
+        float | None,
         typer.Option(
             envvar="ETL_FEED_WINDOW",
-            help="Seconds of the feed's hidden sliding-window throttle (spec: about 300).",
+            help="Seconds of the feed's hidden sliding-window throttle (default: the spec's "
+            "300, divided by --sandbox-time-scale for the bundled sandbox).",
+            show_default=False,
         ),
-    ] = 300.0,
+    ] = None,
     loaders: Annotated[
         int, typer.Option(envvar="ETL_LOADERS", help="Database connections loading in parallel.")
     ] = 2,
@@ -72,6 +74,13 @@ def ingest(
             envvar="ETL_METRICS_FILE", help="Prometheus textfile to write (node_exporter)."
         ),
     ] = None,
+    sandbox_time_scale: Annotated[
+        float,
+        typer.Option(
+            envvar="SANDBOX_TIME_SCALE",
+            help="Time scale of the bundled sandbox (10: the real limits, 10x faster).",
+        ),
+    ] = 1.0,
     quiet: Quiet = False,
     log_format: LogFormat = "text",
     progress_interval: Annotated[
@@ -101,6 +110,7 @@ def ingest(
             request_timeout_s=request_timeout,
             max_attempts=max_attempts,
             sandbox_events=sandbox_events,
+            sandbox_time_scale=sandbox_time_scale,
             quiet=quiet,
             log_format=log_format,
             progress_interval_s=progress_interval,
