@@ -40,6 +40,13 @@ class RawEvent(msgspec.Struct, omit_defaults=True):
     session: msgspec.Raw | None = None
 
 
+class MalformedEvent(RawEvent, omit_defaults=True):
+    """An element of ``data`` that could not be decoded as an event; transform quarantines it."""
+
+    raw: str = ""  # the element's JSON text (invalid UTF-8 replaced)
+    error: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """One decoded response of a list endpoint."""
@@ -78,6 +85,7 @@ class Quarantined:
 
 
 ShardStatus = Literal["pending", "running", "done"]
+Strategy = Literal["auto", "events", "feed"]  # which lanes a source may use
 
 
 @dataclass(slots=True)

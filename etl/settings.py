@@ -7,9 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from etl.errors import ConfigError
-from etl.pipeline import PipelineOptions
-from etl.planner import DAY_MS
-from etl.source.datasync import SourceOptions, Strategy
+from etl.models import Strategy
 
 STRATEGIES = ("auto", "events", "feed")
 LOG_FORMATS = ("text", "json")
@@ -114,30 +112,3 @@ class Settings:
         if self.feed_window_s is not None:
             return self.feed_window_s
         return 300.0 / (self.sandbox_time_scale if self.api_url is None else 1.0)
-
-    def pipeline_options(self) -> PipelineOptions:
-        return PipelineOptions(
-            page_size=self.page_size,
-            shards=self.shards,
-            span_ms=int(self.span_days * DAY_MS),
-            overlap_ms=self.overlap_ms,
-            loaders=self.loaders,
-            queue_batches=self.queue_batches,
-            batch_size=self.batch_size,
-            max_runtime_s=self.max_runtime_s,
-        )
-
-    def source_options(self) -> SourceOptions:
-        strategy = self.strategy
-        if self.feed_concurrency == 0 and strategy == "auto":
-            strategy = "events"
-        if self.events_concurrency == 0 and strategy == "auto":
-            strategy = "feed"
-        return SourceOptions(
-            strategy=strategy,
-            events_concurrency=self.events_concurrency,
-            feed_concurrency=self.feed_concurrency,
-            feed_rate_per_s=self.feed_rate_per_s,
-            feed_window_s=self.effective_feed_window_s,
-            max_attempts=self.max_attempts,
-        )

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from etl.errors import TimestampError
-from etl.models import Position, Quarantined, RawEvent, Record
-from etl.source.decode import MalformedEvent
+from etl.models import MalformedEvent, Position, Quarantined, RawEvent, Record
 from etl.timestamps import EPOCH, MAX_EPOCH_MS, timestamp_raw, to_utc
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")

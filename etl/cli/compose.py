@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from etl import planner
 from etl.cli.bundled import bundled_sandbox
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
@@ -15,14 +16,43 @@ from etl.display import human_duration
 from etl.errors import EtlError
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
-from etl.pipeline import Outcome, Run
+from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.settings import Settings
 from etl.sink.embedded import EmbeddedPostgres
 from etl.sink.postgres import PostgresSink
-from etl.source.datasync import DataSyncSource
+from etl.source.datasync import DataSyncSource, SourceOptions
 from etl.source.http import Http
 
 SANDBOX_DEMO_KEY = "ds_sandbox_demo_key_0000000000000000"
+
+
+def pipeline_options(settings: Settings) -> PipelineOptions:
+    return PipelineOptions(
+        page_size=settings.page_size,
+        shards=settings.shards,
+        span_ms=int(settings.span_days * planner.DAY_MS),
+        overlap_ms=settings.overlap_ms,
+        loaders=settings.loaders,
+        queue_batches=settings.queue_batches,
+        batch_size=settings.batch_size,
+        max_runtime_s=settings.max_runtime_s,
+    )
+
+
+def source_options(settings: Settings) -> SourceOptions:
+    strategy = settings.strategy
+    if settings.feed_concurrency == 0 and strategy == "auto":
+        strategy = "events"
+    if settings.events_concurrency == 0 and strategy == "auto":
+        strategy = "feed"
+    return SourceOptions(
+        strategy=strategy,
+        events_concurrency=settings.events_concurrency,
+        feed_concurrency=settings.feed_concurrency,
+        feed_rate_per_s=settings.feed_rate_per_s,
+        feed_window_s=settings.effective_feed_window_s,
+        max_attempts=settings.max_attempts,
+    )
 
 
 def summary(outcome: Outcome, elapsed_s: float) -> str:
@@ -107,12 +137,12 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         http = await stack.enter_async_context(
             Http(api_url, api_key, timeout_s=settings.request_timeout_s)
         )
-        source = DataSyncSource(http, clock, counters, settings.source_options())
+        source = DataSyncSource(http, clock, counters, source_options(settings))
         reporter.message(await source.start())
         await sink.start_run(source.strategy_used)
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
         run = Run(
-            source, sink, tap or reporter, clock, settings.pipeline_options(), counters=counters
+            source, sink, tap or reporter, clock, pipeline_options(settings), counters=counters
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import etl.ratelimit as ratelimit
 from etl.errors import AuthError, SourceError, StreamTokenError
-from etl.models import Clock, Lane, Position, RunCounters, ShardState
+from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy
 from etl.source.feed import StreamToken
 from etl.source.http import Http
 from etl.source.lanes import EventsLane, FeedLane, wall_ms
 from etl.source.retry import RetryPolicy
-
-Strategy = Literal["auto", "events", "feed"]
 
 
 @dataclass(frozen=True, slots=True)

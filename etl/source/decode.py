@@ -30,7 +30,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from etl.errors import TransientSourceError
-from etl.models import Page, RawEvent
+from etl.models import MalformedEvent, Page, RawEvent
 
 _ABSENT = msgspec.Raw(b"")
 
@@ -47,13 +47,6 @@ class WireEvent(RawEvent, omit_defaults=True, gc=False):
 
     properties: msgspec.Raw = _ABSENT
     session: msgspec.Raw = _ABSENT
-
-
-class MalformedEvent(RawEvent, omit_defaults=True):
-    """An element of ``data`` that could not be decoded as an event; transform quarantines it."""
-
-    raw: str = ""  # the element's JSON text (invalid UTF-8 replaced)
-    error: str = ""
 
 
 class _Pagination(msgspec.Struct):
