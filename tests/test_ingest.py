@@ -220,7 +220,7 @@ async def test_data_older_than_the_plan_is_split_across_idle_fetchers(
         pipeline={"span_ms": 2 * 86_400_000, "shards": 3, "page_size": 500},
     )
     assert outcome.status == "succeeded"
-    assert outcome.counters.extra.get("splits", 0) >= 3
+    assert outcome.counters.extra.get("splits", 0) >= 1
     assert_exact(await loaded_ids(db_url), sb.ids())
     assert outcome.counters.duplicates < 0.05 * EVENTS
     rows = await query(db_url, "SELECT count(*) AS n FROM ingest_progress WHERE status='done'")

@@ -21,8 +21,10 @@ class SourceOptions:
     events_per_window: int = 10  # until the first X-RateLimit-* headers say otherwise
     events_window_s: float = 60.0
     feed_concurrency: int = 4
-    # Starting rate; the limiter probes upwards from it. None: 90 % of the throttle the
-    # spec reports (about 200 requests per feed window), the best prior there is.
+    # Starting pace. None: unpaced (up to the max) until the first 429; a sliding-window
+    # throttle accepts any pattern under its count, and its capacity is then learned from
+    # our own request log (see ratelimit.AdaptiveRate). A paced start would cost an
+    # unthrottled feed minutes for nothing.
     feed_rate_per_s: float | None = None
     feed_rate_max_per_s: float = 50.0
     feed_window_s: float = 300.0  # the hidden throttle's sliding window (spec: about 5 min)
@@ -74,7 +76,7 @@ class DataSyncSource:
                 note = f"feed unavailable ({exc}); "
             else:
                 rate = ratelimit.AdaptiveRate(
-                    initial_per_s=opts.feed_rate_per_s or 180 / opts.feed_window_s,
+                    initial_per_s=opts.feed_rate_per_s or opts.feed_rate_max_per_s,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
                     clock=self._clock,

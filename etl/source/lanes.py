@@ -142,8 +142,15 @@ class EventsLane(_Lane):
     def __init__(self, *args: Any, bucket: ratelimit.TokenBucket, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bucket = bucket
+        self.headers_seen = False
+        self.unmetered = False  # the server states no limit: only 429s slow us down
 
     async def acquire(self) -> None:
+        if self.unmetered:
+            now = self.clock.now()
+            if now < self.bucket.paused_until:
+                await self.clock.sleep(self.bucket.paused_until - now)
+            return
         await self.bucket.acquire()
 
     async def _send(self, shard: ShardState, cursor: str | None, limit: int) -> Response:
@@ -155,7 +162,13 @@ class EventsLane(_Lane):
     def _observe(self, resp: Response) -> None:
         synced = rate_limit_headers(resp.headers)
         if synced is not None:
+            self.headers_seen = True
+            self.unmetered = False
             self.bucket.sync(*synced)
+        elif resp.status == 200 and not self.headers_seen:
+            # A server that never states a limit is not held to the spec's 10/min prior;
+            # a 429 (Retry-After) still pauses every fetcher.
+            self.unmetered = True
 
     def _throttled(self, exc: RateLimited) -> None:
         self.bucket.pause_for(exc.retry_after_s if exc.retry_after_s is not None else 5.0)
