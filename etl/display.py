@@ -22,15 +22,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from etl.fmt import human_duration
 from etl.models import Reporter, RunCounters, ShardState
 from etl.status import StatusSnapshot
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 class ManagedReporter(Reporter, Protocol):

@@ -12,8 +12,8 @@ from etl import planner
 from etl.cli.bundled import bundled_sandbox
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
-from etl.display import human_duration
 from etl.errors import EtlError
+from etl.fmt import human_duration
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run

@@ -6,7 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from etl.sink.embedded import EmbeddedPostgres
+import typer
+
+from etl.errors import EtlError
 
 
 @contextlib.asynccontextmanager
@@ -14,5 +16,36 @@ async def database(database_url: str | None, data_dir: Path) -> AsyncIterator[st
     if database_url is not None:
         yield database_url
         return
+    from etl.sink.embedded import EmbeddedPostgres
+
     async with EmbeddedPostgres(data_dir / "pg") as dsn:
         yield dsn
+
+
+NO_INGEST = "no ingest has run against this database yet"
+
+
+def embedded_pgdata(data_dir: Path) -> Path:
+    """Where ``etl ingest`` keeps its embedded PostgreSQL (see etl/cli/ingest.py)."""
+    return data_dir / "pg"
+
+
+@contextlib.asynccontextmanager
+async def open_database(database_url: str | None, data_dir: Path) -> AsyncIterator[str | None]:
+    """The DSN to read: ``database_url``, else the embedded server's (None if there is none)."""
+    if database_url:
+        yield database_url
+        return
+    pgdata = embedded_pgdata(data_dir)
+    if not (pgdata / "PG_VERSION").exists():
+        yield None
+        return
+    from etl.sink.embedded import EmbeddedPostgres
+
+    async with EmbeddedPostgres(pgdata) as dsn:
+        yield dsn
+
+
+def fail(exc: EtlError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)

@@ -12,17 +12,19 @@ import asyncio
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from etl.cli import app
+from etl.cli.db import open_database
 from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
-from etl.cli.status import open_database
-from etl.display import human_duration
 from etl.errors import EtlError
+from etl.fmt import human_duration
 from etl.sink.dsn import redact_dsn
-from etl.status import StatusSnapshot, read_status
+
+if TYPE_CHECKING:
+    from etl.status import StatusSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ async def health_main(
             if dsn is None:
                 db = Check("database", True, f"none yet in {data_dir} (no ingest has run)")
             else:
+                from etl.status import read_status
+
                 snapshot = await read_status(dsn)
                 db = Check("database", True, redact_dsn(dsn))
     except EtlError as exc:

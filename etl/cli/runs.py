@@ -7,22 +7,26 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from etl.cli import app
+from etl.cli.db import NO_INGEST, fail, open_database
 from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
-from etl.cli.status import NO_INGEST, fail, open_database
-from etl.display import human_duration
 from etl.errors import EtlError
-from etl.status import RunRow, read_runs, run_to_json
+from etl.fmt import human_duration
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from etl.status import RunRow
 
 
 async def runs_main(database_url: str | None, data_dir: Path, limit: int) -> list[RunRow]:
     async with open_database(database_url, data_dir) as dsn:
+        from etl.status import read_runs
+
         return [] if dsn is None else await read_runs(dsn, limit=limit)
 
 
@@ -31,6 +35,8 @@ def _when(value: dt.datetime | None) -> str:
 
 
 def runs_table(runs: list[RunRow]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
     for name in ("run", "started (UTC)", "ended (UTC)", "took", "status"):
         table.add_column(name, no_wrap=True)
@@ -72,9 +78,13 @@ def runs(
     except EtlError as exc:
         raise fail(exc) from None
     if as_json:
+        from etl.status import run_to_json
+
         typer.echo(json.dumps({"schema": 1, "runs": [run_to_json(r) for r in history]}))
     elif not history:
         typer.echo(NO_INGEST)
     else:
         # A pipe or file has no width: give the table room instead of rich's default 80.
+        from rich.console import Console
+
         Console(width=None if sys.stdout.isatty() else 160).print(runs_table(history))

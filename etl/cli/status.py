@@ -9,75 +9,60 @@ again (about a second). A data dir with no database yet means no ingest has run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.live import Live
 
 from etl.cli import app
+from etl.cli.db import NO_INGEST, fail, open_database
 from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
-from etl.display import render_status
 from etl.errors import EtlError
-from etl.sink.embedded import EmbeddedPostgres
-from etl.status import StatusSnapshot, read_status, snapshot_to_json
 
-NO_INGEST = "no ingest has run against this database yet"
+if TYPE_CHECKING:
+    from rich.console import Console
 
-
-def embedded_pgdata(data_dir: Path) -> Path:
-    """Where ``etl ingest`` keeps its embedded PostgreSQL (see etl/cli/ingest.py)."""
-    return data_dir / "pg"
+    from etl.status import StatusSnapshot
 
 
-@contextlib.asynccontextmanager
-async def open_database(database_url: str | None, data_dir: Path) -> AsyncIterator[str | None]:
-    """The DSN to read: ``database_url``, else the embedded server's (None if there is none)."""
-    if database_url:
-        yield database_url
-        return
-    pgdata = embedded_pgdata(data_dir)
-    if not (pgdata / "PG_VERSION").exists():
-        yield None
-        return
-    async with EmbeddedPostgres(pgdata) as dsn:
-        yield dsn
-
-
-def fail(exc: EtlError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
-
-
-def _print(console: Console, snapshot: StatusSnapshot | None, as_json: bool) -> None:
+def _print(console: Console | None, snapshot: StatusSnapshot | None, as_json: bool) -> None:
     if as_json:
+        from etl.status import snapshot_to_json
+
         doc = snapshot_to_json(snapshot) if snapshot else {"schema": 1, "initialized": False}
         typer.echo(json.dumps(doc))
-    elif snapshot is None:
-        console.print(NO_INGEST)
-    else:
-        console.print(render_status(snapshot))
+        return
+    from rich.console import Console
+
+    from etl.display import render_status
+
+    console = console or Console()
+    console.print(NO_INGEST if snapshot is None else render_status(snapshot))
 
 
 async def status_main(
     database_url: str | None, data_dir: Path, *, as_json: bool, watch: bool, interval_s: float
 ) -> None:
-    console = Console()
+    from etl.status import read_status
+
     async with open_database(database_url, data_dir) as dsn:
         if dsn is None:
-            _print(console, None, as_json)
+            _print(None, None, as_json)
             return
         if not watch:
-            _print(console, await read_status(dsn), as_json)
+            _print(None, await read_status(dsn), as_json)
             return
         if as_json:  # one JSON document per line, every interval
             while True:
-                _print(console, await read_status(dsn), True)
+                _print(None, await read_status(dsn), True)
                 await asyncio.sleep(interval_s)
+        from rich.console import Console
+        from rich.live import Live
+
+        from etl.display import render_status
+
+        console = Console()
         with Live(console=console, auto_refresh=False) as live:
             while True:
                 live.update(render_status(await read_status(dsn)), refresh=True)
