@@ -25,19 +25,33 @@ _EPS = 1e-9
 
 
 class TokenBucket:
-    """Fixed-window budget: ``capacity`` requests per ``capacity / rate_per_s`` seconds."""
+    """Fixed-window budget: ``capacity`` requests per ``capacity / rate_per_s`` seconds.
+
+    The window length is a prior (60 s for ``/events``): the first ``X-RateLimit-*`` answer
+    of each window sets where it really ends, so a server with another window (or a
+    sandbox running faster than real time) is followed, not fought.
+    """
 
     def __init__(
-        self, rate_per_s: float, capacity: float, clock: Clock, *, margin_s: float = 0.25
+        self,
+        rate_per_s: float,
+        capacity: float,
+        clock: Clock,
+        *,
+        margin_s: float | None = None,
     ) -> None:
         if rate_per_s <= 0 or capacity < 1:
             raise ValueError("rate_per_s must be > 0 and capacity >= 1")
         self._clock = clock
         self.limit = int(capacity)
         self.window_s = capacity / rate_per_s
-        self.margin_s = margin_s  # added to every window end: the server's clock is elsewhere
+        # added to every window end (the server's clock is elsewhere); None: 0.4 % of the
+        # window (0.25 s of a 60 s one), so a time-scaled server is not over-padded
+        self._margin_s = margin_s
         self.tokens = self.limit
         self.window_end: float | None = None  # None: the window opens with the next request
+        self.confirmed = False  # window_end comes from the server, not from our prior
+        self.learned_window_s: float | None = None  # the longest Reset the server has sent
         self.paused_until = float("-inf")
 
     async def acquire(self) -> None:
@@ -45,14 +59,16 @@ class TokenBucket:
         while True:
             now = self._clock.now()
             if self.window_end is not None and now >= self.window_end:
-                self.tokens, self.window_end = self.limit, None  # the server's window rolled
+                # the server's window rolled
+                self.tokens, self.window_end, self.confirmed = self.limit, None, False
             if now >= self.paused_until:
                 if self.tokens >= 1:
                     self.tokens -= 1
                     if self.window_end is None:
-                        self.window_end = now + self.window_s + self.margin_s
+                        self.window_end = now + self.window_length_s + self.margin_s
                     return
-                wait = self.window_s if self.window_end is None else self.window_end - now
+                assert self.window_end is not None  # tokens < limit => a window is open
+                wait = self.window_end - now
             else:
                 wait = self.paused_until - now
             await self._clock.sleep(wait)
@@ -60,23 +76,40 @@ class TokenBucket:
     def sync(self, limit: int, remaining: int, reset_s: float) -> None:
         """Adopt the server's view: ``remaining`` requests now, ``limit`` again in ``reset_s``.
 
-        Headers are stale by the requests sent while this one was in flight, so within the
-        same window the budget only ever goes *down* (min of ours and the server's). A reset
-        time well before our window's end comes from a response of the previous window and
-        is ignored; a later one means the server opened a window we did not know about.
+        The first answer in a window fixes its end (and teaches the window's length). After
+        that, headers are stale by the requests sent while this one was in flight, so within
+        the window the budget only ever goes *down*; a reset well before the known end is a
+        late answer from the previous window and is ignored; one well after it means the
+        server opened a window we did not know about.
         """
         now = self._clock.now()
-        reset_at = now + max(0.0, reset_s) + self.margin_s
+        reset_s = max(0.0, reset_s)
+        reset_at = now + reset_s + self.margin_s
         self.limit = max(0, limit)
-        tolerance = self.window_s / 2
-        if self.window_end is not None and reset_at < self.window_end - tolerance:
+        self.learned_window_s = max(self.learned_window_s or 0.0, reset_s)
+        if not self.confirmed or self.window_end is None:
+            self.window_end, self.confirmed = reset_at, True
+            self.tokens = min(self.tokens, max(0, remaining))
+            return
+        tolerance = self.window_length_s / 2
+        if reset_at < self.window_end - tolerance:
             return  # a late answer from the previous window
-        if self.window_end is not None and reset_at <= self.window_end + tolerance:
-            self.tokens = min(self.tokens, max(0, remaining))
-            self.window_end = max(self.window_end, reset_at)
+        self.tokens = min(self.tokens, max(0, remaining))
+        if reset_at > self.window_end + tolerance:
+            self.window_end = reset_at  # a window we did not know about
         else:
-            self.tokens = min(self.tokens, max(0, remaining))
-            self.window_end = reset_at
+            self.window_end = max(self.window_end, reset_at)
+
+    @property
+    def margin_s(self) -> float:
+        if self._margin_s is not None:
+            return self._margin_s
+        return max(0.01, 0.004 * self.window_length_s)
+
+    @property
+    def window_length_s(self) -> float:
+        """The server's window as learned from its headers, else the prior."""
+        return max(1.0, self.learned_window_s or self.window_s)
 
     def pause_until(self, t: float) -> None:
         """No token before clock time ``t`` for anyone (e.g. a 429's Retry-After)."""
@@ -107,7 +140,10 @@ class AdaptiveRate:
       one (at most the previous cap - 1, so it converges). ``window_s`` must be the
       throttle's window (300 s for the feed, per the spec): with a shorter real window the
       cap is too strict (slow, but no 429s), with a longer one the cap-1 steps converge.
-    * Probing: after ``probe_after_s`` without a throttle, the cap grows by one.
+    * Probing: after ``probe_after_s`` without a throttle, the cap grows by one. A cap
+      learned within the first window of our own log is provisional (the throttle may have
+      counted someone else's requests too): once our log spans a window it is dropped, and
+      the next 429 teaches it again from our own requests alone.
 
     Why a cap: a sliding window remembers. After a 429 the window is full of the recent
     past, so a merely lower rate keeps earning 429s until that past has aged out; mirroring
@@ -124,11 +160,12 @@ class AdaptiveRate:
         min_per_s: float = 0.01,
         increase_per_s: float = 0.002,
         backoff: float = 0.95,
-        cooldown_s: float = 3.0,
+        cooldown_s: float | None = None,
         window_s: float = 300.0,
         probe_after_s: float = 1800.0,
-        margin_s: float = 1.0,
+        margin_s: float | None = None,
         slow_start: float = 1.25,
+        prior_per_s: float | None = None,
     ) -> None:
         if not 0 < min_per_s <= initial_per_s <= max_per_s or not 0 < backoff < 1:
             raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s, 0 < backoff < 1")
@@ -136,15 +173,24 @@ class AdaptiveRate:
         self.rate_per_s = initial_per_s
         self.max_per_s, self.min_per_s = max_per_s, min_per_s
         self.increase_per_s, self.backoff = increase_per_s, backoff
-        self.cooldown_s, self.window_s = cooldown_s, window_s
-        self.probe_after_s, self.margin_s = probe_after_s, margin_s
+        # None: in proportion to the window (3 s and 1 s of the feed's 300 s)
+        self.cooldown_s = window_s / 100 if cooldown_s is None else cooldown_s
+        self.window_s = window_s
+        self.probe_after_s = probe_after_s
+        self.margin_s = window_s / 300 if margin_s is None else margin_s
         self.slow_start = slow_start  # growth factor per answered request until a throttle
+        # the best guess of the throttle's rate before it is learned (the spec's, for the feed)
+        self.prior_per_s = (
+            min(initial_per_s, max_per_s / 10) if prior_per_s is None else prior_per_s
+        )
         self.cap: int | None = None  # learned: starts the throttle accepts per window_s
         self.throttled = 0
         self._next_start = float("-inf")
         self.paused_until = float("-inf")
         self._decreased_at = float("-inf")
         self._paced = False  # the last grant waited for its pacing slot (nothing else)
+        self.provisional = False  # the cap was learned before a full window of our own log
+        self._first_start: float | None = None
         self._starts: collections.deque[float] = collections.deque()  # the last window_s
         self._pending: collections.deque[float] = collections.deque()  # not answered yet
 
@@ -158,7 +204,14 @@ class AdaptiveRate:
         while True:
             now = self._clock.now()
             self._forget(now)
-            if self.cap is not None and now - self._decreased_at >= self.probe_after_s:
+            if self.provisional and self._first_start is not None:
+                if now >= self._first_start + self.window_s + self.margin_s:
+                    # Learned before our log spanned a window, the cap may have counted
+                    # others' requests (a previous run's). Those are gone now: forget it and
+                    # learn it at the next 429 from a full window of our own log.
+                    self.cap, self.provisional = None, False
+                    self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
+            elif self.cap is not None and now - self._decreased_at >= self.probe_after_s:
                 self.cap += 1
                 self._decreased_at = now  # the next probe one period later
             starts = self._starts
@@ -173,6 +226,8 @@ class AdaptiveRate:
                 self._next_start = now + 1.0 / self.rate_per_s
                 starts.append(now)
                 self._pending.append(now)
+                if self._first_start is None:
+                    self._first_start = now
                 return now
             paced = at == self._next_start
             await self._clock.sleep(at - now)
@@ -199,8 +254,14 @@ class AdaptiveRate:
         starts = self._starts
         before = sum(1 for s in starts if started_at - self.window_s < s < started_at)
         self.cap = max(1, before if self.cap is None else min(before, self.cap - 1))
+        first = started_at if self._first_start is None else self._first_start
+        self.provisional = started_at - first < self.window_s
         measured = max(len(starts) / self.window_s, self.rate_per_s / 2)
         self.rate_per_s = max(self.min_per_s, min(self.rate_per_s, measured) * self.backoff)
+        # pace a little above the cap's average, so the cap binds and bursts are spread
+        self.rate_per_s = min(self.max_per_s, 1.05 * self.cap / self.window_s)
+        if self.provisional:
+            self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
         self._decreased_at = now
 
     def _answered(self, started_at: float | None) -> float:

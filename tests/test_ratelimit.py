@@ -100,22 +100,48 @@ async def test_bucket_spends_the_window_then_waits_for_its_end() -> None:
 @pytest.mark.parametrize(
     ("spent", "remaining", "reset_s", "tokens", "window_end"),
     [
-        (1, 9, 59, 9, 60.25),  # in step with the server: the later window end is kept
-        (5, 9, 59, 5, 60.25),  # stale header (4 requests in flight): never raises the budget
-        (1, 3, 40, 3, 60.25),  # someone else spends the same key: fewer left
-        (1, 9, 2, 9, 60.25),  # reset far before our window end: a previous window's answer
+        (1, 9, 59, 9, 59.25),  # in step with the server: its window end is adopted
+        (5, 9, 59, 5, 59.25),  # stale header (4 requests in flight): never raises the budget
+        (1, 3, 40, 3, 40.25),  # someone else opened the key's window earlier: fewer, sooner
+        (1, 9, 2, 9, 2.25),  # the server's window is shorter than our 60 s prior
     ],
 )
-async def test_bucket_sync_within_a_window(
+async def test_bucket_first_answer_sets_the_window(
     spent: int, remaining: int, reset_s: float, tokens: int, window_end: float
 ) -> None:
-    """sync() only ever lowers the budget within one window; stale answers are ignored."""
+    """The first sync of a window fixes its end; the budget only ever goes down."""
     clock = FakeClock()
     bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.25)
     for _ in range(spent):
         await bucket.acquire()
     bucket.sync(10, remaining, reset_s)
     assert (bucket.tokens, bucket.window_end) == (tokens, pytest.approx(window_end))
+
+
+async def test_bucket_ignores_a_late_answer_from_the_previous_window() -> None:
+    """Once the server confirmed the window, a much earlier reset is a stale answer."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.25)
+    await bucket.acquire()
+    bucket.sync(10, 9, 59)
+    await bucket.acquire()
+    bucket.sync(10, 0, 1)  # answered by the previous window, arriving late
+    assert (bucket.tokens, bucket.window_end) == (8, pytest.approx(59.25))
+
+
+async def test_bucket_learns_a_shorter_window_from_the_headers() -> None:
+    """A server with 10 per 6 s (a sandbox at x10) is followed: no 60 s waits, no 429s."""
+    clock = FakeClock()
+    server = FixedWindowServer(10, 6.0)
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.25)
+    rejected = 0
+    for _ in range(100):
+        await bucket.acquire()
+        ok, remaining, reset = server.request(clock.now())
+        rejected += not ok
+        bucket.sync(10, remaining, reset)
+    assert rejected == 0
+    assert clock.now() < 9 * 6.0 * 1.1  # 100 requests = 10 windows of 6 s
 
 
 async def test_bucket_sync_adopts_a_window_it_did_not_know() -> None:
@@ -244,16 +270,18 @@ async def test_adaptive_slow_start_reaches_an_unthrottled_rate_fast() -> None:
 
 async def test_adaptive_throttle_decreases_once_pauses_and_learns_the_cap() -> None:
     """A 429 cuts the rate below the last good one, pauses everyone, remembers the cap;
-    answers to requests in flight during the cut do not cut again."""
+    answers to requests in flight during the cut do not cut again. Learned within our first
+    window, the cap is provisional and pacing falls back to the prior."""
     clock = FakeClock()
-    rate = AdaptiveRate(1.0, clock, backoff=0.9, cooldown_s=5.0, window_s=100.0)
+    rate = AdaptiveRate(1.0, clock, backoff=0.9, cooldown_s=5.0, window_s=100.0, prior_per_s=0.3)
     tickets = [await rate.acquire() for _ in range(10)]  # t = 0..9
     await clock.sleep(3.0)  # the answers arrive
     rate.on_throttled(tickets[8])
     assert rate.cap == 8  # starts in the window before the throttled one
-    assert rate.rate_per_s == pytest.approx(0.5 * 0.9)  # measured 0.1/s < rate/2
+    assert rate.provisional
+    assert rate.rate_per_s == pytest.approx(0.3)  # max(1.05 * 8 / 100, prior)
     rate.on_throttled(tickets[9])  # started before the cut: stale
-    assert rate.rate_per_s == pytest.approx(0.45)
+    assert rate.rate_per_s == pytest.approx(0.3)
     assert rate.throttled == 2
     assert rate.paused_until == pytest.approx(17.0)  # cooldown from t = 12
     # and the cap: 10 starts in the window, 8 allowed: wait until the 3rd (t = 2) leaves it
@@ -291,23 +319,27 @@ class SlidingWindowServer:
 
 
 @pytest.mark.parametrize(
-    ("initial", "workers", "tickets", "jitter_s", "count_refused"),
+    ("initial", "workers", "tickets", "jitter_s", "count_refused", "prefill"),
     [
-        (0.6, 4, True, 0.0, False),  # the pipeline's defaults
-        (0.6, 4, False, 0.0, False),  # answers matched FIFO (no started_at)
-        (0.3, 4, True, 1.0, False),  # starting low, latency jitter
-        (0.9, 8, False, 1.0, True),  # starting too high; refused requests count too
-        (2.0, 8, True, 2.0, False),  # far too high, very jittery
+        (50.0, 4, True, 0.0, False, 0),  # the pipeline's default: unpaced until a 429
+        (50.0, 4, True, 0.0, True, 90),  # a previous run's requests still fill the window
+        (50.0, 4, True, 0.0, True, 200),  # ... all of it (a restart right after a run)
+        (0.6, 4, True, 0.0, False, 0),  # a paced start
+        (0.6, 4, False, 0.0, False, 0),  # answers matched FIFO (no started_at)
+        (0.3, 4, True, 1.0, False, 0),  # starting low, latency jitter
+        (0.9, 8, False, 1.0, True, 0),  # starting too high; refused requests count too
+        (2.0, 8, True, 2.0, False, 0),  # far too high, very jittery
     ],
 )
 async def test_adaptive_rate_long_run_against_a_sliding_window(
-    initial: float, workers: int, tickets: bool, jitter_s: float, count_refused: bool
+    initial: float, workers: int, tickets: bool, jitter_s: float, count_refused: bool, prefill: int
 ) -> None:
     """3,000 feed requests (~3.5 s latency, several in flight) against ~200 per 300 s:
     at most 0.5 % answered 429, at least 92 % of the throttle's budget used."""
-    clock = FakeClock()
-    rate = AdaptiveRate(initial, clock)
+    clock = FakeClock(start=300.0)
+    rate = AdaptiveRate(initial, clock, prior_per_s=200 / 300)
     server = SlidingWindowServer(200, 300.0, count_refused)
+    server.log.extend(300.0 - 10.0 + i * 10.0 / max(1, prefill) for i in range(prefill))
     rng = random.Random(7)
     total, sent, ok, throttled = 3000, 0, 0, 0
 
@@ -318,7 +350,8 @@ async def test_adaptive_rate_long_run_against_a_sliding_window(
             ticket = await rate.acquire()
             await clock.sleep(0.5 + rng.uniform(0, jitter_s))
             accepted = server.admit(clock.now())
-            await clock.sleep(3.0 + rng.uniform(0, jitter_s))
+            # a page takes ~3 s to serve; a 429 comes from the limiter in front of it, at once
+            await clock.sleep((3.0 if accepted else 0.2) + rng.uniform(0, jitter_s))
             if accepted:
                 ok += 1
                 rate.on_success(ticket if tickets else None)
@@ -327,6 +360,6 @@ async def test_adaptive_rate_long_run_against_a_sliding_window(
                 rate.on_throttled(ticket if tickets else None)
 
     await asyncio.gather(*(fetcher() for _ in range(workers)))
-    budget = 200 / 300 * clock.now()
+    budget = 200 / 300 * (clock.now() - 300.0)
     assert throttled / total <= 0.005
     assert ok / budget >= 0.92

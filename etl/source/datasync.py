@@ -79,6 +79,7 @@ class DataSyncSource:
                     initial_per_s=opts.feed_rate_per_s or opts.feed_rate_max_per_s,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
+                    prior_per_s=200 / opts.feed_window_s,  # the spec: ~200 per window
                     clock=self._clock,
                 )
                 lanes.append(
