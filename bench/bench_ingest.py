@@ -93,6 +93,7 @@ class ProcResult:
     stdout: str
     stderr: str
     timed_out: bool
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB) samples
 
     @property
     def cpu_s(self) -> float:
@@ -160,10 +161,18 @@ def run_measured(
     t0 = time.perf_counter()
     proc = children.spawn(argv, cwd=cwd, env=env, log=log)
     timed_out = False
+    samples: list[tuple[float, float]] = []
+    next_sample = 0.0
     while True:
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        now = time.perf_counter() - t0
+        if now >= next_sample:
+            next_sample = now + 0.25
+            rss = vm_rss_mb(proc.pid)
+            if rss is not None:
+                samples.append((round(now, 2), rss))
         if time.perf_counter() - t0 > timeout_s:
             timed_out = True
             children.signal_group(proc, signal.SIGTERM)
@@ -191,7 +200,40 @@ def run_measured(
         stdout=log.with_suffix(".out").read_text(errors="replace"),
         stderr=log.with_suffix(".err").read_text(errors="replace"),
         timed_out=timed_out,
+        rss_mb=samples,
     )
+
+
+def vm_rss_mb(pid: int) -> float | None:
+    """The resident set of ``pid`` now (Linux /proc), in MB."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def rss_over_time(samples: list[tuple[float, float]]) -> dict[str, float] | None:
+    """RSS at 10/50/90 % of the run and the spread over its middle 80 % (flat = small)."""
+    if len(samples) < 5:
+        return None
+    end = samples[-1][0]
+    middle = [mb for t, mb in samples if 0.1 * end <= t <= 0.9 * end]
+    if not middle:
+        return None
+
+    def at(share: float) -> float:
+        return min(samples, key=lambda s: abs(s[0] - share * end))[1]
+
+    return {
+        "p10_mb": round(at(0.1), 1),
+        "p50_mb": round(at(0.5), 1),
+        "p90_mb": round(at(0.9), 1),
+        "spread": round((max(middle) - min(middle)) / min(middle), 4),
+    }
 
 
 def child_env(src: Path | None) -> dict[str, str]:
@@ -423,6 +465,7 @@ def measure_ingest(
     run.wall_s = res.wall_s
     run.cpu_user_s, run.cpu_sys_s, run.cpu_s = res.user_s, res.sys_s, res.cpu_s
     run.peak_rss_mb = res.maxrss_mb
+    run.extra["rss_over_time"] = rss_over_time(res.rss_mb)
     run.sandbox_cpu_s = sb1 - sb0
     run.postgres_cpu_s = None if pg0 is None or pg1 is None else pg1 - pg0
     run.exit_code = res.returncode
@@ -712,6 +755,18 @@ def scenario_memory(ctx: Ctx, big: Run | None) -> None:
         "%",
         note=f"{small.peak_rss_mb:.0f} → {big.peak_rss_mb:.0f} MB",
     )
+    over_time = big.extra.get("rss_over_time")
+    if over_time:
+        ctx.results["memory"]["big_rss_over_time"] = over_time
+        ctx.target(
+            f"memory: RSS spread over the {big.events:,}-event run (10 %→90 % of its time)",
+            over_time["spread"],
+            "<=",
+            TARGET_RSS_FLAT,
+            "%",
+            note=f"{over_time['p10_mb']:.0f} / {over_time['p50_mb']:.0f} / "
+            f"{over_time['p90_mb']:.0f} MB at 10/50/90 %",
+        )
 
 
 def measure_dlt(ctx: Ctx, sandbox: Sandbox, disposition: str, timeout_s: float) -> Run:
