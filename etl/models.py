@@ -55,6 +55,9 @@ class Page:
     has_more: bool
     next_cursor: str | None
     total: int | None = None
+    # The position the API's cursor names (its last event, to the exact millisecond even
+    # when the event's own timestamp was sent in whole seconds); None if it cannot be read.
+    cursor_position: Position | None = None
 
 
 # Column order of the ``events`` table as written by the sink (ingested_at is defaulted).

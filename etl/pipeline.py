@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from etl import planner
-from etl.errors import EtlError
+from etl.errors import AuthError, EtlError, SourceError
 from etl.models import (
     Batch,
     Checkpoint,
@@ -34,6 +34,7 @@ from etl.scheduler import ShardScheduler
 from etl.transform import transform_page
 
 T = TypeVar("T")
+BOUNDARY_SLACK_MS = 1_000
 Status = Literal["succeeded", "partial", "failed"]
 
 
@@ -85,6 +86,15 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, 
     return False, None
 
 
+def _first_error(group: BaseExceptionGroup[EtlError]) -> EtlError:
+    """The first of our errors, however deeply nested TaskGroups wrapped it."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        return exc
+    raise AssertionError("empty exception group")
+
+
 def merge(batches: list[Batch]) -> Batch:
     """Consecutive batches of one shard as one transaction (the last checkpoint wins)."""
     if len(batches) == 1:
@@ -131,6 +141,8 @@ class Run:
         self._by_id: dict[str, ShardState] = {}
         self._fetchers = 0
         self._split_lock = asyncio.Lock()
+        self._retired: set[str] = set()
+        self._lane_names: list[str] = []
         self._queues: list[asyncio.Queue[Batch | None]] = []
         self._finished = asyncio.Event()
 
@@ -177,6 +189,7 @@ class Run:
             self._loader_of[shard.shard_id] = index % self.options.loaders
         self._by_id = {s.shard_id: s for s in self.shards}
         self._fetchers = sum(lane.concurrency for lane in self.source.lanes())
+        self._lane_names = [lane.name for lane in self.source.lanes()]
         self._queues = [
             asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
         ]
@@ -201,7 +214,7 @@ class Run:
                 await asyncio.gather(*loaders)
                 self._finished.set()
         except* EtlError as group:
-            raise group.exceptions[0] from None
+            raise _first_error(group) from None
         self.reporter.update(self.counters, self.shards)
         unfinished = [s for s in self.shards if s.status != "done"]
         status: Status = "succeeded" if not unfinished and self.error is None else "partial"
@@ -236,8 +249,20 @@ class Run:
                 f.cancel()
         self._halt.set()
 
+    def _retire(self, lane: Lane, exc: EtlError) -> bool:
+        """Take a failing lane out of the run if another can carry on (not for a bad key)."""
+        if isinstance(exc, AuthError) or not isinstance(exc, SourceError):
+            return False
+        alive = [n for n in self._lane_names if n not in self._retired]
+        if lane.name not in alive or len(alive) < 2:
+            return lane.name in self._retired  # already retired by a sibling fetcher
+        self._retired.add(lane.name)
+        self.counters.extra["lanes_retired"] = len(self._retired)
+        self.reporter.message(f"the {lane.name} lane failed ({exc}); carrying on without it")
+        return True
+
     async def _fetcher(self, lane: Lane, scheduler: ShardScheduler) -> None:
-        while not self._halt.is_set():
+        while not self._halt.is_set() and lane.name not in self._retired:
             ok, _ = await until_stopped(lane.acquire(), self._halt)
             if not ok:
                 return
@@ -249,30 +274,32 @@ class Run:
             try:
                 ok, page = await until_stopped(lane.fetch(shard, self.options.page_size), self.stop)
             except EtlError as exc:
+                await scheduler.release(shard)
+                if self._retire(lane, exc):
+                    return
                 if self.error is None:
                     self.error = exc
                 self.request_stop(f"{type(exc).__name__}: {exc}")
-                await scheduler.release(shard)
                 return
             if not ok or page is None:
                 await scheduler.release(shard)
                 return
             self.counters.pages += 1
             self.counters.received += len(page.events)
+            # Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a
+            # second of slack, so an event just above it is never left to a shard whose
+            # cursor starts below it. The overlap is re-read, and the primary key absorbs it.
+            lower = None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
             result = transform_page(
-                page.events,
-                shard_id=shard.shard_id,
-                lower_ts=shard.lower_ts,
-                upper_ts=shard.upper_ts,
+                page.events, shard_id=shard.shard_id, lower_ts=lower, upper_ts=shard.upper_ts
             )
             reached_bottom = (
-                shard.lower_ts is not None
-                and result.min_ts is not None
-                and result.min_ts <= shard.lower_ts
+                lower is not None and result.min_ts is not None and result.min_ts <= lower
             )
             done = not page.has_more or not page.events or reached_bottom
-            if result.last is not None:
-                shard.position = result.last
+            position = page.cursor_position or result.last
+            if position is not None:
+                shard.position = position
             shard.cursor = None if done else page.next_cursor
             shard.status = "done" if done else "running"
             batch = Batch(
@@ -320,13 +347,14 @@ class Run:
             left = planner.remaining_events(best)
             if left is None or left < self.options.split_min_pages * self.options.page_size:
                 return
-            old_lower = best.lower_ts
             new = planner.split(best)
             if new is None:
                 return
+            # Persisted first, applied after: a page of ``best`` in flight meanwhile is
+            # filtered by the old bound (a few events read twice, none lost).
             if not await self.sink.split_shard(best, new):
-                best.lower_ts = old_lower
                 return
+            best.lower_ts = new.upper_ts
             self._loader_of[new.shard_id] = len(self._by_id) % self.options.loaders
             self._by_id[new.shard_id] = new
             self.shards.append(new)

@@ -94,9 +94,10 @@ def remaining_events(shard: ShardState) -> float | None:
 def split(shard: ShardState) -> ShardState | None:
     """Give the older half of ``shard``'s remaining range to a new shard.
 
-    ``shard`` keeps ``(mid, current]``; the new shard gets ``(lower, mid]``: no gap, no
-    overlap. The open-ended tail keeps as much time again as it has covered, and the new
-    shard takes everything older.
+    ``shard`` is to keep ``(mid, current]``; the new shard gets ``(lower, mid]``: no gap,
+    no overlap. The open-ended tail keeps as much time again as it has covered, and the new
+    shard takes everything older. ``shard`` is not changed: the caller persists the split,
+    then sets ``shard.lower_ts = new.upper_ts``.
     """
     if shard.status == "done":
         return None
@@ -111,6 +112,4 @@ def split(shard: ShardState) -> ShardState | None:
         if current - shard.lower_ts < 2:
             return None
         mid = shard.lower_ts + (current - shard.lower_ts) // 2
-    new = ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)
-    shard.lower_ts = mid
-    return new
+    return ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)

@@ -58,3 +58,17 @@ async def test_export_ids_and_submit_report_the_verdict(
     assert code == 0, output
     assert '"correct": 5000' in output and '"missing": 0' in output
     assert SECRET_KEY not in output
+
+
+async def test_an_unwritable_metrics_file_warns_but_never_fails_the_run(
+    sandbox: Any, db_url: str
+) -> None:
+    """Monitoring trouble is reported once; the data still loads and the exit code is 0."""
+    sb = await slow_sandbox(sandbox, 5_000)
+    env = env_for(DATASYNC_API_KEY=SECRET_KEY)
+    code, output = await run_etl(
+        *ingest_args(sb, db_url, "--metrics-file", "/proc/no-such-dir/etl.prom"), env=env
+    )
+    assert code == 0, output
+    assert output.count("cannot write --metrics-file") == 1
+    assert "ingest complete" in output

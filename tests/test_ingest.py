@@ -225,3 +225,28 @@ async def test_data_older_than_the_plan_is_split_across_idle_fetchers(
     assert outcome.counters.duplicates < 0.05 * EVENTS
     rows = await query(db_url, "SELECT count(*) AS n FROM ingest_progress WHERE status='done'")
     assert rows[0]["n"] == len(outcome.shards)
+
+
+async def test_whole_second_timestamps_at_shard_boundaries_lose_nothing(
+    sandbox: Any, db_url: str
+) -> None:
+    """Epoch seconds and RFC 2822 read up to 999 ms early; many boundaries, no event lost."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, timestamp_formats="mixed", unlimited=True)
+    outcome = await ingest(
+        sb.base_url, sb.api_key, db_url, clock, pipeline={"shards": 40, "page_size": 250}
+    )
+    assert outcome.status == "succeeded"
+    assert_exact(await loaded_ids(db_url), sb.ids())
+
+
+async def test_an_invalid_newest_event_does_not_hide_the_stream(sandbox: Any, db_url: str) -> None:
+    """With every event invalid, the head still comes from the API's cursor: all are read and
+    quarantined, none silently skipped as "the API has no events"."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, events=2_000, invalid_events=1.0)
+    outcome = await ingest(sb.base_url, sb.api_key, db_url, clock, source={"strategy": "events"})
+    assert outcome.status == "succeeded"
+    assert "no events" not in outcome.planned
+    rows = await query(db_url, "SELECT sum(occurrences) AS n, count(*) AS rows FROM quarantine")
+    assert rows[0]["rows"] == 2_000

@@ -81,6 +81,7 @@ class MetricsTap:
         self.interval_s = interval_s
         self.started = time.time()
         self._last = 0.0
+        self.failed = False
 
     def message(self, text: str) -> None:
         self.inner.message(text)
@@ -93,7 +94,18 @@ class MetricsTap:
             self.write(counters, shards, "running")
 
     def write(self, counters: RunCounters, shards: list[ShardState], status: str) -> None:
+        """Write the textfile; a failure is reported once and never stops the ingest."""
         loaded = counters.extra.get("loaded_before", 0) + counters.inserted
+        try:
+            self._write(counters, shards, status, loaded)
+        except OSError as exc:
+            if not self.failed:
+                self.failed = True
+                self.inner.message(f"warning: cannot write --metrics-file {self.path}: {exc}")
+
+    def _write(
+        self, counters: RunCounters, shards: list[ShardState], status: str, loaded: int
+    ) -> None:
         write_metrics(
             self.path,
             counters,
@@ -150,10 +162,21 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
             source, sink, tap or reporter, clock, pipeline_options(settings), counters=counters
         )
         loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def on_signal(name: str) -> None:
+            if run.stop.is_set() and main_task is not None:
+                main_task.cancel()  # a second signal: stop now (what is committed stays)
+            run.request_stop(name)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, run.request_stop, signal.Signals(sig).name)
+            loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
         try:
             outcome = await run.execute()
+        except asyncio.CancelledError:
+            with contextlib.suppress(EtlError):
+                await sink.finish_run("partial", counters, "stopped at once by a second signal")
+            raise
         except BaseException as exc:
             with contextlib.suppress(EtlError):
                 await sink.finish_run("failed", counters, f"{type(exc).__name__}: {exc}")

@@ -132,8 +132,8 @@ def ingest(
     except EtlError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        typer.echo("stopped at once by a second signal; what was committed stays, rerun to resume")
         raise typer.Exit(ExitCode.PARTIAL) from None
     typer.echo(summary(outcome, elapsed))
     if outcome.status == "succeeded":

@@ -50,6 +50,9 @@ _FAILURES: tuple[type[BaseException], ...] = (SinkError, *DB_ERRORS)
 _WRITE_ATTEMPTS = 3
 
 
+COMMAND_TIMEOUT_S = 300.0
+
+
 async def _init_connection(conn: Any) -> None:
     # A batch and its checkpoint commit together, so a commit lost to a *server* crash
     # loses both and the next run re-fetches that page: exactly-once holds without
@@ -128,6 +131,9 @@ class PostgresSink:
                 max_size=self.loaders + 1,
                 init=_init_connection,
                 timeout=self._connect_timeout,
+                # a database that stops answering fails the run (exit 6) instead of hanging
+                # it, and with it the lock every later cron run would wait behind
+                command_timeout=COMMAND_TIMEOUT_S,
             )
         except Exception as exc:
             raise SinkError(
@@ -203,8 +209,8 @@ class PostgresSink:
 
     async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
         """Hand the older part of a live shard to ``new``: in one transaction the shard's
-        ``lower_ts`` becomes ``shard.lower_ts`` (already moved up by the caller) and ``new``'s
-        row is added. False, changing nothing, if the shard is gone or done."""
+        ``lower_ts`` becomes ``new.upper_ts`` and ``new``'s row is added. False, changing
+        nothing, if the shard is gone or done."""
         async with self._connection(f"splitting shard {shard.shard_id}") as conn:
             return await progress.split_shard(conn, shard, new)
 

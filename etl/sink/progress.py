@@ -103,14 +103,14 @@ async def replace_shard(conn: Any, old_id: str, new_shards: list[ShardState]) ->
 
 async def split_shard(conn: Any, shard: ShardState, new: ShardState) -> bool:
     """Hand the older part of a live shard to ``new``: in one transaction the shard's
-    ``lower_ts`` becomes ``shard.lower_ts`` (already moved up by the caller) and ``new``'s
-    row is added. False, changing nothing, if the shard is gone or done."""
+    ``lower_ts`` becomes ``new.upper_ts`` and ``new``'s row is added. False, changing
+    nothing, if the shard is gone or done."""
     async with conn.transaction():
         updated = await conn.execute(
             "UPDATE ingest_progress SET lower_ts = $2, updated_at = now()"
             " WHERE shard_id = $1 AND status <> 'done'",
             shard.shard_id,
-            shard.lower_ts,
+            new.upper_ts,
         )
         if updated != "UPDATE 1":
             return False

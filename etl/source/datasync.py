@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import etl.ratelimit as ratelimit
-from etl.errors import AuthError, SourceError, StreamTokenError
+from etl.errors import AuthError, PermanentSourceError, SourceError, StreamTokenError
 from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy
 from etl.source.feed import StreamToken
 from etl.source.http import Http
@@ -123,6 +123,15 @@ class DataSyncSource:
         page = await lane.fetch(probe, 1)
         if not page.events:
             return None, page.total
+        if page.cursor_position is not None:  # exact, even if the event itself is invalid
+            return page.cursor_position, page.total
         from etl.transform import event_position  # pure helper; no cycle at import time
 
-        return event_position(page.events[0]), page.total
+        position = event_position(page.events[0])
+        if position is None:
+            raise PermanentSourceError(
+                "cannot tell where the stream starts: the newest event has no usable "
+                "timestamp and the API sent no readable cursor"
+            )
+        # a timestamp in whole seconds reads up to 999 ms early: start just above it
+        return Position(position.ts_ms + 999, position.id), page.total

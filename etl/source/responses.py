@@ -79,6 +79,11 @@ def raise_for_status(resp: Response, what: str) -> None:
     raise PermanentSourceError(detail)
 
 
-def to_page(resp: Response, what: str) -> Page:
+def to_page(resp: Response, what: str, *, token_auth: bool = False) -> Page:
+    """The page in ``resp``; with ``token_auth`` (the feed), any 401/403 is taken as the
+    stream token's fault (get a new one), not the API key's."""
+    if token_auth and resp.status in (401, 403):
+        code, message, _ = decode_error_body(resp.body)
+        raise StreamTokenError(f"{what}: HTTP {resp.status} {code or ''} {message or ''}".strip())
     raise_for_status(resp, what)
     return decode_page(resp.body)
