@@ -13,7 +13,7 @@ async def test_max_runtime_stops_gracefully_and_the_next_run_finishes(
     sandbox: Any, db_url: str, tmp_path: Path
 ) -> None:
     """A run past its deadline saves progress and exits 3; the next run completes."""
-    sb = await slow_sandbox(sandbox, 60_000)
+    sb = await slow_sandbox(sandbox, 60_000, latency_per_page=2.0)
     env = env_for(DATASYNC_API_KEY=SECRET_KEY)
     metrics = tmp_path / "etl.prom"
     code, output = await run_etl(

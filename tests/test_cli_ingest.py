@@ -49,13 +49,13 @@ async def run_etl(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode() + err.decode()
 
 
-async def slow_sandbox(sandbox: Any, events: int) -> Any:
+async def slow_sandbox(sandbox: Any, events: int, latency_per_page: float = 0.5) -> Any:
     # ~0.1 s per 1000-event page: a run lasts long enough to be killed at several points
     return await sandbox(
         events=events,
         clock=SystemClock(),
         api_keys=(SECRET_KEY,),
-        latency_per_page=0.5,
+        latency_per_page=latency_per_page,
         rate_limit=100_000,
         feed_throttle=100_000,
     )
@@ -83,7 +83,7 @@ def ingest_args(sb: Any, db_url: str, *extra: str) -> list[str]:
 async def test_sigkill_at_several_points_then_rerun_is_exact(sandbox: Any, db_url: str) -> None:
     """kill -9 mid-run, three times; the fourth run ends with every id exactly once."""
     events = 40_000
-    sb = await slow_sandbox(sandbox, events)
+    sb = await slow_sandbox(sandbox, events, latency_per_page=2.0)
     env = env_for(DATASYNC_API_KEY=SECRET_KEY)
     for target in (1, events // 3, 2 * events // 3):
         proc = await etl(*ingest_args(sb, db_url), env=env)
@@ -109,7 +109,7 @@ async def test_sigkill_at_several_points_then_rerun_is_exact(sandbox: Any, db_ur
 
 async def test_sigterm_commits_and_exits_partial(sandbox: Any, db_url: str) -> None:
     """SIGTERM: stop fetching, commit what is in flight, one summary line, exit 3."""
-    sb = await slow_sandbox(sandbox, 40_000)
+    sb = await slow_sandbox(sandbox, 40_000, latency_per_page=2.0)
     proc = await etl(*ingest_args(sb, db_url), env=env_for(DATASYNC_API_KEY=SECRET_KEY))
     assert proc.stderr is not None and proc.stdout is not None
     while True:
@@ -168,7 +168,7 @@ async def test_bad_configuration_exits_2(args: list[str], message: str) -> None:
 
 async def test_second_run_is_refused_while_one_holds_the_lock(sandbox: Any, db_url: str) -> None:
     """Two overlapping cron runs: the second exits 7 at once with a clear message."""
-    sb = await slow_sandbox(sandbox, 40_000)
+    sb = await slow_sandbox(sandbox, 40_000, latency_per_page=10.0)  # the first runs ~10 s
     env = env_for(DATASYNC_API_KEY=SECRET_KEY)
     first = await etl(*ingest_args(sb, db_url), env=env)
     assert first.stderr is not None
