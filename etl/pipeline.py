@@ -45,7 +45,7 @@ class PipelineOptions:
     span_ms: int = 31 * planner.DAY_MS
     overlap_ms: int = 1_000
     loaders: int = 2
-    queue_batches: int = 4  # per loader: bounds memory (backpressure on fetchers)
+    queue_batches: int = 2  # per loader: bounds memory (backpressure on fetchers)
     batch_size: int = 10_000  # events per transaction at most (pages are merged up to it)
     tick_s: float = 0.5
     heartbeat_s: float = 5.0

@@ -44,7 +44,7 @@ class Settings:
     feed_window_s: float | None = None  # None: the spec's 300 s (scaled for the sandbox)
     loaders: int = 2
     batch_size: int = 10_000
-    queue_batches: int = 4
+    queue_batches: int = 2
     max_attempts: int = 10
     request_timeout_s: float = 60.0
     max_runtime_s: float | None = None
