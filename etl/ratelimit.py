@@ -133,13 +133,13 @@ class AdaptiveRate:
       and 5 % above the cap's rate, only while pacing is what holds requests back (not the
       cap, a pause, or too few requests in flight).
     * ``on_throttled()``: every waiter pauses ``cooldown_s``; then, unless the request started
-      before the last decrease (it was in flight meanwhile: already accounted for), a
-      multiplicative decrease ``rate = backoff * min(rate, measured)``, where ``measured`` is
-      the starts per second over the last ``window_s`` (at least half the rate: a burst can
-      trip a throttle early), and the cap := the starts in the window before the throttled
-      one (at most the previous cap - 1, so it converges). ``window_s`` must be the
-      throttle's window (300 s for the feed, per the spec): with a shorter real window the
-      cap is too strict (slow, but no 429s), with a longer one the cap-1 steps converge.
+      before the last decrease (it was in flight meanwhile: already accounted for), the
+      cap := the starts in the window before the throttled one (at most the previous
+      cap - 1, so it converges) and pacing drops to 5 % above the cap's average rate (the
+      prior while the cap is provisional), so the cap binds and bursts are spread.
+      ``window_s`` must be the throttle's window (300 s for the feed, per the spec): with
+      a shorter real window the cap is too strict (slow, but no 429s), with a longer one
+      the cap-1 steps converge.
     * Probing: after ``probe_after_s`` without a throttle, the cap grows by one. A cap
       learned within the first window of our own log is provisional (the throttle may have
       counted someone else's requests too): once our log spans a window it is dropped, and
@@ -159,7 +159,6 @@ class AdaptiveRate:
         max_per_s: float = 50.0,
         min_per_s: float = 0.01,
         increase_per_s: float = 0.002,
-        backoff: float = 0.95,
         cooldown_s: float | None = None,
         window_s: float = 300.0,
         probe_after_s: float = 1800.0,
@@ -167,12 +166,12 @@ class AdaptiveRate:
         slow_start: float = 1.25,
         prior_per_s: float | None = None,
     ) -> None:
-        if not 0 < min_per_s <= initial_per_s <= max_per_s or not 0 < backoff < 1:
-            raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s, 0 < backoff < 1")
+        if not 0 < min_per_s <= initial_per_s <= max_per_s:
+            raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s")
         self._clock = clock
         self.rate_per_s = initial_per_s
         self.max_per_s, self.min_per_s = max_per_s, min_per_s
-        self.increase_per_s, self.backoff = increase_per_s, backoff
+        self.increase_per_s = increase_per_s
         # None: in proportion to the window (3 s and 1 s of the feed's 300 s)
         self.cooldown_s = window_s / 100 if cooldown_s is None else cooldown_s
         self.window_s = window_s
@@ -256,10 +255,8 @@ class AdaptiveRate:
         self.cap = max(1, before if self.cap is None else min(before, self.cap - 1))
         first = started_at if self._first_start is None else self._first_start
         self.provisional = started_at - first < self.window_s
-        measured = max(len(starts) / self.window_s, self.rate_per_s / 2)
-        self.rate_per_s = max(self.min_per_s, min(self.rate_per_s, measured) * self.backoff)
         # pace a little above the cap's average, so the cap binds and bursts are spread
-        self.rate_per_s = min(self.max_per_s, 1.05 * self.cap / self.window_s)
+        self.rate_per_s = max(self.min_per_s, min(self.max_per_s, 1.05 * self.cap / self.window_s))
         if self.provisional:
             self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
         self._decreased_at = now

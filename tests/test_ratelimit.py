@@ -273,7 +273,7 @@ async def test_adaptive_throttle_decreases_once_pauses_and_learns_the_cap() -> N
     answers to requests in flight during the cut do not cut again. Learned within our first
     window, the cap is provisional and pacing falls back to the prior."""
     clock = FakeClock()
-    rate = AdaptiveRate(1.0, clock, backoff=0.9, cooldown_s=5.0, window_s=100.0, prior_per_s=0.3)
+    rate = AdaptiveRate(1.0, clock, cooldown_s=5.0, window_s=100.0, prior_per_s=0.3)
     tickets = [await rate.acquire() for _ in range(10)]  # t = 0..9
     await clock.sleep(3.0)  # the answers arrive
     rate.on_throttled(tickets[8])

@@ -215,8 +215,9 @@ class PostgresSink:
             return await progress.split_shard(conn, shard, new)
 
     async def reset_progress(self) -> int:
-        """For ``--full-refresh``: retire every progress row to the archive (counters kept
-        for totals); never touches ``events``. Returns the number of shards retired."""
+        """For a full re-sync (no command uses it yet): retire every progress row to the
+        archive (counters kept for totals); never touches ``events``. Returns the number of
+        shards retired."""
         async with self._connection("resetting progress") as conn:
             return await progress.reset_progress(conn)
 

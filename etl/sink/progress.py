@@ -1,8 +1,9 @@
 """The ``ingest_progress`` table: one row per shard with its bounds, checkpoint and counters.
 
-Rows retired by ``replace_shard`` or ``reset_progress`` (``--full-refresh``) move to
-``ingest_progress_archive``, where their counters still count in ``ingest_totals``. A batch's
-own progress update is part of its write transaction (``etl.sink.batch``).
+Rows retired by ``replace_shard`` or ``reset_progress`` (a full re-sync; no command uses it
+yet) move to ``ingest_progress_archive``, where their counters still count in
+``ingest_totals``. A batch's own progress update is part of its write transaction
+(``etl.sink.batch``).
 """
 
 from __future__ import annotations
