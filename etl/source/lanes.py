@@ -205,7 +205,11 @@ class FeedLane(_Lane):
             params["cursor"] = cursor
         if shard.lower_ts is not None:
             params["since"] = shard.lower_ts
-        token = await self.token.get()
+        try:
+            token = await self.token.get()
+        except RateLimited as exc:
+            # the token endpoint's limit, not the feed's: back off, learn nothing from it
+            raise TransientSourceError(f"stream-access: {exc}") from exc
         resp = await self.http.request(
             "GET",
             f"{self.http.origin}{self.token.endpoint}",
