@@ -250,3 +250,17 @@ async def test_an_invalid_newest_event_does_not_hide_the_stream(sandbox: Any, db
     assert "no events" not in outcome.planned
     rows = await query(db_url, "SELECT sum(occurrences) AS n, count(*) AS rows FROM quarantine")
     assert rows[0]["rows"] == 2_000
+
+
+async def test_a_feed_that_barely_serves_does_not_hold_the_run_back(
+    sandbox: Any, db_url: str
+) -> None:
+    """A feed throttled to 2 requests per window: /events carries the run; the set is exact."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, events=5_000, feed_throttle=2)
+    outcome = await ingest(
+        sb.base_url, sb.api_key, db_url, clock, pipeline={"page_size": 500, "shards": 8}
+    )
+    assert outcome.status == "succeeded"
+    assert_exact(await loaded_ids(db_url), sb.ids())
+    assert sb.stats.requests["events"] > sb.stats.requests.get("feed", 0)
