@@ -7,7 +7,6 @@ or sink drops in without touching it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -226,6 +225,3 @@ class Reporter(Protocol):
     def update(self, counters: RunCounters, shards: list[ShardState]) -> None: ...
 
     def message(self, text: str) -> None: ...
-
-
-ProgressHook: TypeAlias = Callable[[RunCounters], Awaitable[None]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from etl import planner
@@ -64,7 +64,6 @@ class Outcome:
     planned: str = ""
     loaded_total: int = 0
     expected_total: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:

@@ -13,7 +13,6 @@ class ShardScheduler:
         self.shards = shards
         self._idle: deque[ShardState] = deque(s for s in shards if s.status != "done")
         self._busy = 0
-        self._closed = False
         self._changed = asyncio.Condition()
         self.drained = asyncio.Event()  # every shard done: waiting fetchers can go home
         if not self._idle:
@@ -23,16 +22,10 @@ class ShardScheduler:
     def has_idle(self) -> bool:
         return bool(self._idle)
 
-    @property
-    def remaining(self) -> int:
-        return sum(1 for s in self.shards if s.status != "done")
-
     async def take(self) -> ShardState | None:
-        """An idle unfinished shard; None once every shard is done or the scheduler closed."""
+        """An idle unfinished shard; None once every shard is done."""
         async with self._changed:
             while True:
-                if self._closed:
-                    return None
                 if self._idle:
                     self._busy += 1
                     return self._idle.popleft()
@@ -55,10 +48,4 @@ class ShardScheduler:
             self.shards.append(shard)
             self._idle.append(shard)
             self.drained.clear()
-            self._changed.notify_all()
-
-    async def close(self) -> None:
-        async with self._changed:
-            self._closed = True
-            self.drained.set()
             self._changed.notify_all()
