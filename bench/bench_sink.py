@@ -1,5 +1,5 @@
-"""Load N synthetic events through ``PostgresSink.write()``: 1 vs 2 loaders, with/without the
-``events.occurred_at`` index. Not a test; prints rows/s.
+"""Load N synthetic events through ``PostgresSink.write()``: staged vs direct COPY, 1 vs 2
+loaders, with/without the ``events.occurred_at`` index. Not a test; prints rows/s.
 
     .venv/bin/python bench/bench_sink.py                 # embedded PostgreSQL in a temp dir
     .venv/bin/python bench/bench_sink.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
@@ -77,13 +77,19 @@ async def admin(url: str, sql: str) -> None:
 
 
 async def run_variant(
-    server_url: str, records: list[Record], *, loaders: int, index: bool, batch: int
+    server_url: str,
+    records: list[Record],
+    *,
+    loaders: int,
+    index: bool,
+    batch: int,
+    direct: bool,
 ) -> float:
     name = f"etl_bench_{secrets.token_hex(4)}"
     await admin(server_url, f'CREATE DATABASE "{name}"')
     dsn = with_db(server_url, name)
     try:
-        async with PostgresSink(dsn, loaders=loaders) as sink:
+        async with PostgresSink(dsn, loaders=loaders, direct_copy=direct) as sink:
             if not index:
                 await admin(dsn, "DROP INDEX events_occurred_at_idx")
             await sink.add_shards([ShardState(f"s{k}", None, None) for k in range(loaders)])
@@ -116,18 +122,24 @@ async def bench(server_url: str, n: int, reps: int, batch: int) -> None:
     records = make_records(n)
     print(f"built {n:,} records in {time.perf_counter() - t:.1f}s; batches of {batch:,}")
     print(f"load average before: {os.getloadavg()}")
-    variants = [(1, True), (2, True), (1, False), (2, False)]
-    results: dict[tuple[int, bool], list[float]] = {v: [] for v in variants}
+    # (loaders, occurred_at index, direct COPY)
+    variants = [(2, True, False), (2, True, True), (2, False, True), (1, True, True)]
+    results: dict[tuple[int, bool, bool], list[float]] = {v: [] for v in variants}
     for _ in range(reps):
-        for loaders, index in variants:
-            results[(loaders, index)].append(
-                await run_variant(server_url, records, loaders=loaders, index=index, batch=batch)
+        for loaders, index, direct in variants:
+            results[(loaders, index, direct)].append(
+                await run_variant(
+                    server_url, records, loaders=loaders, index=index, batch=batch, direct=direct
+                )
             )
-    print(f"{'loaders':>7} {'occurred_at index':>18} {'best rows/s':>12} {'median rows/s':>14}")
-    for (loaders, index), rates in results.items():
+    print(
+        f"{'loaders':>7} {'occurred_at index':>18} {'load':>7} {'best rows/s':>12} "
+        f"{'median rows/s':>14}"
+    )
+    for (loaders, index, direct), rates in results.items():
         print(
-            f"{loaders:>7} {'yes' if index else 'no':>18} {max(rates):>12,.0f} "
-            f"{statistics.median(rates):>14,.0f}"
+            f"{loaders:>7} {'yes' if index else 'no':>18} {'direct' if direct else 'staged':>7} "
+            f"{max(rates):>12,.0f} {statistics.median(rates):>14,.0f}"
         )
 
 

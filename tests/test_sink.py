@@ -80,10 +80,12 @@ async def rows(db_url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-@pytest.fixture
-async def shard_sink(sink: PostgresSink) -> AsyncIterator[PostgresSink]:
-    await sink.add_shards([ShardState("s1", None, None), ShardState("s2", 0, 1000)])
-    yield sink
+@pytest.fixture(params=[True, False], ids=["direct", "staged"])
+async def shard_sink(db_url: str, request: pytest.FixtureRequest) -> AsyncIterator[PostgresSink]:
+    """A sink with shards s1 and s2; writes with and without the direct-COPY fast path."""
+    async with PostgresSink(db_url, direct_copy=request.param) as sink:
+        await sink.add_shards([ShardState("s1", None, None), ShardState("s2", 0, 1000)])
+        yield sink
 
 
 # -- migration ------------------------------------------------------------------------------
@@ -156,6 +158,22 @@ async def test_write_inserts_and_counts_duplicates(shard_sink: PostgresSink, db_
     assert s1.status == "running"
     totals = (await rows(db_url, "SELECT * FROM ingest_totals"))[0]
     assert (totals["events"], totals["duplicates"], totals["pages"]) == (101, 61, 3)
+
+
+async def test_fresh_shard_overlapping_loaded_rows(shard_sink: PostgresSink, db_url: str) -> None:
+    # s2 has only loaded new rows so far; its next batch overlaps s1's rows (a shard
+    # boundary's slack): the overlap is counted as duplicates, the rest lands, nothing fails
+    await shard_sink.write(make_batch([make_record(i) for i in range(60)], shard="s1"))
+    await shard_sink.write(make_batch([make_record(i) for i in range(200, 250)], shard="s2"))
+    r = await shard_sink.write(make_batch([make_record(i) for i in range(50, 100)], shard="s2"))
+    assert (r.inserted, r.duplicates) == (40, 10)
+    r = await shard_sink.write(make_batch([make_record(i) for i in range(100, 150)], shard="s2"))
+    assert (r.inserted, r.duplicates) == (50, 0)
+    assert await one(db_url, "SELECT count(*) FROM events") == 200
+    assert await one(db_url, "SELECT events FROM ingest_totals") == 200
+    assert await one(db_url, "SELECT duplicates FROM ingest_totals") == 10
+    log = await rows(db_url, "SELECT success FROM delivery_log ORDER BY id")
+    assert [r["success"] for r in log] == [True] * 4
 
 
 async def test_checkpoint_roundtrip_and_empty_batch(shard_sink: PostgresSink) -> None:

@@ -1,9 +1,16 @@
 """Writing one batch: the transaction that loads its events and moves its shard's checkpoint.
 
-``write_batch`` runs in ONE transaction on the given connection: COPY into the connection's
-TEMP stage (``etl.sink.schema.STAGE_DDL``), ``INSERT ... SELECT ... ON CONFLICT (id) DO
-NOTHING`` into ``events``, quarantine upserts, the shard's progress row and a ``delivery_log``
-row. So after a crash at any moment the committed checkpoint and the committed rows agree.
+``write_batch`` runs in ONE transaction on the given connection: the events, quarantine
+upserts, the shard's progress row and a ``delivery_log`` row. So after a crash at any moment
+the committed checkpoint and the committed rows agree. The events go in one of two ways:
+
+direct  COPY straight into ``events``. No stage, no sort, no second insert: PostgreSQL does
+        about half the work per row. A batch holding an id that is already loaded fails with
+        a unique violation; the whole transaction (COPY is its first statement, so nothing
+        else is lost) is then redone the staged way.
+staged  COPY into the connection's TEMP stage (``etl.sink.schema.STAGE_DDL``), then
+        ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``: absorbs re-reads.
+
 A batch that failed is recorded by ``log_failure`` in a transaction of its own.
 """
 
@@ -14,6 +21,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import asyncpg
 
 from etl.errors import SinkError
 from etl.models import EVENT_COLUMNS, Batch, Quarantined, WriteResult
@@ -158,17 +167,49 @@ async def _insert_delivery(conn: Any, d: Delivery) -> None:
 
 
 async def write_batch(
-    conn: Any, batch: Batch, run_id: int | None, provider: str, sent_at: dt.datetime, t0: float
+    conn: Any,
+    batch: Batch,
+    run_id: int | None,
+    provider: str,
+    sent_at: dt.datetime,
+    t0: float,
+    *,
+    direct: bool = False,
 ) -> WriteResult:
     """Load ``batch`` and move its shard's checkpoint in one transaction on ``conn``.
 
-    Raises ``SinkError`` if the shard has no progress row, and whatever the database raises
-    (a deadlock included); either way nothing of the batch is committed."""
+    ``direct`` tries a COPY straight into ``events`` first (``batch.records`` must hold each
+    id once, as ``etl.transform`` guarantees); a batch overlapping loaded rows then falls back
+    to the staged upsert, so the result is the same either way. Raises ``SinkError`` if the
+    shard has no progress row, and whatever the database raises (a deadlock included); either
+    way nothing of the batch is committed."""
+    if direct and batch.records:
+        try:
+            return await _write(conn, batch, run_id, provider, sent_at, t0, direct=True)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.table_name != "events":
+                raise
+    return await _write(conn, batch, run_id, provider, sent_at, t0, direct=False)
+
+
+async def _write(
+    conn: Any,
+    batch: Batch,
+    run_id: int | None,
+    provider: str,
+    sent_at: dt.datetime,
+    t0: float,
+    *,
+    direct: bool,
+) -> WriteResult:
     cp = batch.checkpoint
     n_records = len(batch.records)
     async with conn.transaction():
         inserted = 0
-        if n_records:
+        if direct:
+            await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
+            inserted = n_records
+        elif n_records:
             await conn.copy_records_to_table(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
             )

@@ -65,8 +65,10 @@ class PostgresSink:
     """Async context manager owning an asyncpg pool; implements ``etl.models.Sink``.
 
     ``loaders`` is the number of concurrent ``write()`` calls expected (the pool has one more
-    connection for runs and heartbeats). ``on_delivery`` is called after each batch (success or
-    failure) with its ``Delivery`` record, e.g. to append to a local log file; it must not block.
+    connection for runs and heartbeats). ``direct_copy`` lets a shard whose last batch added
+    only new rows COPY its next one straight into ``events`` (see ``etl.sink.batch``).
+    ``on_delivery`` is called after each batch (success or failure) with its ``Delivery``
+    record, e.g. to append to a local log file; it must not block.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class PostgresSink:
         provider: str = "datasync",
         connect_timeout: float = 10.0,
         on_delivery: Callable[[Delivery], None] | None = None,
+        direct_copy: bool = True,
     ) -> None:
         if loaders < 1:
             raise ValueError("loaders must be >= 1")
@@ -89,6 +92,10 @@ class PostgresSink:
         self._on_delivery = on_delivery
         self._pool: Any = None
         self._lock: IngestLock | None = None
+        self._direct_copy = direct_copy
+        # per shard: did its last batch load without touching existing rows? Then the next
+        # one tries the direct COPY (see etl.sink.batch); one that overlapped goes staged.
+        self._fresh: dict[str, bool] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,12 +237,20 @@ class PostgresSink:
         sent_at = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         failure: BaseException | None = None
+        shard_id = batch.checkpoint.shard_id
+        direct = self._direct_copy and self._fresh.get(shard_id, True)
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn:
-                    result = await write_batch(conn, batch, self.run_id, self.provider, sent_at, t0)
+                    result = await write_batch(
+                        conn, batch, self.run_id, self.provider, sent_at, t0, direct=direct
+                    )
+                self._fresh[shard_id] = result.duplicates == 0
             except _RETRYABLE as exc:
                 failure = exc
+                # unordered direct COPYs of overlapping batches can deadlock; the staged
+                # insert takes its locks in id order
+                direct = False
                 if attempt < _WRITE_ATTEMPTS:
                     log.info("retrying batch after %s", type(exc).__name__)
                     await asyncio.sleep(0.05 * attempt)
