@@ -44,8 +44,8 @@ class PipelineOptions:
     shards: int = 16
     span_ms: int = 31 * planner.DAY_MS
     overlap_ms: int = 1_000
-    loaders: int = 2
-    queue_batches: int = 2  # per loader: bounds memory (backpressure on fetchers)
+    loaders: int = 3
+    queue_batches: int = 1  # per loader: bounds memory (backpressure on fetchers)
     batch_size: int = 10_000  # events per transaction at most (pages are merged up to it)
     tick_s: float = 0.5
     heartbeat_s: float = 5.0
@@ -307,7 +307,10 @@ class Run:
                 checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
                 received=len(page.events),
             )
-            # The put may wait (backpressure); the shard stays ours until its batch is queued.
+            # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
+            # page (its raw JSON values keep the whole response body alive).
+            del page, result
+            # The shard stays ours until its batch is queued.
             await self._queues[self._loader_of[shard.shard_id]].put(batch)
             await scheduler.release(shard)
 

@@ -42,9 +42,9 @@ class Settings:
     feed_concurrency: int = 4
     feed_rate_per_s: float | None = None
     feed_window_s: float | None = None  # None: the spec's 300 s (scaled for the sandbox)
-    loaders: int = 2
+    loaders: int = 3
     batch_size: int = 10_000
-    queue_batches: int = 2
+    queue_batches: int = 1
     max_attempts: int = 10
     request_timeout_s: float = 60.0
     max_runtime_s: float | None = None

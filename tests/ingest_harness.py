@@ -15,7 +15,7 @@ import asyncpg
 from etl.clock import FakeClock
 from etl.models import RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run
-from etl.sink.postgres import PostgresSink
+from etl.sink.postgres import Delivery, PostgresSink
 from etl.source.datasync import DataSyncSource, SourceOptions
 from etl.source.http import Http
 
@@ -38,11 +38,13 @@ class LinkedClock:
 
 @dataclass
 class Recorder:
-    """A Reporter that keeps what it was told (and can stop the run after N updates)."""
+    """A Reporter that keeps what it was told (and can stop the run once N batches were
+    committed, as a signal would: deterministic, whatever the speed of the machine)."""
 
     messages: list[str] = field(default_factory=list)
     updates: int = 0
-    stop_after_updates: int | None = None
+    stop_after_batches: int | None = None
+    batches: int = 0
     run: Run | None = None
 
     def message(self, text: str) -> None:
@@ -50,8 +52,11 @@ class Recorder:
 
     def update(self, counters: RunCounters, shards: list[ShardState]) -> None:
         self.updates += 1
-        limit = self.stop_after_updates
-        if self.run is not None and limit is not None and self.updates >= limit:
+
+    def delivered(self, delivery: Delivery) -> None:
+        self.batches += 1
+        limit = self.stop_after_batches
+        if self.run is not None and limit is not None and self.batches >= limit:
             self.run.request_stop("test stop")
 
 
@@ -74,7 +79,11 @@ async def ingest(
         return int((EPOCH0 + clock.now() + client_skew_s) * 1000)
 
     opts = SourceOptions(**{"backoff_base_s": 0.05, "backoff_cap_s": 1.0, **(source or {})})
-    async with PostgresSink(db_url, loaders=2) as sink, Http(base_url, api_key) as http:
+    options = PipelineOptions(**{"shards": 6, "tick_s": 1.0, **(pipeline or {})})
+    async with (
+        PostgresSink(db_url, loaders=options.loaders, on_delivery=reporter.delivered) as sink,
+        Http(base_url, api_key) as http,
+    ):
         await sink.try_lock()
         src = DataSyncSource(http, clock, counters, opts, now_ms=now_ms)
         reporter.message(await src.start())
@@ -84,7 +93,7 @@ async def ingest(
             sink,
             reporter,
             clock,
-            PipelineOptions(**{"shards": 6, "tick_s": 1.0, **(pipeline or {})}),
+            options,
             counters=counters,
         )
         reporter.run = run
