@@ -40,6 +40,44 @@ async def test_full_run_loads_exactly_the_dataset(sandbox: Any, db_url: str, str
     assert sb.stats.rate_limited.get("events", 0) <= 1
 
 
+async def test_feed_teapot_for_a_shard_below_the_data_is_asked_again_without_since(
+    sandbox: Any, db_url: str
+) -> None:
+    """418 ("outside the data range") on the oldest shards' ``since``: the feed is asked again
+    without it, and the run is still exact (the shard's bounds filter the pages)."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, feed_teapot=True)
+    outcome = await ingest(sb.base_url, sb.api_key, db_url, clock, source={"strategy": "feed"})
+    assert outcome.status == "succeeded", outcome.error
+    assert_exact(await loaded_ids(db_url), sb.ids())
+    assert sb.stats.statuses["feed", 418] >= 1
+
+
+async def test_a_feed_that_goes_down_is_retired_and_events_finishes_the_run(
+    sandbox: Any, db_url: str
+) -> None:
+    """Both lanes run; the feed answers 503 for good after 3 pages: its fetchers give up
+    after their retries, the lane is retired with a message, /events loads the rest."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, feed_down_after=3)
+    rec = Recorder()
+    outcome = await ingest(
+        sb.base_url,
+        sb.api_key,
+        db_url,
+        clock,
+        source={"strategy": "auto"},
+        pipeline={"page_size": 500},
+        reporter=rec,
+    )
+    assert outcome.status == "succeeded", outcome.error
+    assert_exact(await loaded_ids(db_url), sb.ids())
+    assert outcome.counters.extra["lanes_retired"] == 1
+    assert any("feed lane failed" in m for m in rec.messages), rec.messages
+    assert sb.stats.statuses["feed", 200] == 3
+    assert sb.stats.statuses["feed", 503] >= 1
+
+
 async def test_rows_hold_the_normalised_content(sandbox: Any, db_url: str) -> None:
     """Columns carry what the API sent: UTC instant, raw timestamp, properties, session."""
     clock = FakeClock()

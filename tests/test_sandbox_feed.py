@@ -110,6 +110,28 @@ async def test_feed_bounds_exclusive_knob(sandbox: SandboxFactory) -> None:
     assert [e["id"] for e in got] == [i for i, t in zip(ids, ts, strict=True) if since < t < until]
 
 
+async def test_feed_teapot_knob_refuses_bounds_outside_the_data(sandbox: SandboxFactory) -> None:
+    sb = await sandbox(feed_teapot=True)
+    ts = sb.dataset.timestamps()
+    newest, oldest = ts[0], ts[-1]
+    async with aiohttp.ClientSession(headers=sb.headers) as http:
+        h = {"X-Stream-Token": await token(sb, http)}
+
+        async def status(**params: int) -> int:
+            q = {k: str(v) for k, v in params.items()}
+            return (await fetch(http, "GET", sb.feed_url, params=q, headers=h)).status
+
+        assert await status(since=oldest - 1) == 418
+        assert await status(until=newest + 1) == 418
+        assert await status(since=oldest, until=newest) == 200
+        assert await status() == 200
+    plain = await sandbox()
+    async with aiohttp.ClientSession(headers=plain.headers) as http:
+        h = {"X-Stream-Token": await token(plain, http)}
+        r = await fetch(http, "GET", plain.feed_url, params={"since": "1"}, headers=h)
+        assert r.status == 200  # off by default
+
+
 async def test_hidden_feed_throttle_is_a_sliding_window(sandbox: SandboxFactory) -> None:
     sb = await sandbox(feed_throttle=3, feed_window=300)
     async with aiohttp.ClientSession(headers=sb.headers) as http:

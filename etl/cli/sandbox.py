@@ -117,6 +117,13 @@ def sandbox(
     feed_bounds_inclusive: Annotated[
         bool, _o("FEED_BOUNDS_INCLUSIVE", "Feed since/until are inclusive.")
     ] = _D.feed_bounds_inclusive,
+    feed_teapot: Annotated[
+        bool, _o("FEED_TEAPOT", "Answer 418 to a feed since/until outside the data range.")
+    ] = _D.feed_teapot,
+    feed_down_after: Annotated[
+        int,
+        _o("FEED_DOWN_AFTER", "The feed answers 503 for good after this many requests (0: never)."),
+    ] = _D.feed_down_after,
     timestamp_formats: Annotated[
         TsFormats, _o("TIMESTAMP_FORMATS", "recorded (ms + ISO Z), mixed (every format) or ms.")
     ] = TsFormats.recorded,
@@ -173,6 +180,8 @@ def sandbox(
             feed_window=feed_window,
             feed_retry_after=feed_retry_after,
             feed_bounds_inclusive=feed_bounds_inclusive,
+            feed_teapot=feed_teapot,
+            feed_down_after=feed_down_after,
             latency_per_page=latency_per_page,
             time_scale=time_scale,
             timestamp_formats=timestamp_formats.value,

@@ -70,6 +70,11 @@ class SandboxConfig:
     feed_window: float = 300.0
     feed_retry_after: bool = False
     feed_bounds_inclusive: bool = True
+    # 418 "I'm a teapot" for a feed ``since``/``until`` outside the data range (reported
+    # once, trigger unknown; off by default)
+    feed_teapot: bool = False
+    # the feed goes down for good after this many feed requests (503 from then on; 0: never)
+    feed_down_after: int = 0
     # realism
     latency_per_page: float = 0.0  # seconds for a 5000-event page (real: about 3.5)
     time_scale: float = 1.0
@@ -148,6 +153,8 @@ def _problems(c: SandboxConfig) -> list[str]:
         out.append("feed_throttle must be >= 1")
     if c.max_submissions < 0:
         out.append("max_submissions must be >= 0")
+    if c.feed_down_after < 0:
+        out.append("feed_down_after must be >= 0")
     for name in ("window", "feed_window", "cursor_ttl", "sessions_cursor_ttl", "token_ttl"):
         value = getattr(c, name)
         if not (value > 0 and math.isfinite(value)):

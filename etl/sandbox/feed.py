@@ -68,6 +68,8 @@ async def feed(
         message = "Stream token is required" if not token else "Invalid or expired stream token"
         return responses.error(403, "INVALID_STREAM_TOKEN", message)
     c = state.config
+    if c.feed_down_after and state.stats.requests["feed"] >= c.feed_down_after:
+        return responses.error(503, "SERVICE_UNAVAILABLE", "The feed is down")
     if c.limits_enabled:
         allowed, wait = state.feed_throttle.hit(api_key, now)
         if not allowed:
@@ -76,6 +78,10 @@ async def feed(
                 429, "RATE_LIMIT_EXCEEDED", "Too many requests. Please slow down.", headers=headers
             )
     bounds = (_epoch_ms(request.query.get("since")), _epoch_ms(request.query.get("until")))
+    if c.feed_teapot and _outside_data(state, *bounds):
+        return responses.error(
+            418, "I_AM_A_TEAPOT", "I'm a teapot: timestamp query outside the data range"
+        )
     return await serve_page(
         state,
         request,
@@ -87,6 +93,13 @@ async def feed(
         session=None,
         bounds=bounds,
     )
+
+
+def _outside_data(state: State, since: int | None, until: int | None) -> bool:
+    """``since`` older than the oldest event or ``until`` newer than the newest one."""
+    ds = state.dataset
+    newest = ds.ts_at(0, ds.live_count(state.now_ms()))
+    return (since is not None and since < ds.oldest_ts) or (until is not None and until > newest)
 
 
 def _epoch_ms(raw: str | None) -> int | None:
