@@ -13,15 +13,15 @@ Imports no aiohttp, asyncpg or rich: the parts arrive as Protocols.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from etl import planner
+from etl.aio import first_error, until_stopped
+from etl.batching import advance, merge
 from etl.errors import AuthError, EtlError, SourceError
 from etl.models import (
     Batch,
-    Checkpoint,
     Clock,
     Lane,
     Reporter,
@@ -31,10 +31,7 @@ from etl.models import (
     Source,
 )
 from etl.scheduler import ShardScheduler
-from etl.transform import transform_page
 
-T = TypeVar("T")
-BOUNDARY_SLACK_MS = 1_000
 Status = Literal["succeeded", "partial", "failed"]
 
 
@@ -64,53 +61,6 @@ class Outcome:
     planned: str = ""
     loaded_total: int = 0
     expected_total: int | None = None
-
-
-async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
-    """Run ``work`` unless ``stop`` fires first (then ``work`` is cancelled): (finished, result)."""
-    task = asyncio.ensure_future(work)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if task.done():
-        return True, task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
-    return False, None
-
-
-def _first_error(group: BaseExceptionGroup[EtlError]) -> EtlError:
-    """The first of our errors, however deeply nested TaskGroups wrapped it."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        return exc
-    raise AssertionError("empty exception group")
-
-
-def merge(batches: list[Batch]) -> Batch:
-    """Consecutive batches of one shard as one transaction (the last checkpoint wins)."""
-    if len(batches) == 1:
-        return batches[0]
-    last = batches[-1].checkpoint
-    return Batch(
-        records=[r for b in batches for r in b.records],
-        quarantined=[q for b in batches for q in b.quarantined],
-        checkpoint=Checkpoint(
-            shard_id=last.shard_id,
-            position=last.position,
-            cursor=last.cursor,
-            done=last.done,
-            pages=sum(b.checkpoint.pages for b in batches),
-        ),
-        received=sum(b.received for b in batches),
-    )
 
 
 class Run:
@@ -213,7 +163,7 @@ class Run:
                 await asyncio.gather(*loaders)
                 self._finished.set()
         except* EtlError as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
         self.reporter.update(self.counters, self.shards)
         unfinished = [s for s in self.shards if s.status != "done"]
         status: Status = "succeeded" if not unfinished and self.error is None else "partial"
@@ -285,32 +235,11 @@ class Run:
                 return
             self.counters.pages += 1
             self.counters.received += len(page.events)
-            # Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a
-            # second of slack, so an event just above it is never left to a shard whose
-            # cursor starts below it. The overlap is re-read, and the primary key absorbs it.
-            lower = None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
-            result = transform_page(
-                page.events, shard_id=shard.shard_id, lower_ts=lower, upper_ts=shard.upper_ts
-            )
-            reached_bottom = (
-                lower is not None and result.min_ts is not None and result.min_ts <= lower
-            )
-            done = not page.has_more or not page.events or reached_bottom
-            position = page.cursor_position or result.last
-            if position is not None:
-                shard.position = position
-            shard.cursor = None if done else page.next_cursor
-            shard.status = "done" if done else "running"
-            batch = Batch(
-                records=result.records,
-                quarantined=result.quarantined,
-                checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
-                received=len(page.events),
-            )
+            batch = advance(shard, page)
             # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
-            # page (its raw JSON values keep the whole response body alive).
-            del page, result
-            # The shard stays ours until its batch is queued.
+            # page (its raw JSON values keep the whole response body alive). The shard stays
+            # ours until its batch is queued.
+            del page
             await self._queues[self._loader_of[shard.shard_id]].put(batch)
             await scheduler.release(shard)
 

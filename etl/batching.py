@@ -1,0 +1,56 @@
+"""One fetched page -> one batch for the loader, and consecutive batches -> one transaction.
+
+Pure: no I/O. ``advance`` also moves the shard's in-memory state (position, cursor, status)
+to what the batch's checkpoint will commit.
+"""
+
+from __future__ import annotations
+
+from etl.models import Batch, Checkpoint, Page, ShardState
+from etl.transform import transform_page
+
+# Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a second of
+# slack, so an event just above it is never left to a shard whose cursor starts below it.
+# The overlap is re-read, and the primary key absorbs it.
+BOUNDARY_SLACK_MS = 1_000
+
+
+def advance(shard: ShardState, page: Page) -> Batch:
+    """The batch of ``page`` for ``shard``; the shard is done when the API has no more pages
+    or the page reached below the shard's lower bound (minus the slack)."""
+    lower = None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
+    result = transform_page(
+        page.events, shard_id=shard.shard_id, lower_ts=lower, upper_ts=shard.upper_ts
+    )
+    reached_bottom = lower is not None and result.min_ts is not None and result.min_ts <= lower
+    done = not page.has_more or not page.events or reached_bottom
+    position = page.cursor_position or result.last
+    if position is not None:
+        shard.position = position
+    shard.cursor = None if done else page.next_cursor
+    shard.status = "done" if done else "running"
+    return Batch(
+        records=result.records,
+        quarantined=result.quarantined,
+        checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
+        received=len(page.events),
+    )
+
+
+def merge(batches: list[Batch]) -> Batch:
+    """Consecutive batches of one shard as one transaction (the last checkpoint wins)."""
+    if len(batches) == 1:
+        return batches[0]
+    last = batches[-1].checkpoint
+    return Batch(
+        records=[r for b in batches for r in b.records],
+        quarantined=[q for b in batches for q in b.quarantined],
+        checkpoint=Checkpoint(
+            shard_id=last.shard_id,
+            position=last.position,
+            cursor=last.cursor,
+            done=last.done,
+            pages=sum(b.checkpoint.pages for b in batches),
+        ),
+        received=sum(b.received for b in batches),
+    )
