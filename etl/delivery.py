@@ -5,7 +5,10 @@
     {"provider": "datasync", "sent_at": "2026-01-02T03:04:05.678+00:00", "run_id": 7,
      "shard_id": "s03", "rows_received": 5000, "rows_written": 4998, "duplicates": 2,
      "quarantined": 0, "columns": ["id", ...], "success": true, "error": null,
-     "duration_ms": 41.2}
+     "duration_ms": 41.2, "loaded_by": "copy"}
+
+``loaded_by``: ``copy`` (straight into ``events``), ``upsert`` (through the staging table,
+for a batch that overlapped loaded rows) or null (failed).
 
 The file is opened in append mode and each line written with one ``write`` + ``flush`` (a
 few hundred bytes: fast enough for the event loop, and whole lines even if two processes
@@ -42,6 +45,7 @@ def delivery_to_json(d: Delivery) -> str:
             "success": d.success,
             "error": d.error,
             "duration_ms": round(d.duration_ms, 1),
+            "loaded_by": d.loaded_by,
         },
         ensure_ascii=False,
     )

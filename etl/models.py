@@ -133,6 +133,8 @@ class WriteResult:
     inserted: int
     duplicates: int
     quarantined: int
+    # how the events went in: "copy" straight into the table, or "upsert" through a stage
+    loaded_by: str = "upsert"
 
 
 @dataclass(slots=True)

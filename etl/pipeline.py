@@ -43,7 +43,7 @@ class PipelineOptions:
     overlap_ms: int = 1_000
     loaders: int = 3
     queue_batches: int = 1  # per loader: bounds memory (backpressure on fetchers)
-    batch_size: int = 10_000  # events per transaction at most (pages are merged up to it)
+    batch_size: int = 10_000  # events per transaction at most (queued pages are merged)
     tick_s: float = 0.5
     heartbeat_s: float = 5.0
     max_runtime_s: float | None = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from etl.errors import ConfigError
-from etl.models import Strategy
+
+if TYPE_CHECKING:  # etl.models pulls in msgspec: keep `etl --help`/`etl status` light
+    from etl.models import Strategy
 
 STRATEGIES = ("auto", "events", "feed")
 LOG_FORMATS = ("text", "json")

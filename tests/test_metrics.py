@@ -130,6 +130,7 @@ def delivery(success: bool = True) -> Delivery:
         columns=EVENT_COLUMNS,
         success=success,
         error=None if success else "SinkError: connection lost",
+        loaded_by="upsert" if success else None,
     )
 
 
@@ -153,8 +154,13 @@ def test_delivery_log_lines(tmp_path: Path) -> None:
         "success": True,
         "error": None,
         "duration_ms": 41.2,
+        "loaded_by": "upsert",
     }
-    assert (second["success"], second["error"]) == (False, "SinkError: connection lost")
+    assert (second["success"], second["error"], second["loaded_by"]) == (
+        False,
+        "SinkError: connection lost",
+        None,
+    )
 
 
 def test_delivery_log_appends_and_rotates(tmp_path: Path) -> None:

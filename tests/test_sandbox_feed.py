@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 
 import aiohttp
+import pytest
 
+from etl.errors import ConfigError
+from etl.sandbox.config import SandboxConfig
 from tests.fixtures_sandbox import SandboxFactory, SandboxHandle, fetch
 
 BROWSER = (
@@ -130,6 +133,21 @@ async def test_feed_teapot_knob_refuses_bounds_outside_the_data(sandbox: Sandbox
         h = {"X-Stream-Token": await token(plain, http)}
         r = await fetch(http, "GET", plain.feed_url, params={"since": "1"}, headers=h)
         assert r.status == 200  # off by default
+
+
+async def test_feed_down_after_knob_fails_every_later_request(sandbox: SandboxFactory) -> None:
+    sb = await sandbox(feed_down_after=2)
+    async with aiohttp.ClientSession(headers=sb.headers) as http:
+        h = {"X-Stream-Token": await token(sb, http)}
+        statuses = [(await fetch(http, "GET", sb.feed_url, headers=h)).status for _ in range(4)]
+        h = {"X-Stream-Token": await token(sb, http)}  # a fresh token does not revive it
+        statuses.append((await fetch(http, "GET", sb.feed_url, headers=h)).status)
+    assert statuses == [200, 200, 503, 503, 503]
+
+
+def test_feed_down_after_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="feed_down_after must be >= 0"):
+        SandboxConfig(events=10, feed_down_after=-1)
 
 
 async def test_hidden_feed_throttle_is_a_sliding_window(sandbox: SandboxFactory) -> None:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from etl.cli import app
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
 from etl.errors import EtlError, ExitCode
+from etl.settings import Settings
+
+# one source of truth for the defaults: the Settings dataclass
+_D: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
 
 
 @app.command()
@@ -26,19 +31,19 @@ def ingest(
     database_url: DatabaseUrl = None,
     strategy: Annotated[
         str, typer.Option(envvar="ETL_STRATEGY", help="auto (feed + /events), events or feed.")
-    ] = "auto",
+    ] = _D["strategy"],
     page_size: Annotated[
         int, typer.Option(envvar="ETL_PAGE_SIZE", help="Events per request.")
-    ] = 5000,
+    ] = _D["page_size"],
     shards: Annotated[
         int, typer.Option(envvar="ETL_SHARDS", help="Time slices fetched in parallel.")
-    ] = 16,
+    ] = _D["shards"],
     events_concurrency: Annotated[
         int, typer.Option(envvar="ETL_EVENTS_CONCURRENCY", help="Fetchers on /events (0: off).")
-    ] = 2,
+    ] = _D["events_concurrency"],
     feed_concurrency: Annotated[
         int, typer.Option(envvar="ETL_FEED_CONCURRENCY", help="Fetchers on the feed (0: off).")
-    ] = 4,
+    ] = _D["feed_concurrency"],
     feed_window: Annotated[
         float | None,
         typer.Option(
@@ -50,24 +55,36 @@ def ingest(
     ] = None,
     loaders: Annotated[
         int, typer.Option(envvar="ETL_LOADERS", help="Database connections loading in parallel.")
-    ] = 2,
+    ] = _D["loaders"],
     batch_size: Annotated[
-        int, typer.Option(envvar="ETL_BATCH_SIZE", help="Max events per transaction.")
-    ] = 10_000,
+        int,
+        typer.Option(
+            envvar="ETL_BATCH_SIZE",
+            help="Max events per transaction: pages of one shard already waiting in a "
+            "loader's queue are merged up to it (a page is never split).",
+        ),
+    ] = _D["batch_size"],
+    queue_batches: Annotated[
+        int,
+        typer.Option(
+            envvar="ETL_QUEUE_BATCHES",
+            help="Pages queued per loader: more smooths loading, costs ~4 MB each.",
+        ),
+    ] = _D["queue_batches"],
     max_runtime: Annotated[
         float | None,
         typer.Option(envvar="ETL_MAX_RUNTIME", help="Seconds; then stop gracefully (resumable)."),
     ] = None,
     request_timeout: Annotated[
         float, typer.Option(envvar="ETL_REQUEST_TIMEOUT", help="Seconds per HTTP request.")
-    ] = 60.0,
+    ] = _D["request_timeout_s"],
     max_attempts: Annotated[
         int, typer.Option(envvar="ETL_MAX_ATTEMPTS", help="Tries per page on transient faults.")
-    ] = 10,
+    ] = _D["max_attempts"],
     sandbox_events: Annotated[
         int,
         typer.Option(envvar="SANDBOX_EVENTS", help="Dataset size of the bundled sandbox."),
-    ] = 3_000_000,
+    ] = _D["sandbox_events"],
     metrics_file: Annotated[
         Path | None,
         typer.Option(
@@ -80,17 +97,16 @@ def ingest(
             envvar="SANDBOX_TIME_SCALE",
             help="Time scale of the bundled sandbox (10: the real limits, 10x faster).",
         ),
-    ] = 1.0,
+    ] = _D["sandbox_time_scale"],
     quiet: Quiet = False,
     log_format: LogFormat = "text",
     progress_interval: Annotated[
         float, typer.Option(envvar="ETL_PROGRESS_INTERVAL", help="Seconds between log lines.")
-    ] = 10.0,
+    ] = _D["progress_interval_s"],
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
     from etl.cli.compose import ingest_main, summary
     from etl.display import make_reporter
-    from etl.settings import Settings
 
     try:
         settings = Settings(
@@ -106,6 +122,7 @@ def ingest(
             feed_window_s=feed_window,
             loaders=loaders,
             batch_size=batch_size,
+            queue_batches=queue_batches,
             max_runtime_s=max_runtime,
             request_timeout_s=request_timeout,
             max_attempts=max_attempts,

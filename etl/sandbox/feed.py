@@ -68,7 +68,8 @@ async def feed(
         message = "Stream token is required" if not token else "Invalid or expired stream token"
         return responses.error(403, "INVALID_STREAM_TOKEN", message)
     c = state.config
-    if c.feed_down_after and state.stats.requests["feed"] >= c.feed_down_after:
+    state.feed_requests += 1
+    if c.feed_down_after and state.feed_requests > c.feed_down_after:
         return responses.error(503, "SERVICE_UNAVAILABLE", "The feed is down")
     if c.limits_enabled:
         allowed, wait = state.feed_throttle.hit(api_key, now)

@@ -56,6 +56,7 @@ class State:
         self.cache = ResponseCache(0.0 if config.unlimited else config.scaled(config.cache_ttl))
         self.feed_throttle = SlidingWindow(config.feed_throttle, config.scaled(config.feed_window))
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (api key, expiry)
+        self.feed_requests = 0  # counted on arrival (stats count responses, after awaits)
         self.submissions: dict[str, list[dict[str, object]]] = {}
         self.submission_attempts: Counter[str] = Counter()
         self.first_seen: dict[str, float] = {}

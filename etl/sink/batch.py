@@ -85,6 +85,7 @@ class Delivery:
     columns: tuple[str, ...]
     success: bool
     error: str | None
+    loaded_by: str | None = None  # "copy" or "upsert"; None for a failed batch
 
 
 def make_delivery(
@@ -111,6 +112,7 @@ def make_delivery(
         columns=EVENT_COLUMNS,
         success=result is not None,
         error=error,
+        loaded_by=result.loaded_by if result else None,
     )
 
 
@@ -235,7 +237,12 @@ async def _write(
         )
         if updated != "UPDATE 1":
             raise SinkError(f"shard {cp.shard_id!r} has no progress row (add_shards() it first)")
-        result = WriteResult(inserted=inserted, duplicates=duplicates, quarantined=n_quarantined)
+        result = WriteResult(
+            inserted=inserted,
+            duplicates=duplicates,
+            quarantined=n_quarantined,
+            loaded_by="copy" if direct else "upsert",
+        )
         await _insert_delivery(
             conn, make_delivery(batch, run_id, provider, sent_at, t0, result, None)
         )

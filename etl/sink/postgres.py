@@ -75,7 +75,7 @@ class PostgresSink:
         self,
         dsn: str,
         *,
-        loaders: int = 2,
+        loaders: int = 3,
         run_id: int | None = None,
         provider: str = "datasync",
         connect_timeout: float = 10.0,
@@ -98,6 +98,10 @@ class PostgresSink:
         self._fresh: dict[str, bool] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def direct_copy(self) -> bool:
+        return self._direct_copy
 
     @property
     def dsn_redacted(self) -> str:
