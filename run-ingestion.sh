@@ -35,4 +35,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 export ETL_DATA_DIR="${ETL_DATA_DIR:-$PWD/.etl-data}"
+echo "progress from another terminal: ETL_DATA_DIR=$ETL_DATA_DIR $PWD/.venv/bin/etl status --watch"
 exec .venv/bin/etl ingest "$@"
