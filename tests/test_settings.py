@@ -48,3 +48,25 @@ def test_feed_window_follows_the_bundled_sandbox_time_scale() -> None:
     real = Settings(api_url="http://h/api/v1", api_key="k", sandbox_time_scale=10)
     assert real.effective_feed_window_s == 300
     assert Settings(api_url=None, api_key="", feed_window_s=60).effective_feed_window_s == 60
+
+
+def test_every_ingest_option_defaults_to_the_settings_default() -> None:
+    """`etl ingest` with no flags behaves as Settings() documents (a default written twice
+    once left the CLI on 2 loaders while Settings said 3)."""
+    import dataclasses
+
+    import typer.main
+
+    from etl.cli import app
+    from etl.settings import Settings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    command = typer.main.get_command(app).commands["ingest"]
+    checked = 0
+    for param in command.params:
+        name = param.name
+        key = name if name in defaults else f"{name}_s"
+        if key in defaults and defaults[key] is not dataclasses.MISSING and key != "data_dir":
+            assert param.default == defaults[key], name
+            checked += 1
+    assert checked >= 12
