@@ -43,6 +43,7 @@ class PipelineOptions:
     overlap_ms: int = 1_000
     loaders: int = 3
     queue_batches: int = 1  # per loader: bounds memory (backpressure on fetchers)
+    max_pages: int = 0  # fetched, not yet written; 0: loaders * (queue_batches + 1) + 2
     batch_size: int = 10_000  # events per transaction at most (queued pages are merged)
     tick_s: float = 0.5
     heartbeat_s: float = 5.0
@@ -93,6 +94,7 @@ class Run:
         self._retired: set[str] = set()
         self._lane_names: list[str] = []
         self._queues: list[asyncio.Queue[Batch | None]] = []
+        self._pages = asyncio.Semaphore(1)
         self._finished = asyncio.Event()
 
     # -- planning -------------------------------------------------------------------
@@ -142,6 +144,10 @@ class Run:
         self._queues = [
             asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
         ]
+        opts = self.options
+        self._pages = asyncio.Semaphore(
+            opts.max_pages or opts.loaders * (opts.queue_batches + 1) + 2
+        )
         scheduler = ShardScheduler(todo)
         self._halt.clear()
         if self.stop.is_set():
@@ -212,36 +218,54 @@ class Run:
 
     async def _fetcher(self, lane: Lane, scheduler: ShardScheduler) -> None:
         while not self._halt.is_set() and lane.name not in self._retired:
-            ok, _ = await until_stopped(lane.acquire(), self._halt)
+            # A page credit first: fetched-but-unwritten pages are bounded whatever the
+            # number of fetchers (they hide API latency; waiting loaders should not cost
+            # memory). Taken before the lane's budget, so no rate token waits on memory.
+            ok, _ = await until_stopped(self._pages.acquire(), self._halt)
             if not ok:
                 return
-            if self.options.split and not scheduler.has_idle:
-                await self._steal(scheduler)
-            shard = await scheduler.take()
-            if shard is None:
-                return
+            queued = False
             try:
-                ok, page = await until_stopped(lane.fetch(shard, self.options.page_size), self.stop)
-            except EtlError as exc:
-                await scheduler.release(shard)
-                if self._retire(lane, exc):
-                    return
-                if self.error is None:
-                    self.error = exc
-                self.request_stop(f"{type(exc).__name__}: {exc}")
+                go_on, queued = await self._fetch_one(lane, scheduler)
+            finally:
+                if not queued:  # a queued page's credit goes back when it is written
+                    self._pages.release()
+            if not go_on:
                 return
-            if not ok or page is None:
-                await scheduler.release(shard)
-                return
-            self.counters.pages += 1
-            self.counters.received += len(page.events)
-            batch = advance(shard, page)
-            # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
-            # page (its raw JSON values keep the whole response body alive). The shard stays
-            # ours until its batch is queued.
-            del page
-            await self._queues[self._loader_of[shard.shard_id]].put(batch)
+
+    async def _fetch_one(self, lane: Lane, scheduler: ShardScheduler) -> tuple[bool, bool]:
+        """One page of one shard into its loader's queue: (carry on, page queued)."""
+        ok, _ = await until_stopped(lane.acquire(), self._halt)
+        if not ok:
+            return False, False
+        if self.options.split and not scheduler.has_idle:
+            await self._steal(scheduler)
+        shard = await scheduler.take()
+        if shard is None:
+            return False, False
+        try:
+            ok, page = await until_stopped(lane.fetch(shard, self.options.page_size), self.stop)
+        except EtlError as exc:
             await scheduler.release(shard)
+            if self._retire(lane, exc):
+                return False, False
+            if self.error is None:
+                self.error = exc
+            self.request_stop(f"{type(exc).__name__}: {exc}")
+            return False, False
+        if not ok or page is None:
+            await scheduler.release(shard)
+            return False, False
+        self.counters.pages += 1
+        self.counters.received += len(page.events)
+        batch = advance(shard, page)
+        # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
+        # page (its raw JSON values keep the whole response body alive). The shard stays
+        # ours until its batch is queued.
+        del page
+        await self._queues[self._loader_of[shard.shard_id]].put(batch)
+        await scheduler.release(shard)
+        return True, True
 
     async def _loader(self, queue: asyncio.Queue[Batch | None]) -> None:
         ended = False
@@ -257,12 +281,17 @@ class Run:
                     ended = True
                     break
                 if nxt.checkpoint.shard_id != group[0].checkpoint.shard_id:
-                    await self._write(merge(group))
+                    await self._write_pages(group)
                     group, size = [nxt], 0
                 else:
                     group.append(nxt)
                 size += len(nxt.records)
-            await self._write(merge(group))
+            await self._write_pages(group)
+
+    async def _write_pages(self, group: list[Batch]) -> None:
+        await self._write(merge(group))
+        for _ in group:  # one credit per page (see _fetcher)
+            self._pages.release()
 
     async def _steal(self, scheduler: ShardScheduler) -> None:
         """A fetcher found no idle shard: split the busy one with the most left, if worth it.

@@ -45,6 +45,7 @@ class Recorder:
     updates: int = 0
     stop_after_batches: int | None = None
     batches: int = 0
+    pages_held: list[int] = field(default_factory=list)
     run: Run | None = None
 
     def message(self, text: str) -> None:
@@ -54,6 +55,8 @@ class Recorder:
         self.updates += 1
 
     def delivered(self, delivery: Delivery) -> None:
+        if self.run is not None:  # fetched, not yet committed (this batch included)
+            self.pages_held.append(self.run.counters.pages - self.batches)
         self.batches += 1
         limit = self.stop_after_batches
         if self.run is not None and limit is not None and self.batches >= limit:

@@ -78,6 +78,27 @@ async def test_a_feed_that_goes_down_is_retired_and_events_finishes_the_run(
     assert sb.stats.statuses["feed", 503] >= 1
 
 
+async def test_pages_fetched_but_not_written_stay_within_the_bound(
+    sandbox: Any, db_url: str
+) -> None:
+    """Six fetchers, one loader: at most ``max_pages`` pages are ever held in memory between
+    their fetch and their commit (fetchers wait for a credit, not with a page in hand)."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock, unlimited=True)
+    rec = Recorder()
+    outcome = await ingest(
+        sb.base_url,
+        sb.api_key,
+        db_url,
+        clock,
+        pipeline={"page_size": 500, "loaders": 1, "max_pages": 3},
+        reporter=rec,
+    )
+    assert outcome.status == "succeeded", outcome.error
+    assert_exact(await loaded_ids(db_url), sb.ids())
+    assert max(rec.pages_held) == 3  # the loader is the bottleneck: the bound is reached
+
+
 async def test_rows_hold_the_normalised_content(sandbox: Any, db_url: str) -> None:
     """Columns carry what the API sent: UTC instant, raw timestamp, properties, session."""
     clock = FakeClock()
