@@ -134,7 +134,7 @@ class WriteResult:
     duplicates: int
     quarantined: int
     # how the events went in: "copy" straight into the table, or "upsert" through a stage
-    loaded_by: str = "upsert"
+    loaded_by: Literal["copy", "upsert"] = "upsert"
 
 
 @dataclass(slots=True)

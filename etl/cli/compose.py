@@ -11,6 +11,7 @@ from pathlib import Path
 
 from etl import planner
 from etl.cli.bundled import bundled_sandbox
+from etl.cli.db import embedded_pgdata
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
 from etl.errors import EtlError
@@ -129,7 +130,8 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
     async with contextlib.AsyncExitStack() as stack:
         if settings.database_url is None:
             reporter.message(f"no DATABASE_URL: using embedded PostgreSQL in {settings.data_dir}")
-            dsn = await stack.enter_async_context(EmbeddedPostgres(settings.data_dir / "pg"))
+            pgdata = embedded_pgdata(settings.data_dir)
+            dsn = await stack.enter_async_context(EmbeddedPostgres(pgdata))
         else:
             dsn = settings.database_url
         api_url, api_key = settings.api_url, settings.api_key

@@ -18,7 +18,7 @@ async def database(database_url: str | None, data_dir: Path) -> AsyncIterator[st
         return
     from etl.sink.embedded import EmbeddedPostgres
 
-    async with EmbeddedPostgres(data_dir / "pg") as dsn:
+    async with EmbeddedPostgres(embedded_pgdata(data_dir)) as dsn:
         yield dsn
 
 
@@ -26,7 +26,7 @@ NO_INGEST = "no ingest has run against this database yet"
 
 
 def embedded_pgdata(data_dir: Path) -> Path:
-    """Where ``etl ingest`` keeps its embedded PostgreSQL (see etl/cli/ingest.py)."""
+    """Where every command keeps and finds the embedded PostgreSQL."""
     return data_dir / "pg"
 
 

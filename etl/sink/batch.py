@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -85,7 +85,7 @@ class Delivery:
     columns: tuple[str, ...]
     success: bool
     error: str | None
-    loaded_by: str | None = None  # "copy" or "upsert"; None for a failed batch
+    loaded_by: Literal["copy", "upsert"] | None = None  # None for a failed batch
 
 
 def make_delivery(
@@ -180,9 +180,9 @@ async def write_batch(
 ) -> WriteResult:
     """Load ``batch`` and move its shard's checkpoint in one transaction on ``conn``.
 
-    ``direct`` tries a COPY straight into ``events`` first (``batch.records`` must hold each
-    id once, as ``etl.transform`` guarantees); a batch overlapping loaded rows then falls back
-    to the staged upsert, so the result is the same either way. Raises ``SinkError`` if the
+    ``direct`` tries a COPY straight into ``events`` first; a batch that repeats an id, its
+    own or a loaded one, then falls back to the staged upsert, so the result is the same
+    either way. Raises ``SinkError`` if the
     shard has no progress row, and whatever the database raises (a deadlock included); either
     way nothing of the batch is committed."""
     if direct and batch.records:
