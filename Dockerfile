@@ -5,12 +5,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# 1) dependencies only: this layer is rebuilt only when pyproject.toml changes
-COPY pyproject.toml README.md ./
-RUN mkdir -p etl && touch etl/__init__.py \
-    && pip install . \
-    && pip uninstall -y etl
+# 1) dependencies only, exactly as locked: this layer is rebuilt only when the lock changes
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes -r requirements-runtime.lock
 # 2) the application
+COPY pyproject.toml README.md ./
 COPY etl ./etl
 RUN pip install --no-deps .
 

@@ -33,7 +33,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-runtime.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 export ETL_DATA_DIR="${ETL_DATA_DIR:-$PWD/.etl-data}"
 echo "progress from another terminal: ETL_DATA_DIR=$ETL_DATA_DIR $PWD/.venv/bin/etl status --watch"
 exec .venv/bin/etl ingest "$@"

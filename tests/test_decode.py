@@ -115,10 +115,10 @@ def test_properties_of_any_json_type_stay_raw(props: bytes) -> None:
 @pytest.mark.parametrize(
     ("bad", "error"),
     [
-        (b"null", "Expected `object`"),
-        (b'"just a string"', "Expected `object`"),
-        (b"[1,2]", "Expected `object`"),
-        (b'{"id":"\xff\xfe"}', "utf-8"),
+        (b"null", "event is not a JSON object"),
+        (b'"just a string"', "event is not a JSON object"),
+        (b"[1,2]", "event is not a JSON object"),
+        (b'{"id":"\xff\xfe"}', "event is not valid UTF-8"),
     ],
 )
 def test_one_malformed_event_does_not_cost_the_page(bad: bytes, error: str) -> None:
@@ -128,7 +128,7 @@ def test_one_malformed_event_does_not_cost_the_page(bad: bytes, error: str) -> N
     good1, malformed, good2 = page.events
     assert good1.id == good2.id == "56a349b5-7243-4e0c-9fd8-f2c1eb2a5d35"
     assert isinstance(malformed, MalformedEvent)
-    assert error in malformed.error
+    assert malformed.error == error
     assert malformed.raw == bad.decode("utf-8", "replace")
     assert malformed.id is None
 

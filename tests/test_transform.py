@@ -153,7 +153,7 @@ BAD: list[tuple[dict[str, Any] | bytes, str]] = [
         b'{"id":"' + ID.encode() + b'","type":"t","timestamp":1,"properties":{"a":"\xff"}}',
         "properties is not valid UTF-8",
     ),
-    (b"null", "undecodable event: Expected `object`, got `null`"),
+    (b"null", "undecodable event: event is not a JSON object"),
     (b'"str"', "undecodable event"),
 ]
 

@@ -18,7 +18,7 @@ async def export_ids(dsn: str, path: Path) -> int:
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise SinkError(f"cannot connect to the database: {scrub(str(exc), dsn)}") from None
     try:
-        status = await conn.copy_from_query("SELECT id FROM events ORDER BY id", output=str(tmp))
+        status = await conn.copy_from_query("SELECT id FROM events ORDER BY id", output=tmp)
     except asyncpg.UndefinedTableError:
         raise SinkError("no events table: nothing has been ingested into this database") from None
     except (OSError, asyncpg.PostgresError) as exc:

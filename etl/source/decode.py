@@ -129,7 +129,7 @@ def _decode_page_slow(body: bytes) -> Page:
                 if isinstance(item, str)
                 else bytes(item).decode("utf-8", "replace")
             )
-            events.append(MalformedEvent(raw=text, error=_short(exc)))
+            events.append(MalformedEvent(raw=text, error=_event_error(item, exc)))
     pag = env.pagination if isinstance(env.pagination, dict) else {}
     has_more = _loose_bool(pag.get("hasMore", UNSET))
     if has_more is UNSET:
@@ -190,6 +190,18 @@ def _loose_cursor(value: object) -> str | UnsetType | None:
     if value is None or isinstance(value, str):
         return value
     return UNSET
+
+
+def _event_error(item: object, exc: Exception) -> str:
+    """Our reason for a malformed event, in our words (the library's text only as detail)."""
+    raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)  # type: ignore[call-overload]
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "event is not valid UTF-8"
+    if not raw.lstrip().startswith(b"{"):
+        return "event is not a JSON object"
+    return f"event does not match the expected fields: {_short(exc)}"
 
 
 def _short(exc: Exception) -> str:
