@@ -24,6 +24,7 @@ from rich.text import Text
 
 from etl.fmt import human_duration
 from etl.models import Reporter, RunCounters, ShardState
+from etl.settings import DEFAULTS
 from etl.status import StatusSnapshot
 
 
@@ -44,7 +45,7 @@ class LogReporter:
         self,
         stream: TextIO = sys.stderr,
         *,
-        interval_s: float = 10.0,
+        interval_s: float = DEFAULTS.progress_interval_s,
         fmt: str = "text",
         quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,

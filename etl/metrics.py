@@ -17,9 +17,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from etl.models import RunCounters, ShardState
+from etl.models import FINAL_STATUSES, RunCounters, ShardState
 
-FINAL_STATUSES = ("succeeded", "partial", "failed")
 SHARD_STATUSES = ("pending", "running", "done")
 
 

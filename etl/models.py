@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import msgspec
 
@@ -87,6 +87,9 @@ class Quarantined:
 
 
 ShardStatus = Literal["pending", "running", "done"]
+FinalStatus = Literal["succeeded", "partial", "failed"]  # how a run ended
+RunStatus = Literal["running", FinalStatus]
+FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
 Strategy = Literal["auto", "events", "feed"]  # which lanes a source may use
 
 

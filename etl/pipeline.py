@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Literal
 
 from etl import planner
 from etl.aio import first_error, until_stopped
@@ -23,6 +22,7 @@ from etl.errors import AuthError, EtlError, SourceError
 from etl.models import (
     Batch,
     Clock,
+    FinalStatus,
     Lane,
     Reporter,
     RunCounters,
@@ -31,30 +31,32 @@ from etl.models import (
     Source,
 )
 from etl.scheduler import ShardScheduler
-
-Status = Literal["succeeded", "partial", "failed"]
+from etl.settings import DEFAULTS
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    page_size: int = 5000
-    shards: int = 16
-    span_ms: int = 31 * planner.DAY_MS
-    overlap_ms: int = 1_000
-    loaders: int = 3
-    queue_batches: int = 1  # per loader: bounds memory (backpressure on fetchers)
+    """How a run is cut and paced. The knobs a user sets default to ``etl.settings``;
+    ``etl.wiring.pipeline_options`` builds them from a ``Settings``."""
+
+    page_size: int = DEFAULTS.page_size
+    shards: int = DEFAULTS.shards
+    span_ms: int = int(DEFAULTS.span_days * planner.DAY_MS)
+    overlap_ms: int = DEFAULTS.overlap_ms
+    loaders: int = DEFAULTS.loaders
+    queue_batches: int = DEFAULTS.queue_batches  # per loader: bounds memory (backpressure)
     max_pages: int = 0  # fetched, not yet written; 0: loaders * (queue_batches + 1) + 2
-    batch_size: int = 10_000  # events per transaction at most (queued pages are merged)
+    batch_size: int = DEFAULTS.batch_size  # events per transaction at most (pages merged)
     tick_s: float = 0.5
     heartbeat_s: float = 5.0
-    max_runtime_s: float | None = None
+    max_runtime_s: float | None = DEFAULTS.max_runtime_s
     split: bool = True  # split busy shards when fetchers run out of idle ones
     split_min_pages: int = 4
 
 
 @dataclass(slots=True)
 class Outcome:
-    status: Status
+    status: FinalStatus
     counters: RunCounters
     shards: list[ShardState]
     reason: str = ""
@@ -172,7 +174,7 @@ class Run:
             raise first_error(group) from None
         self.reporter.update(self.counters, self.shards)
         unfinished = [s for s in self.shards if s.status != "done"]
-        status: Status = "succeeded" if not unfinished and self.error is None else "partial"
+        status: FinalStatus = "succeeded" if not unfinished and self.error is None else "partial"
         if self.error is not None:
             status = "failed"
         return Outcome(

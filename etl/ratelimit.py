@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 
 from etl.models import Clock
+from etl.settings import FEED_WINDOW_S
 
 _EPS = 1e-9
 
@@ -160,7 +161,7 @@ class AdaptiveRate:
         min_per_s: float = 0.01,
         increase_per_s: float = 0.002,
         cooldown_s: float | None = None,
-        window_s: float = 300.0,
+        window_s: float = FEED_WINDOW_S,
         probe_after_s: float = 1800.0,
         margin_s: float | None = None,
         slow_start: float = 1.25,

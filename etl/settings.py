@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,18 @@ if TYPE_CHECKING:  # etl.models pulls in msgspec: keep `etl --help`/`etl status`
 
 STRATEGIES = ("auto", "events", "feed")
 LOG_FORMATS = ("text", "json")
+MAX_PAGE_SIZE = 5000  # the API's largest page (spec)
+FEED_WINDOW_S = 300.0  # the feed's hidden sliding-window throttle (spec: about 5 minutes)
+DATA_DIR_HINT = "~/.local/share/etl"  # $XDG_DATA_HOME/etl when that is set
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """Where the embedded PostgreSQL and the delivery log live unless told: XDG's data home.
+
+    ``env`` is passed in (the CLI passes ``os.environ``): this module never reads it.
+    """
+    base = env.get("XDG_DATA_HOME")
+    return Path(base) / "etl" if base else Path(DATA_DIR_HINT).expanduser()
 
 
 def redact_url(url: str) -> str:
@@ -33,10 +46,16 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every knob of `etl ingest`, its default and its range: the one place they are written.
+
+    The CLI's option defaults, ``PipelineOptions``, ``SourceOptions`` and the sink read them
+    (through ``DEFAULTS`` or ``etl.wiring``); ``__post_init__`` checks every range.
+    """
+
     api_url: str | None  # None: start the bundled sandbox
     api_key: str = field(repr=False)
     database_url: str | None = field(default=None, repr=False)  # None: embedded PostgreSQL
-    data_dir: Path = Path(".etl-data")
+    data_dir: Path = field(default_factory=lambda: default_data_dir({}))
     strategy: Strategy = "auto"
     page_size: int = 5000
     shards: int = 16
@@ -80,7 +99,7 @@ class Settings:
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
         checks: list[tuple[str, float, float, float]] = [
-            ("--page-size", self.page_size, 1, 5000),
+            ("--page-size", self.page_size, 1, MAX_PAGE_SIZE),
             ("--shards", self.shards, 1, 256),
             ("--span-days", self.span_days, 0.001, 3650),
             ("--events-concurrency", self.events_concurrency, 0, 64),
@@ -114,4 +133,9 @@ class Settings:
         sandbox's time scale when the tool runs its own sandbox)."""
         if self.feed_window_s is not None:
             return self.feed_window_s
-        return 300.0 / (self.sandbox_time_scale if self.api_url is None else 1.0)
+        return FEED_WINDOW_S / (self.sandbox_time_scale if self.api_url is None else 1.0)
+
+
+#: The defaults as one value, for code that takes a knob without going through the CLI
+#: (``PipelineOptions()``, ``PostgresSink(dsn)``, tests): they read it, never restate it.
+DEFAULTS = Settings(api_url=None, api_key="")

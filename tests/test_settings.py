@@ -70,3 +70,18 @@ def test_every_ingest_option_defaults_to_the_settings_default() -> None:
             assert param.default == defaults[key], name
             checked += 1
     assert checked >= 12
+
+
+def test_data_dir_default_is_the_xdg_data_home_everywhere() -> None:
+    """Settings and the CLI agree on the data dir: $XDG_DATA_HOME/etl, else
+    ~/.local/share/etl (they once differed: `.etl-data` in one, XDG in the other)."""
+    import os
+    from pathlib import Path
+
+    from etl.cli.options import default_data_dir as cli_default
+    from etl.settings import default_data_dir
+
+    assert default_data_dir({"XDG_DATA_HOME": "/srv/data"}) == Path("/srv/data/etl")
+    assert default_data_dir({}) == Path("~/.local/share/etl").expanduser()
+    assert Settings(api_url=None, api_key="").data_dir == default_data_dir({})
+    assert cli_default() == default_data_dir(os.environ)

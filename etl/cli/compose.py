@@ -19,13 +19,12 @@ from etl.fmt import human_duration
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run
+from etl.sandbox.config import DEMO_API_KEY
 from etl.settings import Settings
 from etl.sink.embedded import EmbeddedPostgres
 from etl.sink.postgres import PostgresSink
 from etl.source.datasync import DataSyncSource, SourceOptions
 from etl.source.http import Http
-
-SANDBOX_DEMO_KEY = "ds_sandbox_demo_key_0000000000000000"
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -141,7 +140,7 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         )
         await sink.try_lock()
         if api_url is None:
-            api_key = api_key or SANDBOX_DEMO_KEY
+            api_key = api_key or DEMO_API_KEY
             api_url = await stack.enter_async_context(
                 bundled_sandbox(
                     api_key,

@@ -52,7 +52,7 @@ def ingest(
             "300, divided by --sandbox-time-scale for the bundled sandbox).",
             show_default=False,
         ),
-    ] = None,
+    ] = _D["feed_window_s"],
     loaders: Annotated[
         int, typer.Option(envvar="ETL_LOADERS", help="Database connections loading in parallel.")
     ] = _D["loaders"],
@@ -74,7 +74,7 @@ def ingest(
     max_runtime: Annotated[
         float | None,
         typer.Option(envvar="ETL_MAX_RUNTIME", help="Seconds; then stop gracefully (resumable)."),
-    ] = None,
+    ] = _D["max_runtime_s"],
     request_timeout: Annotated[
         float, typer.Option(envvar="ETL_REQUEST_TIMEOUT", help="Seconds per HTTP request.")
     ] = _D["request_timeout_s"],
@@ -90,7 +90,7 @@ def ingest(
         typer.Option(
             envvar="ETL_METRICS_FILE", help="Prometheus textfile to write (node_exporter)."
         ),
-    ] = None,
+    ] = _D["metrics_file"],
     sandbox_time_scale: Annotated[
         float,
         typer.Option(
@@ -98,8 +98,8 @@ def ingest(
             help="Time scale of the bundled sandbox (10: the real limits, 10x faster).",
         ),
     ] = _D["sandbox_time_scale"],
-    quiet: Quiet = False,
-    log_format: LogFormat = "text",
+    quiet: Quiet = _D["quiet"],
+    log_format: LogFormat = _D["log_format"],
     progress_interval: Annotated[
         float, typer.Option(envvar="ETL_PROGRESS_INTERVAL", help="Seconds between log lines.")
     ] = _D["progress_interval_s"],

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from etl import settings
+
 ApiUrl = Annotated[
     str | None,
     typer.Option(
@@ -38,8 +40,7 @@ DatabaseUrl = Annotated[
 
 
 def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "etl"
+    return settings.default_data_dir(os.environ)
 
 
 DataDir = Annotated[
@@ -49,14 +50,17 @@ DataDir = Annotated[
         envvar="ETL_DATA_DIR",
         help="Where the embedded PostgreSQL and the delivery log live.",
         default_factory=default_data_dir,
-        show_default="~/.local/share/etl",
+        show_default=settings.DATA_DIR_HINT,
     ),
 ]
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", envvar="ETL_QUIET", help="Only errors and the summary.")
 ]
 LogFormat = Annotated[
-    str, typer.Option("--log-format", envvar="ETL_LOG_FORMAT", help="text or json.")
+    str,
+    typer.Option(
+        "--log-format", envvar="ETL_LOG_FORMAT", help=f"{' or '.join(settings.LOG_FORMATS)}."
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

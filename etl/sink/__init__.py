@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from etl.sink.embedded import EmbeddedPostgres
     from etl.sink.lock import IngestLock
     from etl.sink.postgres import PostgresSink
-    from etl.sink.runs import RunStatus
     from etl.sink.schema import SCHEMA_VERSION, migrate
 
 _WHERE = {
@@ -23,7 +22,6 @@ _WHERE = {
     "EmbeddedPostgres": "etl.sink.embedded",
     "IngestLock": "etl.sink.lock",
     "PostgresSink": "etl.sink.postgres",
-    "RunStatus": "etl.sink.runs",
     "SCHEMA_VERSION": "etl.sink.schema",
     "migrate": "etl.sink.schema",
 }
@@ -34,7 +32,6 @@ __all__ = [
     "EmbeddedPostgres",
     "IngestLock",
     "PostgresSink",
-    "RunStatus",
     "migrate",
     "redact_dsn",
 ]

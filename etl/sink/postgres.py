@@ -21,7 +21,8 @@ from typing import Any
 import asyncpg
 
 from etl.errors import SinkError
-from etl.models import Batch, RunCounters, ShardState, WriteResult
+from etl.models import FINAL_STATUSES, Batch, FinalStatus, RunCounters, ShardState, WriteResult
+from etl.settings import DEFAULTS
 from etl.sink import progress, runs
 from etl.sink.batch import Delivery, log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
@@ -75,15 +76,13 @@ class PostgresSink:
         self,
         dsn: str,
         *,
-        loaders: int = 3,
+        loaders: int = DEFAULTS.loaders,
         run_id: int | None = None,
         provider: str = "datasync",
         connect_timeout: float = 10.0,
         on_delivery: Callable[[Delivery], None] | None = None,
         direct_copy: bool = True,
     ) -> None:
-        if loaders < 1:
-            raise ValueError("loaders must be >= 1")
         self._dsn = dsn
         self.loaders = loaders
         self.run_id = run_id
@@ -327,9 +326,9 @@ class PostgresSink:
                 await progress.touch_shards(conn, list(shard_ids))
 
     async def finish_run(
-        self, status: runs.RunStatus, counters: RunCounters, error: str | None = None
+        self, status: FinalStatus, counters: RunCounters, error: str | None = None
     ) -> None:
-        if status not in runs.FINAL_STATUSES:
+        if status not in FINAL_STATUSES:
             raise ValueError(f"not a final run status: {status!r}")
         run_id = self._require_run()
         async with self._connection("recording the end of the run") as conn:

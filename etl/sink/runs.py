@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Literal
+from typing import Any
 
-from etl.models import RUN_COUNTERS, RunCounters
-
-RunStatus = Literal["running", "succeeded", "partial", "failed"]
-FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed"})
+from etl.models import RUN_COUNTERS, RunCounters, RunStatus
 
 _COUNTER_COLUMNS = RUN_COUNTERS
 _SET_COUNTERS = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(_COUNTER_COLUMNS))

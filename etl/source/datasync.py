@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import etl.ratelimit as ratelimit
 from etl.errors import AuthError, PermanentSourceError, SourceError, StreamTokenError
 from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy
+from etl.settings import DEFAULTS, FEED_WINDOW_S
 from etl.source.feed import StreamToken
 from etl.source.http import Http
 from etl.source.lanes import EventsLane, FeedLane, wall_ms
@@ -16,19 +17,19 @@ from etl.source.retry import RetryPolicy
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    strategy: Strategy = "auto"
-    events_concurrency: int = 2
+    strategy: Strategy = DEFAULTS.strategy
+    events_concurrency: int = DEFAULTS.events_concurrency
     events_per_window: int = 10  # until the first X-RateLimit-* headers say otherwise
     events_window_s: float = 60.0
-    feed_concurrency: int = 4
+    feed_concurrency: int = DEFAULTS.feed_concurrency
     # Starting pace. None: unpaced (up to the max) until the first 429; a sliding-window
     # throttle accepts any pattern under its count, and its capacity is then learned from
     # our own request log (see ratelimit.AdaptiveRate). A paced start would cost an
     # unthrottled feed minutes for nothing.
-    feed_rate_per_s: float | None = None
+    feed_rate_per_s: float | None = DEFAULTS.feed_rate_per_s
     feed_rate_max_per_s: float = 50.0
-    feed_window_s: float = 300.0  # the hidden throttle's sliding window (spec: about 5 min)
-    max_attempts: int = 10
+    feed_window_s: float = FEED_WINDOW_S  # the hidden throttle's sliding window
+    max_attempts: int = DEFAULTS.max_attempts
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
 

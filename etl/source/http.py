@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from etl.errors import ConfigError, TransientSourceError
+from etl.settings import DEFAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class Http:
         base_url: str,
         api_key: str,
         *,
-        timeout_s: float = 60.0,
+        timeout_s: float = DEFAULTS.request_timeout_s,
         connections: int = 32,
         user_agent: str = "etl/0.1 (+datasync ingest)",
     ) -> None:

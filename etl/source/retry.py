@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from etl.settings import DEFAULTS
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 10
+    max_attempts: int = DEFAULTS.max_attempts
     base_s: float = 0.5
     cap_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random, compare=False)
