@@ -213,6 +213,13 @@ def sandbox(
         typer.echo(url)
         if not keys:
             typer.echo(f"API key (demo): {DEMO_API_KEY}")
+        from etl.sandbox.github import DEMO_CLIENT_ID, DEMO_REPO, DEMO_TOKEN
+
+        typer.echo(
+            f"GitHub surface: {url.removesuffix('/api/v1')}/github (repo {DEMO_REPO}, "
+            f"token {DEMO_TOKEN}, OAuth client id {DEMO_CLIENT_ID})",
+            err=True,
+        )
         if config.unlimited:
             typer.echo("unlimited: no rate limits, throttles, cache, latency or faults", err=True)
 

@@ -15,6 +15,9 @@ from etl.sandbox import events, faults, feed, responses, sessions, submissions
 from etl.sandbox.clock import SandboxClock, SystemClock
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.dataset import EVENT_TYPES, Dataset
+from etl.sandbox.github.app import GITHUB, GithubState, build_github_app
+from etl.sandbox.github.app import PREFIX as GITHUB_PREFIX
+from etl.sandbox.github.config import GithubConfig
 from etl.sandbox.state import STATE, State
 
 API = "/api/v1"
@@ -32,14 +35,36 @@ INDEX = {
 
 
 def build_app(
-    config: SandboxConfig, *, clock: SandboxClock | None = None, dataset: Dataset | None = None
+    config: SandboxConfig,
+    *,
+    clock: SandboxClock | None = None,
+    dataset: Dataset | None = None,
+    github: GithubConfig | None = None,
 ) -> web.Application:
-    """The sandbox as an aiohttp app; all time comes from ``clock`` (default: wall clock)."""
-    state = State(config, clock or SystemClock(), dataset or Dataset(config))
+    """The sandbox as an aiohttp app; all time comes from ``clock`` (default: wall clock).
+
+    The GitHub surface is mounted at ``/github`` (``github`` defaults to the DataSync
+    config's seed, time scale and ``unlimited``).
+    """
+    clock = clock or SystemClock()
+    state = State(config, clock, dataset or Dataset(config))
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = state
+    github = github or GithubConfig(
+        seed=config.seed, time_scale=config.time_scale, unlimited=config.unlimited
+    )
+    gh_app = build_github_app(github, clock)
+    app[GITHUB_APP] = gh_app
+    app.add_subapp(GITHUB_PREFIX, gh_app)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+GITHUB_APP: web.AppKey[web.Application] = web.AppKey("github_app", web.Application)
+
+
+def github_state_of(app: web.Application) -> GithubState:
+    return app[GITHUB_APP][GITHUB]
 
 
 def state_of(app: web.Application) -> State:
