@@ -29,6 +29,7 @@ def test_cli_prints_url_and_demo_key_and_stops_on_sigterm() -> None:
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", url), err
     assert key == "API key (demo): ds_sandbox_demo_key_0000000000000000"
     assert "2,000 events" in err
+    assert re.search(r"Databox Ingestion API: http://127\.0\.0\.1:\d+/databox", err)
     assert proc.returncode == 0
 
 
@@ -37,3 +38,12 @@ def test_cli_bad_value_exits_2() -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert "p_502 must be a probability" in err
+
+
+def test_cli_bad_databox_value_exits_2() -> None:
+    """A Databox knob out of range is a configuration error (exit 2), not a traceback."""
+    proc = _cli("--databox-rate-limit", "0")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert "databox rate_limit must be > 0" in err
+    assert "Traceback" not in err

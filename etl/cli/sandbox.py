@@ -14,8 +14,10 @@ import typer
 from etl.cli import app
 from etl.errors import ConfigError, ExitCode
 from etl.sandbox.config import DEMO_API_KEY, REAL_NEWEST_TS_MS, SandboxConfig
+from etl.sandbox.databox.config import DATABOX_DEMO_KEY, DATABOX_PREFIX, DataboxConfig
 
 _D = SandboxConfig()
+_B = DataboxConfig()
 
 
 class TsFormats(StrEnum):
@@ -153,10 +155,39 @@ def sandbox(
     unlimited: Annotated[
         bool, _o("UNLIMITED", "Turn every limit, cache, latency and fault off.")
     ] = False,
+    databox_api_key: Annotated[
+        list[str] | None,
+        _o(
+            "DATABOX_API_KEYS",
+            f"Databox surface: accepted x-api-key (repeatable). Default: {DATABOX_DEMO_KEY}.",
+        ),
+    ] = None,
+    databox_rate_limit: Annotated[
+        float, _o("DATABOX_RATE_LIMIT", "Databox surface: requests/s per key (429 beyond).")
+    ] = _B.rate_limit,
+    databox_p_5xx: Annotated[
+        float, _o("DATABOX_P_5XX", "Databox surface: share of requests answered 503.")
+    ] = _B.p_5xx,
+    databox_p_lost: Annotated[
+        float,
+        _o("DATABOX_P_LOST", "Databox surface: share of data requests stored, then answered 504."),
+    ] = _B.p_lost,
+    databox_processing: Annotated[
+        float, _o("DATABOX_PROCESSING", "Databox surface: seconds an ingestion is 'processing'.")
+    ] = _B.processing_s,
 ) -> None:
     """Serve a faithful DataSync Analytics API sandbox."""
     keys = tuple(k for item in api_key or () for k in item.replace(",", " ").split())
+    dbx_keys = tuple(k for item in databox_api_key or () for k in item.replace(",", " ").split())
     try:
+        databox = DataboxConfig(
+            api_keys=dbx_keys,
+            rate_limit=databox_rate_limit,
+            p_5xx=databox_p_5xx,
+            p_lost=databox_p_lost,
+            fault_seed=fault_seed,
+            processing_s=databox_processing,
+        )
         config = SandboxConfig(
             events=events,
             seed=seed,
@@ -199,6 +230,7 @@ def sandbox(
             invalid_events=invalid_events,
             max_submissions=max_submissions,
             unlimited=unlimited,
+            databox=databox,
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -220,6 +252,10 @@ def sandbox(
             f"token {DEMO_TOKEN}, OAuth client id {DEMO_CLIENT_ID})",
             err=True,
         )
+        root = url.removesuffix("/api/v1")
+        typer.echo(f"Databox Ingestion API: {root}{DATABOX_PREFIX}", err=True)
+        if not dbx_keys:
+            typer.echo(f"Databox key (demo): {DATABOX_DEMO_KEY}", err=True)
         if config.unlimited:
             typer.echo("unlimited: no rate limits, throttles, cache, latency or faults", err=True)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from etl.sandbox import events, faults, feed, responses, sessions, submissions
 from etl.sandbox.clock import SandboxClock, SystemClock
 from etl.sandbox.config import SandboxConfig
+from etl.sandbox.databox.config import DATABOX_PREFIX
 from etl.sandbox.dataset import EVENT_TYPES, Dataset
 from etl.sandbox.github.app import GITHUB, GithubState, build_github_app
 from etl.sandbox.github.app import PREFIX as GITHUB_PREFIX
@@ -107,6 +108,8 @@ _CACHED = frozenset({"events", "sessions", "metrics"})
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if request.path.startswith(DATABOX_PREFIX + "/"):
+        return await state.databox.handle(request)
     label, group = _route(request.method, request.path)
     resp = await _handle(state, request, label, group)
     state.stats.record(label, resp.status)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from etl.errors import ConfigError
+from etl.sandbox.databox.config import DataboxConfig
 
 #: Accepted when no key is configured; printed by ``etl sandbox`` at start-up.
 DEMO_API_KEY = "ds_sandbox_demo_key_0000000000000000"
@@ -95,6 +96,8 @@ class SandboxConfig:
     # submissions
     max_submissions: int = 5
     unlimited: bool = False
+    # the Databox Ingestion API surface under /databox (etl.sandbox.databox)
+    databox: DataboxConfig = field(default_factory=DataboxConfig)
 
     def __post_init__(self) -> None:
         problems = _problems(self)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from etl.sandbox.clock import SandboxClock
 from etl.sandbox.config import SandboxConfig
+from etl.sandbox.databox.api import Databox
 from etl.sandbox.dataset import Dataset
 from etl.sandbox.faults import Faults
 from etl.sandbox.limits import FixedWindow, ResponseCache, SlidingWindow
@@ -63,6 +64,7 @@ class State:
         self.faults = Faults(config)
         self.stats = Stats()
         self.session_table: SessionTable | None = None
+        self.databox = Databox(config.databox, clock, limited=config.limits_enabled)
         dataset.start_live(self.now_ms())
 
     def now(self) -> float:
