@@ -4,4 +4,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_db",
     "tests.fixtures_sandbox",
     "tests.fixtures_github",
+    "tests.serve_harness",
 ]

@@ -21,6 +21,7 @@ from etl.cli import health as _health  # noqa: E402,F401
 from etl.cli import ingest as _ingest  # noqa: E402,F401
 from etl.cli import runs as _runs  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
+from etl.cli import serve as _serve  # noqa: E402,F401
 from etl.cli import status as _status  # noqa: E402,F401
 
 

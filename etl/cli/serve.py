@@ -1,0 +1,110 @@
+"""`etl serve`: the HTTP API and the dashboard over the loaded data (see etl/serve/)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import typer
+
+from etl.cli import app
+from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir
+from etl.errors import ConfigError, EtlError, ExitCode
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, client_key: str | None) -> str:
+    """The message to print about who may connect; ConfigError for an open bind with no key."""
+    if client_key:
+        return f"clients must send X-API-Key (ETL_SERVE_API_KEY) · listening on {host}"
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without a client API key: set ETL_SERVE_API_KEY, "
+            "or use --host 127.0.0.1"
+        )
+    return f"no ETL_SERVE_API_KEY: serving on loopback only ({host}), no key required"
+
+
+@app.command()
+def serve(
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = "",
+    host: Annotated[str, typer.Option(envvar="ETL_SERVE_HOST", help="Address to bind.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int, typer.Option(envvar="ETL_SERVE_PORT", min=0, max=65535, help="Port (0: any free).")
+    ] = 8000,
+    client_key: Annotated[
+        str | None,
+        typer.Option(
+            "--client-key",
+            envvar="ETL_SERVE_API_KEY",
+            help="Key clients must send (X-API-Key or Bearer). Unset: loopback only.",
+            show_default=False,
+        ),
+    ] = None,
+    statement_timeout_ms: Annotated[
+        int, typer.Option(min=100, help="Longest any query may run, in ms.")
+    ] = 2000,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json) and the dashboard at /."""
+    from aiohttp import web
+
+    from etl.serve.app import ServeContext, make_app
+    from etl.serve.db import ServeDb
+
+    try:
+        banner = check_bind(host, client_key)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from None
+
+    async def api_check() -> tuple[str, str]:
+        from etl.cli.health import api_check as check
+
+        result = await check(api_url, api_key)
+        return ("ok" if result.ok else "error"), result.detail
+
+    async def build() -> web.Application:
+        ctx = ServeContext(
+            db=ServeDb("postgresql://unset", statement_timeout_ms=statement_timeout_ms),
+            api_check=api_check if api_url else None,
+            dataset={"source": "datasync", "streams": ["events"]},
+            client_api_key=client_key,
+        )
+        application = make_app(ctx)
+
+        async def database_ctx(_: web.Application) -> AsyncIterator[None]:
+            from etl.cli.db import database
+            from etl.sink.schema import migrate
+
+            async with database(database_url, data_dir) as dsn:
+                ctx.db = ServeDb(dsn, statement_timeout_ms=statement_timeout_ms)
+                try:
+                    async with ctx.db.connection() as conn:
+                        await migrate(conn)
+                except EtlError as exc:  # serve anyway: 503 until the database is back
+                    typer.echo(f"warning: {exc}", err=True)
+                typer.echo(f"etl serve · http://{host}:{port}/ · {banner}", err=True)
+                yield
+
+        application.cleanup_ctx.append(database_ctx)
+        return application
+
+    try:
+        web.run_app(build(), host=host, port=port, shutdown_timeout=10, print=None, access_log=None)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from None

@@ -1,0 +1,75 @@
+"""The aiohttp application of `etl serve`: routes over the read side, one error envelope.
+
+``make_app(ctx)`` wires the middlewares (errors -> envelope, per-route telemetry, client API
+key) and the route modules; it opens nothing itself: the database pool is created on the
+first request that needs it (``ServeDb``), so the server starts, and says 503, while the
+database is down, and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from etl.serve.db import ServeDb
+from etl.serve.envelope import ApiError, Handler, error_middleware
+from etl.serve.telemetry import Telemetry
+
+# ("ok" | "error" | "not configured", detail) of the source API, checked per /health call
+ApiCheck = Callable[[], Awaitable[tuple[str, str]]]
+
+CTX: web.AppKey[ServeContext] = web.AppKey("etl_serve_ctx")
+PUBLIC_PATHS = frozenset({"/health", "/", "/openapi.json", "/dashboard.js"})
+
+
+@dataclass(slots=True)
+class ServeContext:
+    db: ServeDb
+    api_check: ApiCheck | None = None
+    dataset: dict[str, object] = field(default_factory=dict)
+    client_api_key: str | None = None  # required from clients (X-API-Key or Bearer) when set
+    max_body_bytes: int = 1_048_576
+    max_events_per_request: int = 1000
+    row_cap: int = 1000  # most rows any GET returns
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+
+def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object]:
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if key and request.path not in PUBLIC_PATHS:
+            given = request.headers.get("X-API-Key", "")
+            bearer = request.headers.get("Authorization", "")
+            if bearer.lower().startswith("bearer "):
+                given = given or bearer[7:].strip()
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                raise ApiError(401, "unauthorized", "missing or wrong API key (X-API-Key)")
+        return await handler(request)
+
+    return auth
+
+
+def make_app(ctx: ServeContext) -> web.Application:
+    from etl.serve import routes_dashboard, routes_events, routes_sync
+
+    app = web.Application(
+        client_max_size=ctx.max_body_bytes,
+        middlewares=[
+            ctx.telemetry.middleware(),  # type: ignore[list-item]
+            error_middleware,
+            _auth_middleware(ctx.client_api_key),  # type: ignore[list-item]
+        ],
+    )
+    app[CTX] = ctx
+    routes_sync.register(app)
+    routes_events.register(app)
+    routes_dashboard.register(app)
+
+    async def _close(app: web.Application) -> None:
+        await app[CTX].db.close()
+
+    app.on_cleanup.append(_close)
+    return app

@@ -1,0 +1,84 @@
+"""Routes about the sync itself: /health, /status, /metrics, /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from etl.errors import SinkError
+from etl.serve.app import CTX
+from etl.status import read_status, snapshot_to_json
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when the database answers and the API (if configured) accepts us, else 503."""
+    ctx = request.app[CTX]
+    doc: dict[str, Any] = {"status": "ok", "database": "ok", "api": "not configured"}
+    try:
+        async with ctx.db.connection() as conn:
+            await conn.fetchval("SELECT 1")
+    except SinkError as exc:
+        doc["database"] = "error"
+        doc["database_error"] = str(exc)
+    if ctx.api_check is not None:
+        doc["api"], detail = await ctx.api_check()
+        if doc["api"] == "error":
+            doc["api_error"] = detail
+    doc["dataset"] = ctx.dataset
+    if doc["database"] == "error" or doc["api"] == "error":
+        doc["status"] = "degraded"
+    return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    """What `etl status --json` prints."""
+    async with request.app[CTX].db.connection() as conn:
+        snapshot = await read_status(conn)
+    return web.json_response(snapshot_to_json(snapshot))
+
+
+def _gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines += [f"{name}{labels} {value:g}" for labels, value in samples]
+    return lines
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: the server's requests and, when the database answers, the sync."""
+    ctx = request.app[CTX]
+    lines: list[str] = []
+    try:
+        async with ctx.db.connection() as conn:
+            s = await read_status(conn)
+        up = 1.0
+        lines += _gauge("etl_events_loaded", "Events loaded (progress counters).", [("", s.loaded)])
+        if s.expected_total is not None:
+            lines += _gauge(
+                "etl_events_expected", "Events the API reported.", [("", s.expected_total)]
+            )
+        running = 1.0 if s.run is not None and s.run.status == "running" else 0.0
+        lines += _gauge("etl_run_in_progress", "1 while an ingest runs.", [("", running)])
+        lines += _gauge(
+            "etl_shards",
+            "Shards by status.",
+            [(f'{{status="{st}"}}', s.shard_count(st)) for st in ("pending", "running", "done")],
+        )
+    except SinkError:
+        up = 0.0
+    lines += _gauge("etl_database_up", "1 when the database answered this scrape.", [("", up)])
+    body = "\n".join(lines) + "\n" + ctx.telemetry.render()
+    return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from etl.serve.openapi import document
+
+    return web.json_response(document())
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,56 @@
+"""Insert events that arrive one request at a time (`etl serve`'s ``POST /events``).
+
+Same rules as a batch of an ingest: ``ON CONFLICT (id) DO NOTHING`` (the first copy wins, a
+repeat is reported as already present, never doubled), invalid events go to ``quarantine``
+with their reason, all in ONE transaction. There is no shard and no checkpoint: these events
+did not come from the API's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from etl.models import EVENT_COLUMNS, Quarantined, Record
+from etl.sink.batch import _UPSERT_QUARANTINE, _quarantine_args
+
+_COLS = ", ".join(EVENT_COLUMNS)
+_INSERT = f"""
+INSERT INTO events ({_COLS})
+SELECT u.id, u.session_id, u.user_id, u.type, u.name, u.occurred_at,
+       u.properties::jsonb, u.session::jsonb, u.timestamp_raw
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[],
+            $7::text[], $8::text[], $9::text[])
+     AS u(id, session_id, user_id, type, name, occurred_at, properties, session, timestamp_raw)
+ORDER BY u.id
+ON CONFLICT (id) DO NOTHING
+RETURNING id::text
+"""
+HTTP_SHARD = "http"  # the quarantine's shard_id for events posted to `etl serve`
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    created: frozenset[str]  # ids inserted now
+    present: frozenset[str]  # ids that were already loaded (nothing written)
+    quarantined: int
+
+
+async def insert_events(
+    conn: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record],
+    records: list[Record],
+    quarantined: list[Quarantined],
+) -> InsertResult:
+    """Insert ``records`` (distinct ids) and quarantine ``quarantined`` in one transaction."""
+    async with conn.transaction():
+        created: set[str] = set()
+        if records:
+            columns = [list(col) for col in zip(*records, strict=True)]
+            rows = await conn.fetch(_INSERT, *columns)
+            created = {r["id"] for r in rows}
+        if quarantined:
+            await conn.execute(_UPSERT_QUARANTINE, HTTP_SHARD, None, *_quarantine_args(quarantined))
+    ids = {r[0] for r in records}
+    return InsertResult(frozenset(created), frozenset(ids - created), len(quarantined))

@@ -1,0 +1,62 @@
+"""A real `etl serve` app on a loopback port over a real, migrated PostgreSQL database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from etl.serve.app import ServeContext, make_app
+from etl.serve.db import ServeDb
+from etl.sink.schema import migrate
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+def event(
+    *, type_: str = "page_view", ts: str = "2026-11-30T10:15:00Z", user: str | None = None
+) -> dict[str, Any]:
+    """A valid event in the API's own shape, with a fresh id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "name": "home",
+        "timestamp": ts,
+        "userId": user or str(uuid.uuid4()),
+        "sessionId": str(uuid.uuid4()),
+        "properties": {"path": "/"},
+    }
+
+
+async def migrated(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def serve_client(db_url: str) -> AsyncIterator[ClientFactory]:
+    """``await serve_client(**ServeContext fields)``: a TestClient of a served app."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(
+        *, dsn: str | None = None, migrate_db: bool = True, **kw: Any
+    ) -> TestClient[Any, Any]:
+        target = dsn or db_url
+        if migrate_db:
+            await migrated(target)
+        ctx = ServeContext(db=ServeDb(target, connect_timeout_s=2.0), **kw)
+        client: TestClient[Any, Any] = TestClient(TestServer(make_app(ctx), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        await c.close()
