@@ -653,7 +653,7 @@ def status_timings(ctx: Ctx, dsn: str) -> dict[str, Any]:
         bare.append(res.wall_s)
 
     sys.path.insert(0, str(ctx.args.src or ROOT))
-    from etl.status import read_status
+    from etl.read.status import read_status
 
     async def in_process() -> list[float]:
         out = []

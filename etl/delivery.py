@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from etl.sink.postgres import Delivery
+from etl.models import Delivery
 
 log = logging.getLogger(__name__)
 

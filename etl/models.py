@@ -131,13 +131,36 @@ class Batch:
     received: int  # events in the page(s), valid or not
 
 
+LoadedBy = Literal["copy", "upsert"]  # straight into the table, or through a stage
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     inserted: int
     duplicates: int
     quarantined: int
     # how the events went in: "copy" straight into the table, or "upsert" through a stage
-    loaded_by: Literal["copy", "upsert"] = "upsert"
+    loaded_by: LoadedBy = "upsert"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One batch as recorded in ``delivery_log`` (also passed to the
+    sink's ``on_delivery`` hook, e.g. ``etl.delivery.DeliveryLog``)."""
+
+    run_id: int | None
+    shard_id: str
+    provider: str
+    sent_at: dt.datetime
+    duration_ms: float
+    rows_received: int
+    rows_written: int
+    duplicates: int
+    quarantined: int
+    columns: tuple[str, ...]
+    success: bool
+    error: str | None
+    loaded_by: LoadedBy | None = None  # None for a failed batch
 
 
 @dataclass(slots=True)

@@ -111,8 +111,8 @@ def _naive_utc(d: dt.datetime) -> dt.datetime:
 def _as_utc(d: dt.datetime) -> dt.datetime:
     try:
         return d.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59-05:00
-        raise TimestampError(f"out of range: {d.isoformat()}") from None
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-05:00
+        raise TimestampError(f"out of range: {d.isoformat()}") from exc
 
 
 def _check(d: dt.datetime) -> dt.datetime:
@@ -193,10 +193,10 @@ def _from_dateutil(s: str) -> dt.datetime:
             warnings.simplefilter("error", _dateutil.UnknownTimezoneWarning)
             a = _dateutil.parse(s, default=_DEFAULT_A)
             b = _dateutil.parse(s, default=_DEFAULT_B)
-    except _dateutil.UnknownTimezoneWarning:
-        raise TimestampError("unknown time zone") from None
-    except (ValueError, OverflowError, TypeError):
-        raise TimestampError("no known format") from None
+    except _dateutil.UnknownTimezoneWarning as exc:
+        raise TimestampError("unknown time zone") from exc
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise TimestampError("no known format") from exc
     if a != b:
         raise TimestampError("incomplete date or time")
     return _check(_naive_utc(a) if a.tzinfo is None else _as_utc(a))

@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from etl.clock import FakeClock
-from etl.models import RunCounters, ShardState
+from etl.models import Delivery, RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run
-from etl.sink.postgres import Delivery, PostgresSink
+from etl.sink.postgres import PostgresSink
 from etl.source.datasync import DataSyncSource, SourceOptions
 from etl.source.http import Http
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from etl.display import LogReporter, RichReporter, make_reporter, render_status
 from etl.models import Position, RunCounters, ShardState
-from etl.status import RunRow, ShardRow, StatusSnapshot
+from etl.read.views import RunRow, ShardRow, StatusSnapshot
 
 T0 = dt.datetime(2026, 1, 27, 19, 0, 0, tzinfo=dt.UTC)
 T0_MS = int(T0.timestamp() * 1000)

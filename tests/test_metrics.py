@@ -12,8 +12,7 @@ import pytest
 
 from etl.delivery import DeliveryLog
 from etl.metrics import render_metrics, write_metrics
-from etl.models import EVENT_COLUMNS, RunCounters, ShardState
-from etl.sink.postgres import Delivery
+from etl.models import EVENT_COLUMNS, Delivery, RunCounters, ShardState
 
 # name{labels} value, as the exposition format defines a sample line.
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+]+)$")

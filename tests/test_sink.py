@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from etl.errors import LockHeld, SinkError
+from etl.errors import ConfigError, EtlError, LockHeld, SinkError
 from etl.models import (
     Batch,
     Checkpoint,
+    Delivery,
     Position,
     Quarantined,
     Record,
@@ -23,7 +24,6 @@ from etl.models import (
     ShardState,
 )
 from etl.sink import PostgresSink, migrate, redact_dsn
-from etl.sink.postgres import Delivery
 
 T0 = dt.datetime(2026, 1, 27, 19, 19, 13, 629000, tzinfo=dt.UTC)
 
@@ -210,11 +210,15 @@ async def test_checkpoint_roundtrip_and_empty_batch(shard_sink: PostgresSink) ->
 
 
 async def test_failed_batch_changes_nothing(shard_sink: PostgresSink, db_url: str) -> None:
+    """A batch the database rejects (here: a NUL byte PostgreSQL cannot store in jsonb)
+    commits nothing, neither rows nor checkpoint, is recorded as failed in delivery_log, and
+    leaves the pool usable."""
     good = [make_record(i) for i in range(5)]
     await shard_sink.write(make_batch(good, cursor="before"))
     before = await shard_sink.load_shards()
     bad = [make_record(i) for i in range(100, 110)]
-    bad.append(make_record(999, event_id="not-a-uuid"))
+    nul = make_record(999)
+    bad.append((*nul[:6], '{"page": "/p/\\u0000"}', *nul[7:]))  # type: ignore[arg-type]
     with pytest.raises(SinkError, match="shard s1"):
         await shard_sink.write(
             make_batch(bad, cursor="after", quarantined=[Quarantined("bad ts", "{}", "e1")])
@@ -229,6 +233,17 @@ async def test_failed_batch_changes_nothing(shard_sink: PostgresSink, db_url: st
     # the pool is still usable afterwards
     r = await shard_sink.write(make_batch(bad[:-1]))
     assert r.inserted == 10
+
+
+async def test_a_record_that_cannot_be_encoded_is_a_bug_not_a_database_failure(
+    shard_sink: PostgresSink, db_url: str
+) -> None:
+    """transform only emits valid ids: a record asyncpg cannot even encode is our bug. It
+    surfaces as itself (exit 1, report it), not as SinkError (exit 6), and commits nothing."""
+    bad = [make_record(1), make_record(2, event_id="not-a-uuid")]
+    with pytest.raises(ValueError, match="UUID"):
+        await shard_sink.write(make_batch(bad))
+    assert await one(db_url, "SELECT count(*) FROM events") == 0
 
 
 async def test_write_unknown_shard_fails(sink: PostgresSink, db_url: str) -> None:
@@ -407,23 +422,37 @@ def test_redact_dsn(dsn: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "dsn",
+    ("dsn", "error", "says"),
     [
-        "postgresql://postgres:Hunter2SecretPw@127.0.0.1:1/etl",  # nothing listens on port 1
-        "postgresql://postgres:Hunter2SecretPw@no-such-host.invalid:5432/etl",
-        "postgresql://postgres:Hunter2SecretPw@127.0.0.1:notaport/etl",
+        # nothing listens on port 1
+        ("postgresql://postgres:Hunter2SecretPw@127.0.0.1:1/etl", SinkError, "cannot connect"),
+        (
+            "postgresql://postgres:Hunter2SecretPw@no-such-host.invalid:5432/etl",
+            SinkError,
+            "cannot connect",
+        ),
+        # the user's input, not an outage: a configuration error (exit 2)
+        (
+            "postgresql://postgres:Hunter2SecretPw@127.0.0.1:notaport/etl",
+            ConfigError,
+            "not a usable PostgreSQL URL",
+        ),
     ],
 )
-async def test_errors_never_contain_the_password(dsn: str) -> None:
-    with pytest.raises(SinkError) as info:
+async def test_errors_never_contain_the_password(
+    dsn: str, error: type[EtlError], says: str
+) -> None:
+    """A DSN that cannot be reached or parsed gives a clear error with the password masked,
+    in the message and in the cause kept for debugging alike."""
+    with pytest.raises(error) as info:
         async with PostgresSink(dsn, connect_timeout=3):
             pass
     text = str(info.value)
-    assert "cannot connect to PostgreSQL" in text
+    assert says in text
     assert "Hunter2SecretPw" not in text
     assert "***" in text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-    with pytest.raises(SinkError) as info2:
+    assert "Hunter2SecretPw" not in repr(info.value.__cause__)
+    with pytest.raises(error) as info2:
         sink = PostgresSink(dsn, connect_timeout=3)
         await sink.try_lock()
     assert "Hunter2SecretPw" not in str(info2.value)

@@ -14,8 +14,10 @@ from etl.cli.health import api_check, run_checks
 from etl.delivery import DeliveryLog
 from etl.errors import SinkError
 from etl.models import Batch, Checkpoint, Position, Quarantined, Record, RunCounters, ShardState
+from etl.read.runs import read_runs
+from etl.read.status import read_status
+from etl.read.views import snapshot_to_json
 from etl.sink import PostgresSink
-from etl.status import read_runs, read_status, snapshot_to_json
 
 T0 = dt.datetime(2026, 1, 27, 19, 0, 0, tzinfo=dt.UTC)
 

@@ -22,9 +22,6 @@ async def database(database_url: str | None, data_dir: Path) -> AsyncIterator[st
         yield dsn
 
 
-NO_INGEST = "no ingest has run against this database yet"
-
-
 def embedded_pgdata(data_dir: Path) -> Path:
     """Where every command keeps and finds the embedded PostgreSQL."""
     return data_dir / "pg"

@@ -22,7 +22,7 @@ def export_ids_cmd(
 ) -> None:
     """Write every loaded event id to FILE, one per line."""
     from etl.cli.db import database
-    from etl.sink.export import export_ids
+    from etl.read.export import export_ids
 
     async def main() -> int:
         async with database(database_url, data_dir) as dsn:

@@ -24,7 +24,7 @@ from etl.fmt import human_duration
 from etl.sink.dsn import redact_dsn
 
 if TYPE_CHECKING:
-    from etl.status import StatusSnapshot
+    from etl.read.views import StatusSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ async def health_main(
             if dsn is None:
                 db = Check("database", True, f"none yet in {data_dir} (no ingest has run)")
             else:
-                from etl.status import read_status
+                from etl.read.status import read_status
 
                 snapshot = await read_status(dsn)
                 db = Check("database", True, redact_dsn(dsn))

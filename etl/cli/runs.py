@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -12,53 +11,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from etl.cli import app
-from etl.cli.db import NO_INGEST, fail, open_database
+from etl.cli.db import fail, open_database
 from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
 from etl.errors import EtlError
-from etl.fmt import human_duration
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-    from etl.status import RunRow
+    from etl.read.views import RunRow
 
 
 async def runs_main(database_url: str | None, data_dir: Path, limit: int) -> list[RunRow]:
     async with open_database(database_url, data_dir) as dsn:
-        from etl.status import read_runs
+        from etl.read.runs import read_runs
 
         return [] if dsn is None else await read_runs(dsn, limit=limit)
-
-
-def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "–"
-
-
-def runs_table(runs: list[RunRow]) -> Table:
-    from rich.table import Table
-
-    table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
-    for name in ("run", "started (UTC)", "ended (UTC)", "took", "status"):
-        table.add_column(name, no_wrap=True)
-    for name in ("inserted", "dupes", "requests", "retries", "429s", "quar."):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("error", overflow="fold")
-    for r in runs:
-        table.add_row(
-            str(r.run_id),
-            _when(r.started_at),
-            _when(r.ended_at),
-            human_duration(r.duration_s),
-            r.status,
-            f"{r.inserted:,}",
-            f"{r.duplicates:,}",
-            f"{r.requests:,}",
-            f"{r.retries:,}",
-            f"{r.rate_limited:,}",
-            f"{r.quarantined:,}",
-            r.error or "",
-        )
-    return table
 
 
 @app.command()
@@ -78,13 +43,17 @@ def runs(
     except EtlError as exc:
         raise fail(exc) from None
     if as_json:
-        from etl.status import run_to_json
+        from etl.read.views import run_to_json
 
         typer.echo(json.dumps({"schema": 1, "runs": [run_to_json(r) for r in history]}))
     elif not history:
+        from etl.read.views import NO_INGEST
+
         typer.echo(NO_INGEST)
     else:
         # A pipe or file has no width: give the table room instead of rich's default 80.
         from rich.console import Console
+
+        from etl.display import runs_table
 
         Console(width=None if sys.stdout.isatty() else 160).print(runs_table(history))

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from etl.cli import app
-from etl.cli.db import NO_INGEST, fail, open_database
+from etl.cli.db import fail, open_database
 from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
 from etl.errors import EtlError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from etl.status import StatusSnapshot
+    from etl.read.views import StatusSnapshot
 
 
 def _print(console: Console | None, snapshot: StatusSnapshot | None, as_json: bool) -> None:
     if as_json:
-        from etl.status import snapshot_to_json
+        from etl.read.views import snapshot_to_json
 
         doc = snapshot_to_json(snapshot) if snapshot else {"schema": 1, "initialized": False}
         typer.echo(json.dumps(doc))
@@ -36,6 +36,7 @@ def _print(console: Console | None, snapshot: StatusSnapshot | None, as_json: bo
     from rich.console import Console
 
     from etl.display import render_status
+    from etl.read.views import NO_INGEST
 
     console = console or Console()
     console.print(NO_INGEST if snapshot is None else render_status(snapshot))
@@ -44,7 +45,7 @@ def _print(console: Console | None, snapshot: StatusSnapshot | None, as_json: bo
 async def status_main(
     database_url: str | None, data_dir: Path, *, as_json: bool, watch: bool, interval_s: float
 ) -> None:
-    from etl.status import read_status
+    from etl.read.status import read_status
 
     async with open_database(database_url, data_dir) as dsn:
         if dsn is None:
@@ -58,15 +59,10 @@ async def status_main(
                 _print(None, await read_status(dsn), True)
                 await asyncio.sleep(interval_s)
         from rich.console import Console
-        from rich.live import Live
 
-        from etl.display import render_status
+        from etl.display import watch_status
 
-        console = Console()
-        with Live(console=console, auto_refresh=False) as live:
-            while True:
-                live.update(render_status(await read_status(dsn)), refresh=True)
-                await asyncio.sleep(interval_s)
+        await watch_status(Console(), lambda: read_status(dsn), interval_s=interval_s)
 
 
 @app.command()
@@ -85,7 +81,7 @@ def status(
 
     Reads only the progress and runs tables, so it answers at once while a run is live.
     Prints "no ingest has run against this database yet" (exit 0) on a fresh database.
-    --json prints a versioned document ("schema": 1; see etl/status.py).
+    --json prints a versioned document ("schema": 1; see etl/read/views.py).
     """
     del api_url, api_key  # accepted for uniformity with the other commands; status needs the DB
     try:

@@ -9,7 +9,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from etl.sink.batch import Delivery
     from etl.sink.dsn import redact_dsn
     from etl.sink.embedded import EmbeddedPostgres
     from etl.sink.lock import IngestLock
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
     from etl.sink.schema import SCHEMA_VERSION, migrate
 
 _WHERE = {
-    "Delivery": "etl.sink.batch",
     "redact_dsn": "etl.sink.dsn",
     "EmbeddedPostgres": "etl.sink.embedded",
     "IngestLock": "etl.sink.lock",
@@ -28,7 +26,6 @@ _WHERE = {
 
 __all__ = [
     "SCHEMA_VERSION",
-    "Delivery",
     "EmbeddedPostgres",
     "IngestLock",
     "PostgresSink",

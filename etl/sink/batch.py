@@ -19,13 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from etl.errors import SinkError
-from etl.models import EVENT_COLUMNS, Batch, Quarantined, WriteResult
+from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
 from etl.sink.schema import STAGE_TABLE
 
 _COLS = ", ".join(EVENT_COLUMNS)
@@ -67,25 +66,6 @@ INSERT INTO delivery_log (run_id, shard_id, provider, sent_at, duration_ms, rows
     rows_written, duplicates, quarantined, columns, success, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One batch as recorded in ``delivery_log`` (also passed to ``on_delivery``)."""
-
-    run_id: int | None
-    shard_id: str
-    provider: str
-    sent_at: dt.datetime
-    duration_ms: float
-    rows_received: int
-    rows_written: int
-    duplicates: int
-    quarantined: int
-    columns: tuple[str, ...]
-    success: bool
-    error: str | None
-    loaded_by: Literal["copy", "upsert"] | None = None  # None for a failed batch
 
 
 def make_delivery(

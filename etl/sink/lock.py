@@ -11,10 +11,8 @@ import re
 import socket
 from typing import Any
 
-import asyncpg
-
-from etl.errors import LockHeld, SinkError
-from etl.sink.dsn import redact_dsn, scrub
+from etl.errors import LockHeld
+from etl.pg import DB_ERRORS, connect, db_error
 from etl.sink.schema import INGEST_LOCK_KEY
 
 _APP_NAME = re.compile(r"^etl-ingest pid=(\d+) host=(\S*)")
@@ -49,28 +47,21 @@ class IngestLock:
     async def acquire(self) -> None:
         if self.held:
             return
-        try:
-            conn = await asyncpg.connect(
-                self._dsn,
-                timeout=self._connect_timeout,
-                server_settings={"application_name": application_name()},
-            )
-        except Exception as exc:
-            raise SinkError(
-                f"cannot connect to PostgreSQL at {redact_dsn(self._dsn)} to take the ingest "
-                f"lock: {scrub(f'{type(exc).__name__}: {exc}', self._dsn)}"
-            ) from None
+        conn = await connect(
+            self._dsn,
+            connect_timeout_s=self._connect_timeout,
+            purpose=" to take the ingest lock",
+            server_settings={"application_name": application_name()},
+        )
         try:
             got = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", INGEST_LOCK_KEY)
             if got:
                 self._conn = conn
                 return
             holder = await conn.fetchrow(_HOLDER_SQL, INGEST_LOCK_KEY)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DB_ERRORS as exc:
             await conn.close()
-            raise SinkError(
-                f"taking the ingest lock failed: {scrub(str(exc), self._dsn)}"
-            ) from None
+            raise db_error("taking the ingest lock", exc, self._dsn) from exc
         await conn.close()
         raise LockHeld(_held_message(holder))
 
@@ -80,7 +71,7 @@ class IngestLock:
             return
         try:
             await conn.execute("SELECT pg_advisory_unlock($1::bigint)", INGEST_LOCK_KEY)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except DB_ERRORS:
             pass  # closing the connection releases it anyway
         finally:
             await conn.close()

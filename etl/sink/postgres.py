@@ -21,28 +21,27 @@ from typing import Any
 import asyncpg
 
 from etl.errors import SinkError
-from etl.models import FINAL_STATUSES, Batch, FinalStatus, RunCounters, ShardState, WriteResult
+from etl.models import (
+    FINAL_STATUSES,
+    Batch,
+    Delivery,
+    FinalStatus,
+    RunCounters,
+    ShardState,
+    WriteResult,
+)
+from etl.pg import DB_ERRORS, connection, db_error
 from etl.settings import DEFAULTS
 from etl.sink import progress, runs
-from etl.sink.batch import Delivery, log_failure, make_delivery, write_batch
+from etl.sink.batch import log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
 from etl.sink.lock import IngestLock
 from etl.sink.schema import STAGE_DDL, migrate
 
-__all__ = ["DB_ERRORS", "Delivery", "PostgresSink"]
+__all__ = ["PostgresSink"]
 
 log = logging.getLogger(__name__)
 
-# Errors a database round trip can raise (asyncpg's DataError is also a ValueError; encoding
-# a bad record in COPY raises ValueError/TypeError).
-DB_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-    ValueError,
-    TypeError,
-)
 _RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
@@ -122,18 +121,10 @@ class PostgresSink:
         if self._pool is not None:
             return
         where = self.dsn_redacted
-        try:
-            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-        except Exception as exc:
-            raise SinkError(
-                f"cannot connect to PostgreSQL at {where}: {self._scrub(exc)}"
-            ) from None
-        try:
+        async with connection(
+            self._dsn, "migrating the schema", connect_timeout_s=self._connect_timeout
+        ) as conn:
             await migrate(conn)
-        except DB_ERRORS as exc:
-            raise SinkError(f"migrating the schema at {where} failed: {self._scrub(exc)}") from None
-        finally:
-            await conn.close()
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -145,10 +136,8 @@ class PostgresSink:
                 # it, and with it the lock every later cron run would wait behind
                 command_timeout=COMMAND_TIMEOUT_S,
             )
-        except Exception as exc:
-            raise SinkError(
-                f"cannot connect to PostgreSQL at {where}: {self._scrub(exc)}"
-            ) from None
+        except DB_ERRORS as exc:
+            raise SinkError(f"cannot connect to PostgreSQL at {where}: {self._scrub(exc)}") from exc
 
     async def close(self) -> None:
         """Release the lock and close the pool (idempotent)."""
@@ -178,7 +167,7 @@ class PostgresSink:
             async with pool.acquire() as conn:
                 yield conn
         except DB_ERRORS as exc:
-            raise SinkError(f"{what} failed: {self._scrub(exc)}") from None
+            raise db_error(what, exc, self._dsn) from exc
 
     # -- single-instance lock --------------------------------------------------------------
 

@@ -145,8 +145,8 @@ def _decode_page_slow(body: bytes) -> Page:
 def _decode_stdlib(body: bytes, loose_error: Exception) -> tuple[_LooseEnvelope, list[Any] | None]:
     try:
         doc = json.loads(body)
-    except (ValueError, RecursionError):
-        raise DecodeError(f"invalid JSON page ({len(body)} bytes): {_short(loose_error)}") from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"invalid JSON page ({len(body)} bytes): {_short(loose_error)}") from exc
     if not isinstance(doc, dict):
         raise DecodeError(f"page is not a JSON object ({len(body)} bytes)")
     env = _LooseEnvelope(

@@ -17,7 +17,7 @@ async def submit_ids(http: Http, ids_file: Path, github_repo: str | None) -> dic
     try:
         body = await asyncio.to_thread(ids_file.read_bytes)
     except OSError as exc:
-        raise ConfigError(f"cannot read {ids_file}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {ids_file}: {exc.strerror}") from exc
     params = {"github_repo": github_repo} if github_repo else None
     resp = await http.request(
         "POST",

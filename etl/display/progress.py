@@ -1,7 +1,7 @@
-"""Rendering of progress: plain log lines (cron, Docker logs) or a rich live view (TTY).
+"""Progress of `etl ingest`: plain log lines (cron, Docker logs) or a rich live view (TTY).
 
-The only module importing rich (besides the CLI). Time comes from an injected ``get_time``
-so tests render to a ``Console(file=io.StringIO(), ...)`` with a fake clock.
+Time comes from an injected clock so tests render to a ``Console(file=io.StringIO(), ...)``
+with a fake clock.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
-from etl.fmt import human_duration
+from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
 from etl.models import Reporter, RunCounters, ShardState
 from etl.settings import DEFAULTS
-from etl.status import StatusSnapshot
 
 
 class ManagedReporter(Reporter, Protocol):
@@ -101,86 +97,6 @@ class LogReporter:
             retries=counters.retries,
             quarantined=counters.quarantined,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Figures:
-    """What both the live view and ``etl status`` show; None means unknown."""
-
-    loaded: int
-    total: int | None
-    rate_now: float | None
-    rate_avg: float | None
-    eta_s: float | None
-    elapsed_s: float | None
-    requests: int
-    rate_limited: int
-    retries: int
-    cursor_resets: int
-    quarantined: int
-    duplicates: int
-
-
-@dataclass(frozen=True, slots=True)
-class ShardLine:
-    shard_id: str
-    status: str
-    events: int
-    position: dt.datetime | None
-
-
-def _rate(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f} ev/s"
-
-
-def _figures(f: Figures, title: str) -> RenderableType:
-    pct = 100.0 * f.loaded / f.total if f.total else None
-    head = Text.assemble(
-        (f"{title}  ", "bold"),
-        (f"{f.loaded:,} / {f.total:,}" if f.total else f"{f.loaded:,} / ?", "bold cyan"),
-        f"  {pct:.1f}%" if pct is not None else "",
-        f" · duplicates {f.duplicates:,}",
-    )
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row(head)
-    if f.total:
-        grid.add_row(ProgressBar(total=f.total, completed=min(f.loaded, f.total), width=60))
-    eta = human_duration(f.eta_s) if f.eta_s is not None else "–"
-    elapsed = human_duration(f.elapsed_s) if f.elapsed_s is not None else "–"
-    grid.add_row(
-        f"now {_rate(f.rate_now)} · average {_rate(f.rate_avg)} · ETA {eta} · elapsed {elapsed}"
-    )
-    grid.add_row(
-        f"requests {f.requests:,} · 429s {f.rate_limited:,} · retries {f.retries:,} · "
-        f"cursor resets {f.cursor_resets:,} · quarantined {f.quarantined:,}"
-    )
-    return grid
-
-
-_STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "dim"}
-
-
-def _shard_table(lines: Sequence[ShardLine], max_rows: int) -> RenderableType:
-    """Running shards first, then pending, then done; at most ``max_rows`` (plus a summary)."""
-    order = {"running": 0, "pending": 1, "done": 2}
-    shown = sorted(lines, key=lambda s: order.get(s.status, 3))[:max_rows]
-    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
-    table.add_column("shard")
-    table.add_column("status")
-    table.add_column("events", justify="right")
-    table.add_column("at (UTC)")
-    for s in shown:
-        at = s.position.strftime("%Y-%m-%d %H:%M:%S") if s.position else "–"
-        table.add_row(
-            s.shard_id, Text(s.status, _STATUS_STYLE.get(s.status, "")), f"{s.events:,}", at
-        )
-    counts = {k: sum(1 for s in lines if s.status == k) for k in ("running", "pending", "done")}
-    summary = Text(
-        f"shards: {len(lines)} · running {counts['running']} · pending {counts['pending']} · "
-        f"done {counts['done']}"
-        + (f" · {len(lines) - len(shown)} not shown" if len(lines) > len(shown) else "")
-    )
-    return Group(table, summary)
 
 
 class RichReporter:
@@ -266,51 +182,11 @@ class RichReporter:
             )
             for s in shards
         ]
-        return Group(_figures(figures, "loaded"), _shard_table(lines, self.max_shard_rows))
+        return Group(figures_panel(figures, "loaded"), shard_table(lines, self.max_shard_rows))
 
     def update(self, counters: RunCounters, shards: list[ShardState]) -> None:
         self._view = self.render(counters, shards)
         self._live.refresh()
-
-
-def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> RenderableType:
-    """What ``etl status`` prints: the same figures as the live view, read from the tables."""
-    s = snapshot
-    if not s.initialized:
-        return Text("no ingest has run against this database yet")
-    run = s.run
-    if run is None:
-        head = Text("no run recorded yet")
-    else:
-        ended = f", ended {run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else ""
-        head = Text.assemble(
-            (f"run {run.run_id} ", "bold"),
-            (run.status, _RUN_STYLE.get(run.status, "")),
-            f" · started {run.started_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC{ended}",
-        )
-        if run.status == "running" and s.heartbeat_age_s is not None:
-            head.append(f" · heartbeat {human_duration(s.heartbeat_age_s)} ago")
-        if run.error:
-            head.append(f"\nerror: {run.error}", "red")
-    figures = Figures(
-        loaded=s.loaded,
-        total=s.expected_total,
-        rate_now=s.rate_now_per_s,
-        rate_avg=s.rate_avg_per_s,
-        eta_s=s.eta_s,
-        elapsed_s=run.duration_s if run else None,
-        requests=run.requests if run else 0,
-        rate_limited=run.rate_limited if run else 0,
-        retries=run.retries if run else 0,
-        cursor_resets=run.cursor_resets if run else 0,
-        quarantined=s.quarantined,
-        duplicates=s.duplicates,
-    )
-    lines = [ShardLine(r.shard_id, r.status, r.events, r.position) for r in s.shards]
-    return Group(head, _figures(figures, "loaded"), _shard_table(lines, max_shard_rows))
-
-
-_RUN_STYLE = {"running": "yellow", "succeeded": "green", "partial": "yellow", "failed": "red"}
 
 
 def make_reporter(

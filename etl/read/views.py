@@ -1,8 +1,4 @@
-"""Read-only views of the progress and runs tables: `etl status`, `etl health`, `etl runs`.
-
-Every query touches small tables only (``ingest_progress``, the ``ingest_totals`` view over it,
-``ingest_runs``, the tail of one run's ``delivery_log``): never a COUNT(*) over ``events``, so
-the answer takes milliseconds however large the table is.
+"""What the read side returns: plain values (no asyncpg) and their documented JSON forms.
 
 JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added)::
 
@@ -34,39 +30,14 @@ deliveries; ``average_per_s`` is the run's inserted rows over its duration.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
-from etl.errors import SinkError
 from etl.models import RUN_COUNTERS
-from etl.sink.dsn import redact_dsn, scrub
 
 SCHEMA = 1
+NO_INGEST = "no ingest has run against this database yet"
 RATE_WINDOW_S = 30.0
-_COUNTERS = RUN_COUNTERS
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-_RUN_COLS = (
-    "run_id, status, strategy, started_at, ended_at, heartbeat_at, received, inserted,"
-    " duplicates, quarantined, requests, retries, rate_limited, cursor_resets, pages, extra,"
-    " error, host, pid"
-)
-_SHARDS_SQL = (
-    "SELECT shard_id, status, events, position_ts, updated_at, heartbeat_at"
-    " FROM ingest_progress ORDER BY created_at, shard_id"
-)
-_RUN_SQL = (
-    f"SELECT {_RUN_COLS} FROM ingest_runs ORDER BY status = 'running' DESC, run_id DESC LIMIT 1"
-)
-# The newest deliveries of one run (index on (run_id, id)), summed over the recent window.
-_RECENT_SQL = """
-SELECT coalesce(sum(rows_written), 0)::bigint FROM (
-    SELECT rows_written, sent_at FROM delivery_log WHERE run_id = $1 ORDER BY id DESC LIMIT 1000
-) AS d WHERE sent_at >= $2
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,117 +121,6 @@ class StatusSnapshot:
         return sum(1 for s in self.shards if s.status == status)
 
 
-def _ts_ms_to_utc(ts_ms: int | None) -> dt.datetime | None:
-    return None if ts_ms is None else dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
-
-
-def run_from_row(row: Any) -> RunRow:
-    extra = row["extra"]
-    if isinstance(extra, str):  # asyncpg returns jsonb as text without a codec
-        extra = json.loads(extra)
-    expected = extra.get("expected_total") if isinstance(extra, dict) else None
-    return RunRow(
-        run_id=int(row["run_id"]),
-        status=row["status"],
-        strategy=row["strategy"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        heartbeat_at=row["heartbeat_at"],
-        received=int(row["received"]),
-        inserted=int(row["inserted"]),
-        duplicates=int(row["duplicates"]),
-        quarantined=int(row["quarantined"]),
-        requests=int(row["requests"]),
-        retries=int(row["retries"]),
-        rate_limited=int(row["rate_limited"]),
-        cursor_resets=int(row["cursor_resets"]),
-        pages=int(row["pages"]),
-        expected_total=int(expected) if isinstance(expected, int) and expected > 0 else None,
-        error=row["error"],
-        host=row["host"],
-        pid=row["pid"],
-    )
-
-
-async def _read_status(conn: Any) -> StatusSnapshot:
-    async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        head = await conn.fetchrow(
-            "SELECT now() AS now, to_regclass('ingest_runs') IS NOT NULL"
-            " AND to_regclass('ingest_totals') IS NOT NULL AS ready"
-        )
-        if not head["ready"]:
-            return StatusSnapshot(taken_at=head["now"], initialized=False)
-        totals = await conn.fetchrow("SELECT events, duplicates, quarantined FROM ingest_totals")
-        shards = tuple(
-            ShardRow(
-                shard_id=r["shard_id"],
-                status=r["status"],
-                events=int(r["events"]),
-                position=_ts_ms_to_utc(r["position_ts"]),
-                updated_at=r["updated_at"],
-                heartbeat_at=r["heartbeat_at"],
-            )
-            for r in await conn.fetch(_SHARDS_SQL)
-        )
-        row = await conn.fetchrow(_RUN_SQL)
-        run = run_from_row(row) if row else None
-        rate_now = None
-        if run is not None and run.status == "running":
-            since = head["now"] - dt.timedelta(seconds=RATE_WINDOW_S)
-            window = min(RATE_WINDOW_S, (head["now"] - run.started_at).total_seconds())
-            recent = await conn.fetchval(_RECENT_SQL, run.run_id, since)
-            rate_now = recent / window if window > 0 else None
-    return StatusSnapshot(
-        taken_at=head["now"],
-        initialized=True,
-        loaded=int(totals["events"]),
-        duplicates=int(totals["duplicates"]),
-        quarantined=int(totals["quarantined"]),
-        shards=shards,
-        run=run,
-        rate_now_per_s=rate_now,
-    )
-
-
-async def _read_runs(conn: Any, limit: int) -> list[RunRow]:
-    if not await conn.fetchval("SELECT to_regclass('ingest_runs') IS NOT NULL"):
-        return []
-    rows = await conn.fetch(
-        f"SELECT {_RUN_COLS} FROM ingest_runs ORDER BY run_id DESC LIMIT $1", limit
-    )
-    return [run_from_row(r) for r in rows]
-
-
-async def _with_conn(conn_or_dsn: Any, what: str, read: Any, *args: Any) -> Any:
-    """Run ``read(conn, *args)`` on a connection or a DSN; asyncpg errors become SinkError."""
-    dsn = conn_or_dsn if isinstance(conn_or_dsn, str) else ""
-    where = f" at {redact_dsn(dsn)}" if dsn else ""
-    try:
-        if not dsn:
-            return await read(conn_or_dsn, *args)
-        conn = await asyncpg.connect(dsn, timeout=10)
-        try:
-            return await read(conn, *args)
-        finally:
-            await conn.close()
-    except _DB_ERRORS as exc:
-        raise SinkError(
-            f"{what}{where} failed: {scrub(f'{type(exc).__name__}: {exc}', dsn)}"
-        ) from None
-
-
-async def read_status(conn_or_dsn: Any) -> StatusSnapshot:
-    """A consistent snapshot of the progress of the current (or last) run. Raises SinkError."""
-    result: StatusSnapshot = await _with_conn(conn_or_dsn, "reading the status", _read_status)
-    return result
-
-
-async def read_runs(conn_or_dsn: Any, *, limit: int = 20) -> list[RunRow]:
-    """The newest ``limit`` runs, newest first (empty if no ingest has run). Raises SinkError."""
-    result: list[RunRow] = await _with_conn(conn_or_dsn, "reading the runs", _read_runs, limit)
-    return result
-
-
 def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value is not None else None
 
@@ -281,7 +141,7 @@ def run_to_json(run: RunRow, *, taken_at: dt.datetime | None = None) -> dict[str
     }
     if taken_at is not None:
         doc["heartbeat_age_s"] = round((taken_at - run.heartbeat_at).total_seconds(), 1)
-    doc.update({k: getattr(run, k) for k in _COUNTERS})
+    doc.update({k: getattr(run, k) for k in RUN_COUNTERS})
     doc.update(error=run.error, host=run.host, pid=run.pid)
     return doc
 

@@ -1,0 +1,96 @@
+"""What `etl status` and `etl runs` print: the status view (once or live) and the runs table."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
+from etl.fmt import human_duration
+from etl.read.views import NO_INGEST, RunRow, StatusSnapshot
+
+
+def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> RenderableType:
+    """What ``etl status`` prints: the same figures as the live view, read from the tables."""
+    s = snapshot
+    if not s.initialized:
+        return Text(NO_INGEST)
+    run = s.run
+    if run is None:
+        head = Text("no run recorded yet")
+    else:
+        ended = f", ended {run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else ""
+        head = Text.assemble(
+            (f"run {run.run_id} ", "bold"),
+            (run.status, _RUN_STYLE.get(run.status, "")),
+            f" · started {run.started_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC{ended}",
+        )
+        if run.status == "running" and s.heartbeat_age_s is not None:
+            head.append(f" · heartbeat {human_duration(s.heartbeat_age_s)} ago")
+        if run.error:
+            head.append(f"\nerror: {run.error}", "red")
+    figures = Figures(
+        loaded=s.loaded,
+        total=s.expected_total,
+        rate_now=s.rate_now_per_s,
+        rate_avg=s.rate_avg_per_s,
+        eta_s=s.eta_s,
+        elapsed_s=run.duration_s if run else None,
+        requests=run.requests if run else 0,
+        rate_limited=run.rate_limited if run else 0,
+        retries=run.retries if run else 0,
+        cursor_resets=run.cursor_resets if run else 0,
+        quarantined=s.quarantined,
+        duplicates=s.duplicates,
+    )
+    lines = [ShardLine(r.shard_id, r.status, r.events, r.position) for r in s.shards]
+    return Group(head, figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows))
+
+
+_RUN_STYLE = {"running": "yellow", "succeeded": "green", "partial": "yellow", "failed": "red"}
+
+
+async def watch_status(
+    console: Console, read: Callable[[], Awaitable[StatusSnapshot]], *, interval_s: float
+) -> None:
+    """Redraw the status view every ``interval_s`` until cancelled (Ctrl-C)."""
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(render_status(await read()), refresh=True)
+            await asyncio.sleep(interval_s)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "–"
+
+
+def runs_table(runs: list[RunRow]) -> Table:
+    """`etl runs`: one row per run, newest first."""
+    table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
+    for name in ("run", "started (UTC)", "ended (UTC)", "took", "status"):
+        table.add_column(name, no_wrap=True)
+    for name in ("inserted", "dupes", "requests", "retries", "429s", "quar."):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    for r in runs:
+        table.add_row(
+            str(r.run_id),
+            _when(r.started_at),
+            _when(r.ended_at),
+            human_duration(r.duration_s),
+            r.status,
+            f"{r.inserted:,}",
+            f"{r.duplicates:,}",
+            f"{r.requests:,}",
+            f"{r.retries:,}",
+            f"{r.rate_limited:,}",
+            f"{r.quarantined:,}",
+            r.error or "",
+        )
+    return table

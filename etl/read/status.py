@@ -1,0 +1,81 @@
+"""The progress snapshot of `etl status` and `etl health`, read in one consistent transaction.
+
+Every query touches small tables only (``ingest_progress``, the ``ingest_totals`` view over it,
+``ingest_runs``, the tail of one run's ``delivery_log``): never a COUNT(*) over ``events``, so
+the answer takes milliseconds however large the table is. The value and its JSON form are in
+``etl.read.views``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from etl.pg import Conn
+from etl.read.db import run_query
+from etl.read.runs import RUN_COLS, run_from_row
+from etl.read.views import RATE_WINDOW_S, ShardRow, StatusSnapshot
+
+_SHARDS_SQL = (
+    "SELECT shard_id, status, events, position_ts, updated_at, heartbeat_at"
+    " FROM ingest_progress ORDER BY created_at, shard_id"
+)
+_RUN_SQL = (
+    f"SELECT {RUN_COLS} FROM ingest_runs ORDER BY status = 'running' DESC, run_id DESC LIMIT 1"
+)
+# The newest deliveries of one run (index on (run_id, id)), summed over the recent window.
+_RECENT_SQL = """
+SELECT coalesce(sum(rows_written), 0)::bigint FROM (
+    SELECT rows_written, sent_at FROM delivery_log WHERE run_id = $1 ORDER BY id DESC LIMIT 1000
+) AS d WHERE sent_at >= $2
+"""
+
+
+def _ts_ms_to_utc(ts_ms: int | None) -> dt.datetime | None:
+    return None if ts_ms is None else dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
+
+
+async def _read_status(conn: Conn) -> StatusSnapshot:
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        head = await conn.fetchrow(
+            "SELECT now() AS now, to_regclass('ingest_runs') IS NOT NULL"
+            " AND to_regclass('ingest_totals') IS NOT NULL AS ready"
+        )
+        assert head is not None  # a SELECT without FROM returns one row
+        if not head["ready"]:
+            return StatusSnapshot(taken_at=head["now"], initialized=False)
+        totals = await conn.fetchrow("SELECT events, duplicates, quarantined FROM ingest_totals")
+        assert totals is not None  # an aggregate view: one row
+        shards = tuple(
+            ShardRow(
+                shard_id=r["shard_id"],
+                status=r["status"],
+                events=int(r["events"]),
+                position=_ts_ms_to_utc(r["position_ts"]),
+                updated_at=r["updated_at"],
+                heartbeat_at=r["heartbeat_at"],
+            )
+            for r in await conn.fetch(_SHARDS_SQL)
+        )
+        row = await conn.fetchrow(_RUN_SQL)
+        run = run_from_row(row) if row else None
+        rate_now = None
+        if run is not None and run.status == "running":
+            since = head["now"] - dt.timedelta(seconds=RATE_WINDOW_S)
+            window = min(RATE_WINDOW_S, (head["now"] - run.started_at).total_seconds())
+            recent = await conn.fetchval(_RECENT_SQL, run.run_id, since)
+            rate_now = recent / window if window > 0 else None
+    return StatusSnapshot(
+        taken_at=head["now"],
+        initialized=True,
+        loaded=int(totals["events"]),
+        duplicates=int(totals["duplicates"]),
+        quarantined=int(totals["quarantined"]),
+        shards=shards,
+        run=run,
+        rate_now_per_s=rate_now,
+    )
+
+
+async def read_status(target: Conn | str) -> StatusSnapshot:
+    """A consistent snapshot of the progress of the current (or last) run. Raises SinkError."""
+    return await run_query(target, "reading the status", _read_status)
