@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from etl.read.views import RunRow, StatusSnapshot
 from etl.serve import svg
-from etl.status import RunRow, StatusSnapshot
 
 
 @dataclass(slots=True)

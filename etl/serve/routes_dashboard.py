@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from etl.read.runs import read_runs
+from etl.read.status import read_status
 from etl.serve.app import CTX
 from etl.serve.dashboard import DashboardData, render
-from etl.status import read_runs, read_status
 
 
 async def dashboard(request: web.Request) -> web.Response:

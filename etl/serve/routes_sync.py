@@ -7,8 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from etl.errors import SinkError
+from etl.read.status import read_status
+from etl.read.views import snapshot_to_json
 from etl.serve.app import CTX
-from etl.status import read_status, snapshot_to_json
 
 
 async def health(request: web.Request) -> web.Response:
