@@ -58,7 +58,11 @@ class Http:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
-            headers={"X-API-Key": self._api_key, "User-Agent": self._user_agent},
+            headers=(
+                {"X-API-Key": self._api_key, "User-Agent": self._user_agent}
+                if self._api_key  # other sources authenticate per request (etl.auth)
+                else {"User-Agent": self._user_agent}
+            ),
             auto_decompress=True,
         )
         return self
