@@ -25,8 +25,11 @@ from collections.abc import Callable
 
 import msgspec
 
+from etl.source.datasync import REQUIRED_FIELDS
 from etl.source.decode import decode_page
-from etl.transform import transform_page
+from etl.transform import RequiredFields, transform_page
+
+REQUIRED = RequiredFields(REQUIRED_FIELDS)  # as the ingest checks them
 
 TYPES = ["page_view", "click", "api_call", "form_submit", "scroll", "purchase", "error", "video"]
 PAGE_SIZE = 5000
@@ -113,7 +116,7 @@ def run(mix: str, n_pages: int, reps: int) -> None:
     pages = make_pages(n_pages, mix)
     n = n_pages * PAGE_SIZE
     decoded = [decode_page(b) for b in pages]
-    check = [transform_page(p.events) for p in decoded]
+    check = [transform_page(p.events, required=REQUIRED) for p in decoded]
     kept = sum(len(r.records) for r in check)
     bad = sum(len(r.quarantined) for r in check)
     mb = sum(map(len, pages)) / 1e6
@@ -125,11 +128,11 @@ def run(mix: str, n_pages: int, reps: int) -> None:
 
     def transform_only() -> None:
         for p in decoded:
-            transform_page(p.events)
+            transform_page(p.events, required=REQUIRED)
 
     def both() -> None:
         for b in pages:
-            transform_page(decode_page(b).events)
+            transform_page(decode_page(b).events, required=REQUIRED)
 
     print(f"{'stage':<20}{'best ev/s':>14}{'median ev/s':>14}{'us/event (med)':>16}")
     for label, fn in (

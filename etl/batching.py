@@ -7,7 +7,7 @@ to what the batch's checkpoint will commit.
 from __future__ import annotations
 
 from etl.models import Batch, Checkpoint, Page, ShardState
-from etl.transform import transform_page
+from etl.transform import RequiredFields, TransformResult, transform_page
 
 # Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a second of
 # slack, so an event just above it is never left to a shard whose cursor starts below it.
@@ -15,13 +15,31 @@ from etl.transform import transform_page
 BOUNDARY_SLACK_MS = 1_000
 
 
-def advance(shard: ShardState, page: Page) -> Batch:
-    """The batch of ``page`` for ``shard``; the shard is done when the API has no more pages
-    or the page reached below the shard's lower bound (minus the slack)."""
-    lower = None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
-    result = transform_page(
-        page.events, shard_id=shard.shard_id, lower_ts=lower, upper_ts=shard.upper_ts
+def _lower(shard: ShardState) -> int | None:
+    return None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
+
+
+def transform_for(
+    shard: ShardState, page: Page, required: RequiredFields | None = None
+) -> TransformResult:
+    """``page`` validated against ``shard``'s bounds (the shard is not moved)."""
+    return transform_page(
+        page.events,
+        shard_id=shard.shard_id,
+        lower_ts=_lower(shard),
+        upper_ts=shard.upper_ts,
+        required=required,
     )
+
+
+def advance(shard: ShardState, page: Page, result: TransformResult | None = None) -> Batch:
+    """The batch of ``page`` for ``shard``; the shard is done when the API has no more pages
+    or the page reached below the shard's lower bound (minus the slack). ``result`` is the
+    page's ``transform_for`` when the caller already has it; its events still incomplete are
+    quarantined."""
+    lower = _lower(shard)
+    if result is None:
+        result = transform_for(shard, page)
     reached_bottom = lower is not None and result.min_ts is not None and result.min_ts <= lower
     done = not page.has_more or not page.events or reached_bottom
     position = page.cursor_position or result.last
@@ -31,7 +49,7 @@ def advance(shard: ShardState, page: Page) -> Batch:
     shard.status = "done" if done else "running"
     return Batch(
         records=result.records,
-        quarantined=result.quarantined,
+        quarantined=result.quarantined + result.incomplete,
         checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
         received=len(page.events),
     )

@@ -84,6 +84,8 @@ class Quarantined:
     reason: str
     payload: str  # the event as received, JSON text
     event_id: str | None = None
+    # the required fields it lacked (an incomplete event: a complete copy may come later)
+    missing: tuple[str, ...] = ()
 
 
 ShardStatus = Literal["pending", "running", "done"]
@@ -139,6 +141,10 @@ class WriteResult:
     inserted: int
     duplicates: int
     quarantined: int
+    # stripped rows (NULL where the event has a value) completed in place by this batch
+    repaired: int = 0
+    # incomplete events quarantined earlier whose complete copy this batch loaded
+    resolved: int = 0
     # how the events went in: "copy" straight into the table, or "upsert" through a stage
     loaded_by: LoadedBy = "upsert"
 
@@ -230,6 +236,13 @@ class Source(Protocol):
 
     def lanes(self) -> list[Lane]: ...
 
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """The fields every event of this stream carries (wire names). An event lacking one
+        is a fault of that response: its page is re-read, and what stays incomplete is
+        quarantined, never loaded stripped."""
+        ...
+
 
 class Sink(Protocol):
     """Where events go. Every write moves the checkpoint in the same transaction."""
@@ -239,6 +252,11 @@ class Sink(Protocol):
     async def add_shards(self, shards: list[ShardState]) -> None: ...
 
     async def write(self, batch: Batch) -> WriteResult: ...
+
+    async def repair_targets(self) -> list[int]:
+        """Timestamps (epoch ms) of events held incomplete: stripped rows, or quarantined
+        for lacking required fields. The run re-reads around them so they can be repaired."""
+        ...
 
     async def heartbeat(self, counters: RunCounters) -> None: ...
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from etl import planner
 from etl.aio import first_error, until_stopped
-from etl.batching import advance, merge
+from etl.batching import advance, merge, transform_for
 from etl.errors import AuthError, EtlError, SourceError
 from etl.models import (
     Batch,
@@ -32,6 +32,7 @@ from etl.models import (
 )
 from etl.scheduler import ShardScheduler
 from etl.settings import DEFAULTS
+from etl.transform import RequiredFields, TransformResult, fill_incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class PipelineOptions:
     max_runtime_s: float | None = DEFAULTS.max_runtime_s
     split: bool = True  # split busy shards when fetchers run out of idle ones
     split_min_pages: int = 4
+    rereads: int = 2  # re-reads of a page that has incomplete events, for complete copies
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class Run:
         self._queues: list[asyncio.Queue[Batch | None]] = []
         self._pages = asyncio.Semaphore(1)
         self._finished = asyncio.Event()
+        self._required = RequiredFields(tuple(source.required_fields))
 
     # -- planning -------------------------------------------------------------------
     async def plan(self) -> tuple[str, int | None]:
@@ -128,6 +131,10 @@ class Run:
                 if new
                 else "up to date: no events newer than the last sync"
             )
+        repairs = planner.repair_plan(await self.sink.repair_targets(), shards)
+        if repairs:
+            how += f"; re-reading {len(repairs)} range(s) to complete incomplete events"
+            new = new + repairs
         if new:
             await self.sink.add_shards(new)
         self.shards = shards + new
@@ -260,7 +267,10 @@ class Run:
             return False, False
         self.counters.pages += 1
         self.counters.received += len(page.events)
-        batch = advance(shard, page)
+        result = transform_for(shard, page, self._required)
+        if result.incomplete:
+            await self._reread(lane, shard, result)
+        batch = advance(shard, page, result)
         # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
         # page (its raw JSON values keep the whole response body alive). The shard stays
         # ours until its batch is queued.
@@ -268,6 +278,38 @@ class Run:
         await self._queues[self._loader_of[shard.shard_id]].put(batch)
         await scheduler.release(shard)
         return True, True
+
+    async def _reread(self, lane: Lane, shard: ShardState, result: TransformResult) -> None:
+        """Ask the page again (same shard position) for complete copies of its incomplete
+        events; what stays incomplete is quarantined by ``advance``. A failed re-read is not
+        the run's failure: the first read stands."""
+        extra = self.counters.extra
+        for _ in range(self.options.rereads):
+            ok, _ = await until_stopped(lane.acquire(), self._halt)
+            if not ok:
+                break
+            extra["rereads"] = extra.get("rereads", 0) + 1
+            try:
+                ok, again = await until_stopped(
+                    lane.fetch(shard, self.options.page_size), self.stop
+                )
+            except EtlError:
+                break
+            if not ok or again is None:
+                break
+            filled = fill_incomplete(result, transform_for(shard, again, self._required))
+            extra["incomplete_reread"] = extra.get("incomplete_reread", 0) + filled
+            if not result.incomplete:
+                return
+        fields = sorted({f for q in result.incomplete for f in q.missing})
+        extra["incomplete_quarantined"] = extra.get("incomplete_quarantined", 0) + len(
+            result.incomplete
+        )
+        self.reporter.message(
+            f"shard {shard.shard_id}: {len(result.incomplete)} event(s) still lack "
+            f"{', '.join(fields)} after re-reading the page; quarantined until a complete "
+            "copy arrives"
+        )
 
     async def _loader(self, queue: asyncio.Queue[Batch | None]) -> None:
         ended = False
@@ -330,7 +372,22 @@ class Run:
             shard.events += result.inserted
         self.counters.inserted += result.inserted
         self.counters.duplicates += result.duplicates
-        self.counters.quarantined += result.quarantined
+        self.counters.quarantined += result.quarantined - result.resolved
+        if result.repaired or result.resolved:
+            extra = self.counters.extra
+            extra["repaired"] = extra.get("repaired", 0) + result.repaired + result.resolved
+            self.reporter.message(
+                f"shard {batch.checkpoint.shard_id}: completed "
+                + " and ".join(
+                    text
+                    for n, text in (
+                        (result.repaired, f"{result.repaired} stripped row(s) in place"),
+                        (result.resolved, f"{result.resolved} quarantined incomplete event(s)"),
+                    )
+                    if n
+                )
+                + " from a complete copy"
+            )
 
     async def _ticker(self) -> None:
         started = self.clock.now()

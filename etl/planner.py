@@ -42,9 +42,52 @@ def covered_upper(shards: list[ShardState]) -> int | None:
     return max(uppers) if uppers else None
 
 
+REPAIR_PREFIX = "repair-"
+
+
+def repair_plan(
+    targets: list[int], shards: list[ShardState], *, gap_ms: int = 600_000
+) -> list[ShardState]:
+    """Shards that re-read the ranges around ``targets`` (epoch-ms timestamps of events that
+    need a complete copy), so that a later read can repair them.
+
+    Targets within ``gap_ms`` of each other share one shard ``(first - 1, last]``. A target
+    already inside a *done* repair shard is left alone: its range was re-read, and the API
+    had no complete copy then (re-reading it on every run would cost requests for nothing).
+    """
+    tried = [
+        (s.lower_ts, s.upper_ts)
+        for s in shards
+        if s.shard_id.startswith(REPAIR_PREFIX) and s.status == "done"
+    ]
+    todo = sorted(
+        t
+        for t in set(targets)
+        if not any(lo is not None and hi is not None and lo < t <= hi for lo, hi in tried)
+    )
+    plan: list[ShardState] = []
+    start = prev = None
+    for t in [*todo, None]:
+        if start is not None and prev is not None and (t is None or t - prev > gap_ms):
+            plan.append(
+                ShardState(f"{REPAIR_PREFIX}{prev}-{start - 1}", lower_ts=start - 1, upper_ts=prev)
+            )
+            start = None
+        if t is not None:
+            start = t if start is None else start
+            prev = t
+    return plan
+
+
 def density(shards: list[ShardState]) -> float | None:
     """Events per millisecond over the bounded part of what is loaded, if known."""
-    bounded = [s for s in shards if s.lower_ts is not None and s.upper_ts is not None]
+    bounded = [
+        s
+        for s in shards
+        if s.lower_ts is not None
+        and s.upper_ts is not None
+        and not s.shard_id.startswith(REPAIR_PREFIX)
+    ]
     span = sum(s.upper_ts - s.lower_ts for s in bounded if s.upper_ts and s.lower_ts)
     events = sum(s.events for s in bounded)
     return events / span if span > 0 and events > 0 else None

@@ -68,6 +68,7 @@ class Settings:
     batch_size: int = 10_000
     queue_batches: int = 1
     max_attempts: int = 10
+    incomplete_rereads: int = 2  # re-reads of a page with events lacking required fields
     request_timeout_s: float = 60.0
     max_runtime_s: float | None = None
     overlap_ms: int = 1_000
@@ -110,6 +111,7 @@ class Settings:
             ("--batch-size", self.batch_size, 1, 1_000_000),
             ("--queue-batches", self.queue_batches, 1, 1000),
             ("--max-attempts", self.max_attempts, 1, 1000),
+            ("incomplete_rereads", self.incomplete_rereads, 0, 100),
             ("--request-timeout", self.request_timeout_s, 0.1, 3600),
             ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
             ("--sandbox-events", self.sandbox_events, 0, 100_000_000),

@@ -16,6 +16,11 @@ Per event, in this order:
    NULL, and "no properties" is a valid event); ``session`` a JSON object or null. Text that
    PostgreSQL would refuse (NUL characters, ``\\u0000`` or unpaired surrogates in JSON,
    invalid UTF-8) is quarantined here, so one event can never fail a whole batch.
+5. ``required`` (the stream's declaration, ``RequiredFields``): an in-range event lacking
+   any of them (key absent, or JSON null) is *incomplete*: it goes to ``incomplete``, not to
+   ``records``, with a reason naming the fields. The caller re-reads the page for a complete
+   copy (``fill_incomplete``) and quarantines what stays incomplete: a stripped row is
+   never loaded as if it were the event.
 
 ``last`` is the position (ts_ms, id) of the last event in page order with a valid id and
 timestamp (kept, quarantined, duplicate or out of range alike: all of them are handled), so a
@@ -26,9 +31,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -41,6 +49,9 @@ _ONE_MS = dt.timedelta(milliseconds=1)
 _MS_LO = 100_000_000_000  # an int in [_MS_LO, MAX_EPOCH_MS) is a valid epoch-ms timestamp
 _ID_CHARS = re.compile(r"[0-9a-f\n-]*\Z")
 _NO_BOUND_LO, _NO_BOUND_HI = -(2**63), 2**63
+_RAW_FIELDS = frozenset({"properties", "session"})  # msgspec.Raw on the wire
+_NULL_RAW = msgspec.Raw(b"null")
+INCOMPLETE_PREFIX = "missing required fields: "
 
 
 @dataclass(slots=True)
@@ -52,6 +63,7 @@ class TransformResult:
     out_of_range: int = 0  # outside (lower_ts, upper_ts]: owned by another shard
     duplicates: int = 0  # repeated ids within the page (first one kept)
     shard_id: str | None = None
+    incomplete: list[Quarantined] = field(default_factory=list)  # lacking required fields
 
     @property
     def positions(self) -> tuple[Position | None, int | None]:
@@ -81,15 +93,81 @@ def event_position(event: RawEvent) -> Position | None:
         return None
 
 
+class RequiredFields:
+    """The fields a stream declares every event must carry (wire names, e.g. ``userId``).
+
+    ``id`` and ``timestamp`` are always required (checked before this); a field counts as
+    missing when its key is absent or its value is JSON null."""
+
+    __slots__ = ("_raw", "_scalar", "fields")
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        unknown = set(fields) - set(RawEvent.__struct_fields__)
+        if unknown:
+            raise ValueError(f"not event fields: {', '.join(sorted(unknown))}")
+        self.fields = tuple(f for f in fields if f not in ("id", "timestamp"))
+        self._raw = tuple(f for f in self.fields if f in _RAW_FIELDS)
+        scalar = [f for f in self.fields if f not in _RAW_FIELDS]
+        # one C call per event in the common case (every field there); the first field is
+        # named twice so that attrgetter always returns a tuple
+        self._scalar = operator.attrgetter(*scalar, *scalar[:1]) if scalar else None
+
+    @property
+    def scalar_getter(self) -> Callable[[RawEvent], tuple[Any, ...]] | None:
+        """A tuple of the required non-JSON fields (None in it: one is missing)."""
+        return self._scalar
+
+    def requires(self, name: str) -> bool:
+        return name in self._raw or name in self.fields
+
+    def missing(self, ev: RawEvent) -> list[str]:
+        out = []
+        for f in self.fields:
+            value = getattr(ev, f)
+            if value is None or (f in _RAW_FIELDS and (not value or value == _NULL_RAW)):
+                out.append(f)
+        return out
+
+
+def incomplete_reason(missing: list[str]) -> str:
+    return f"{INCOMPLETE_PREFIX}{', '.join(missing)}"
+
+
+def fill_incomplete(result: TransformResult, again: TransformResult) -> int:
+    """Complete copies from a re-read of the same page (``again``) replace ``result``'s
+    incomplete events; returns how many were filled in. Other events of ``again`` are
+    ignored: ``result`` keeps its own records, positions and counts."""
+    if not result.incomplete:
+        return 0
+    copies = {r[0]: r for r in again.records}
+    still: list[Quarantined] = []
+    for q in result.incomplete:
+        rec = copies.get(q.event_id) if q.event_id is not None else None
+        if rec is None:
+            still.append(q)
+        else:
+            result.records.append(rec)
+    filled = len(result.incomplete) - len(still)
+    result.incomplete = still
+    return filled
+
+
 def transform_page(
     events: list[RawEvent],
     *,
     shard_id: str | None = None,
     lower_ts: int | None = None,
     upper_ts: int | None = None,
+    required: RequiredFields | None = None,
 ) -> TransformResult:
     """Validate and convert one page. ``shard_id`` is only carried into the result."""
     out = TransformResult(shard_id=shard_id)
+    # required fields: the scalar ones in one call per event; properties/session where they
+    # are looked at anyway (an absent or null one takes the rare branch there)
+    req = required if required is not None and required.fields else None
+    lacks = req.scalar_getter if req is not None else None
+    need_props = req is not None and req.requires("properties")
+    need_session = req is not None and req.requires("session")
     records = out.records
     append = records.append
     quarantine = out.quarantined.append
@@ -136,6 +214,9 @@ def transform_page(
             out.out_of_range += 1
             below = below or ts_ms <= lo
             continue
+        if lacks is not None and None in lacks(ev):
+            out.incomplete.append(_incomplete(ev, req, eid))
+            continue
 
         typ = ev.type
         if type(typ) is not str or not typ or "\x00" in typ:
@@ -165,8 +246,13 @@ def transform_page(
             props = "{}" if raw is None else str(raw, "utf-8")
         except UnicodeDecodeError:
             props = None
+        if need_props and raw is None:
+            props = ""
         if props is None or props[:1] != "{":
             if props in ("", "null"):
+                if need_props:
+                    out.incomplete.append(_incomplete(ev, req, eid))
+                    continue
                 props = "{}"
             else:
                 quarantine(_reject(ev, _json_problem("properties", props), eid))
@@ -180,7 +266,12 @@ def transform_page(
         except UnicodeDecodeError:
             quarantine(_reject(ev, "session is not valid UTF-8", eid))
             continue
+        if need_session and raw is None:
+            session = ""
         if session is not None and session[:1] != "{":
+            if session in ("", "null") and need_session:
+                out.incomplete.append(_incomplete(ev, req, eid))
+                continue
             if session in ("", "null"):
                 session = None
             else:
@@ -206,10 +297,20 @@ def transform_page(
 
     if len({r[0] for r in records}) != len(records):
         out.records, out.duplicates = _first_of_each_id(records)
+    if out.incomplete:  # a complete copy on the same page wins
+        loaded = {r[0] for r in out.records}
+        out.incomplete = [q for q in out.incomplete if q.event_id not in loaded]
     if last_id is not None and last_ts is not None:
         out.last = Position(last_ts, last_id)
     out.min_ts = min_ts
     return out
+
+
+def _incomplete(ev: RawEvent, required: RequiredFields | None, eid: str) -> Quarantined:
+    assert required is not None
+    missing = required.missing(ev)
+    q = _reject(ev, incomplete_reason(missing), eid)
+    return Quarantined(q.reason, q.payload, eid, tuple(missing))
 
 
 def _outside(value: object, lo: int, hi: int) -> bool:

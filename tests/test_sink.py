@@ -23,7 +23,7 @@ from etl.models import (
     RunCounters,
     ShardState,
 )
-from etl.sink import PostgresSink, migrate, redact_dsn
+from etl.sink import SCHEMA_VERSION, PostgresSink, migrate, redact_dsn
 
 T0 = dt.datetime(2026, 1, 27, 19, 19, 13, 629000, tzinfo=dt.UTC)
 
@@ -94,9 +94,9 @@ async def shard_sink(db_url: str, request: pytest.FixtureRequest) -> AsyncIterat
 async def test_migration_is_idempotent(db_url: str) -> None:
     conn = await asyncpg.connect(db_url)
     try:
-        assert await migrate(conn) == 1
+        assert await migrate(conn) == SCHEMA_VERSION
         assert await migrate(conn) == 0
-        assert await conn.fetchval("SELECT count(*) FROM schema_version") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_version") == SCHEMA_VERSION
         tables = {
             r["table_name"]
             for r in await conn.fetch(
@@ -114,7 +114,7 @@ async def test_concurrent_migrations(db_url: str) -> None:
     conns = [await asyncpg.connect(db_url) for _ in range(4)]
     try:
         applied = await asyncio.gather(*(migrate(c) for c in conns))
-        assert sorted(applied) == [0, 0, 0, 1]
+        assert sorted(applied) == [0, 0, 0, SCHEMA_VERSION]
     finally:
         for c in conns:
             await c.close()

@@ -37,6 +37,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         queue_batches=settings.queue_batches,
         batch_size=settings.batch_size,
         max_runtime_s=settings.max_runtime_s,
+        rereads=settings.incomplete_rereads,
     )
 
 
@@ -66,10 +67,24 @@ def summary(outcome: Outcome, elapsed_s: float) -> str:
     }[outcome.status]
     return (
         f"{head} ◆ {outcome.loaded_total:,}{total} events in the table ◆ "
-        f"{c.inserted:,} new, {c.duplicates:,} duplicates, {c.quarantined:,} quarantined ◆ "
+        f"{c.inserted:,} new, {c.duplicates:,} duplicates, {c.quarantined:,} quarantined"
+        f"{_repairs(c)} ◆ "
         f"{c.requests:,} requests, {c.retries:,} retries, {c.rate_limited:,}×429, "
         f"{c.cursor_resets:,} cursor resets ◆ {human_duration(elapsed_s)}"
     )
+
+
+def _repairs(c: RunCounters) -> str:
+    """The incomplete-event figures of a run, when there were any."""
+    parts = [
+        f"{c.extra[key]:,} {label}"
+        for key, label in (
+            ("incomplete_reread", "incomplete re-read complete"),
+            ("repaired", "repaired"),
+        )
+        if c.extra.get(key)
+    ]
+    return "".join(f", {p}" for p in parts)
 
 
 class MetricsTap:

@@ -80,15 +80,17 @@ async def serve_page(
     share = c.invalid_events if invalid and not c.unlimited else 0.0
     events = state.renderer.events(positions, live, stamp, by_page=by_page, invalid_share=share)
     headers: dict[str, str] = {}
-    if plan.missing_fields and positions:
-        dropped = []
-        for i, field in state.faults.victims(len(positions)):
+    if plan.missing_fields:
+        dropped: set[str] = set()
+        for i, fields in state.faults.victims(len(positions)):
             p = positions[i]
             ts_text = stamp(i if by_page else ds.j_at(p, live), ds.ts_at(p, live))
-            events[i] = state.renderer.generic(p, live, ts_text, drop=field)
-            dropped.append(field)
+            events[i] = state.renderer.generic(p, live, ts_text, drop=fields)
+            dropped.update(fields)
         headers["X-Chaos-Applied"] = "missingFields"
-        headers["X-Chaos-Description"] = "Missing fields: " + ", ".join(sorted(set(dropped)))
+        headers["X-Chaos-Description"] = "Missing fields: " + (
+            ", ".join(sorted(dropped)) or "none applicable"
+        )
     next_cursor = None
     ttl = c.scaled(c.cursor_ttl)
     if positions and has_more:

@@ -4,7 +4,8 @@ Per data request (``/events``, the feed, ``/sessions``, stream-access gets 5xx o
 one *exclusive* fault: ALB 500/502/503/504 (HTML, ``Server: awselb/2.0``), a truncated JSON
 body (valid HTTP framing, JSON cut), or a dropped connection (headers and part of the body,
 then the transport is closed). Independently: a slow response (``slow_seconds``) and
-missing fields (a field removed from ~1 % of the page's events, at least one).
+missing fields (one or two fields removed from ~1 % of the page's events, at least one; on
+a page with no events the spec's ``Missing fields: none applicable``).
 Express-level chaos is announced by ``X-Chaos-Applied`` / ``X-Chaos-Description``.
 """
 
@@ -68,13 +69,16 @@ class Faults:
         missing = body_faults and r.random() < c.p_missing_fields
         return Plan(exclusive, slow, missing, cut=0.05 + 0.9 * r.random())
 
-    def victims(self, n: int) -> list[tuple[int, str]]:
-        """(index in page, field to drop) for a missing-fields page of ``n`` events."""
+    def victims(self, n: int) -> list[tuple[int, tuple[str, ...]]]:
+        """(index in page, fields to drop: one or two) for a missing-fields page of ``n``
+        events: ~1 % of them, at least one."""
         if n == 0:
             return []
         k = max(1, n // 100)
         picks = sorted(self.rng.sample(range(n), k))
-        return [(i, DROPPABLE_FIELDS[self.rng.randrange(len(DROPPABLE_FIELDS))]) for i in picks]
+        return [
+            (i, tuple(self.rng.sample(DROPPABLE_FIELDS, self.rng.choice((1, 2))))) for i in picks
+        ]
 
     async def slow(self) -> None:
         await asyncio.sleep(self.config.scaled(self.config.slow_seconds))

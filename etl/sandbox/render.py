@@ -92,14 +92,14 @@ class Renderer:
         return out
 
     def generic(
-        self, p: int, live: int, ts_text: str, *, invalid: int = 0, drop: str | None = None
+        self, p: int, live: int, ts_text: str, *, invalid: int = 0, drop: tuple[str, ...] = ()
     ) -> str:
         """One event through a dict: ``invalid`` 1 = unparseable timestamp, 2 = no id;
-        ``drop`` removes one field (missing-fields chaos)."""
+        ``drop`` removes fields (missing-fields chaos)."""
         event = self.ds.event(p, live)
         event["timestamp"] = msgspec.Raw(BAD_TIMESTAMP if invalid == 1 else ts_text)
         if invalid == 2:
             del event["id"]
-        if drop is not None:
-            event.pop(drop, None)
+        for name in drop:
+            event.pop(name, None)
         return _ENCODE(event).decode()

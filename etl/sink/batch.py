@@ -17,15 +17,23 @@ A batch that failed is recorded by ``log_failure`` in a transaction of its own.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from etl.errors import SinkError
 from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
-from etl.sink.schema import STAGE_TABLE
+from etl.sink.schema import STAGE_TABLE, STRIPPED_SQL
+
+
+def _stripped(alias: str) -> str:
+    """``STRIPPED_SQL`` with its columns qualified by ``alias``."""
+    return re.sub(r"\b(session_id|user_id|name|session|properties)\b", rf"{alias}.\1", STRIPPED_SQL)
+
 
 _COLS = ", ".join(EVENT_COLUMNS)
 # ORDER BY id: concurrent transactions take index locks in the same order, so overlapping
@@ -48,18 +56,52 @@ UPDATE ingest_progress SET
     heartbeat_at = now()
 WHERE shard_id = $1
 """
-_UPSERT_QUARANTINE = """
+_QUARANTINE_ROWS = """
 INSERT INTO quarantine AS q
-    (event_id, fingerprint, shard_id, run_id, reason, payload, payload_text, occurrences)
+    (event_id, fingerprint, shard_id, run_id, reason, payload, payload_text, occurrences,
+     missing)
 SELECT u.event_id, coalesce(u.event_id, 'md5:' || md5(u.payload)), $1, $2, u.reason, j.doc,
-       CASE WHEN j.doc IS NULL THEN u.payload END, u.n
-FROM unnest($3::text[], $4::text[], $5::text[], $6::int[]) AS u(event_id, reason, payload, n)
+       CASE WHEN j.doc IS NULL THEN u.payload END, u.n, u.missing
+FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], $7::text[])
+    AS u(event_id, reason, payload, n, missing)
 CROSS JOIN LATERAL (SELECT etl_try_jsonb(u.payload) AS doc) AS j
+"""
+_UPSERT_TAIL = """
 ON CONFLICT (fingerprint, reason)
 DO UPDATE SET last_seen = now(),
               occurrences = q.occurrences + EXCLUDED.occurrences,
               shard_id = EXCLUDED.shard_id,
               run_id = EXCLUDED.run_id
+"""
+_UPSERT_QUARANTINE = _QUARANTINE_ROWS + _UPSERT_TAIL
+# An incomplete event is quarantined only while no row of it is loaded (a resumed run may
+# re-read, stripped, an event it loaded complete before); its ids are cast only here, where
+# transform has already validated them as UUIDs.
+_UPSERT_INCOMPLETE = (
+    _QUARANTINE_ROWS
+    + "WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.id = u.event_id::uuid)"
+    + _UPSERT_TAIL
+)
+# A stripped row (see schema.STRIPPED_SQL) completed from the copy in the stage; the
+# predicate repeats the partial index's so that only stripped rows are looked at.
+_REPAIR_EVENTS = f"""
+UPDATE events AS e SET
+    session_id = coalesce(e.session_id, s.session_id),
+    user_id = coalesce(e.user_id, s.user_id),
+    name = coalesce(e.name, s.name),
+    session = coalesce(e.session, s.session),
+    properties = CASE WHEN e.properties = '{{}}'::jsonb THEN s.properties ELSE e.properties END
+FROM {STAGE_TABLE} AS s
+WHERE e.id = s.id AND {_stripped("e")} AND (
+    (e.session_id IS NULL AND s.session_id IS NOT NULL)
+    OR (e.user_id IS NULL AND s.user_id IS NOT NULL)
+    OR (e.name IS NULL AND s.name IS NOT NULL)
+    OR (e.session IS NULL AND s.session IS NOT NULL)
+    OR (e.properties = '{{}}'::jsonb AND s.properties <> '{{}}'::jsonb))
+"""
+_RESOLVE_QUARANTINE = """
+UPDATE quarantine SET resolved_at = now()
+WHERE event_id = ANY($1::text[]) AND missing IS NOT NULL AND resolved_at IS NULL
 """
 _INSERT_DELIVERY = """
 INSERT INTO delivery_log (run_id, shard_id, provider, sent_at, duration_ms, rows_received,
@@ -109,11 +151,10 @@ def _clean(text: str) -> str:
     return text
 
 
-def _quarantine_args(
-    items: Iterable[Quarantined],
-) -> tuple[list[str | None], list[str], list[str], list[int]]:
-    """Columns for the upsert; repeats of one (event_id or payload, reason) merged (ON
-    CONFLICT DO UPDATE cannot touch a row twice in one statement)."""
+def _quarantine_args(items: Iterable[Quarantined]) -> tuple[list[Any], ...]:
+    """Columns for the upsert (event_id, reason, payload, n, missing); repeats of one
+    (event_id or payload, reason) merged (ON CONFLICT DO UPDATE cannot touch a row twice in
+    one statement)."""
     rows: list[list[Any]] = []
     by_key: dict[tuple[str | None, str, str | None], list[Any]] = {}
     for q in items:
@@ -123,11 +164,27 @@ def _quarantine_args(
         key = (event_id, reason, payload if event_id is None else None)
         row = by_key.get(key)
         if row is None:
-            row = by_key[key] = [event_id, reason, payload, 1]
+            missing = ",".join(q.missing) if q.missing else None
+            row = by_key[key] = [event_id, reason, payload, 1, missing]
             rows.append(row)
         else:
             row[3] += 1
-    return ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+    return tuple([r[k] for r in rows] for k in range(5))
+
+
+def _count(status: str) -> int:
+    """The row count of a command status (``UPDATE 3``, ``INSERT 0 5``)."""
+    return int(status.split()[-1])
+
+
+@dataclass(slots=True)
+class Repairs:
+    """What a sink knows of incomplete data (kept by one sink between batches): how many
+    stripped rows ``events`` holds, and the ids of quarantined incomplete events that
+    still wait for a complete copy. Both only shrink the work: zero and empty cost nothing."""
+
+    stripped: int = 0
+    unresolved: set[str] = field(default_factory=set)
 
 
 async def _insert_delivery(conn: Any, d: Delivery) -> None:
@@ -157,21 +214,31 @@ async def write_batch(
     t0: float,
     *,
     direct: bool = False,
+    repairs: Repairs | None = None,
 ) -> WriteResult:
     """Load ``batch`` and move its shard's checkpoint in one transaction on ``conn``.
 
     ``direct`` tries a COPY straight into ``events`` first; a batch that repeats an id, its
     own or a loaded one, then falls back to the staged upsert, so the result is the same
-    either way. Raises ``SinkError`` if the
-    shard has no progress row, and whatever the database raises (a deadlock included); either
-    way nothing of the batch is committed."""
+    either way. ``repairs`` (updated after the commit) completes stripped rows from the
+    batch's copies and resolves quarantined incomplete events the batch loads. Raises
+    ``SinkError`` if the shard has no progress row, and whatever the database raises (a
+    deadlock included); either way nothing of the batch is committed."""
+    repairs = repairs if repairs is not None else Repairs()
+    result: WriteResult | None = None
     if direct and batch.records:
         try:
-            return await _write(conn, batch, run_id, provider, sent_at, t0, direct=True)
+            result = await _write(conn, batch, run_id, provider, sent_at, t0, True, repairs)
         except asyncpg.UniqueViolationError as exc:
             if exc.table_name != "events":
                 raise
-    return await _write(conn, batch, run_id, provider, sent_at, t0, direct=False)
+    if result is None:
+        result = await _write(conn, batch, run_id, provider, sent_at, t0, False, repairs)
+    repairs.stripped = max(0, repairs.stripped - result.repaired)
+    if result.resolved:
+        repairs.unresolved.difference_update(r[0] for r in batch.records)
+    repairs.unresolved.update(q.event_id for q in batch.quarantined if q.missing and q.event_id)
+    return result
 
 
 async def _write(
@@ -181,13 +248,13 @@ async def _write(
     provider: str,
     sent_at: dt.datetime,
     t0: float,
-    *,
     direct: bool,
+    repairs: Repairs,
 ) -> WriteResult:
     cp = batch.checkpoint
     n_records = len(batch.records)
     async with conn.transaction():
-        inserted = 0
+        inserted = repaired = resolved = 0
         if direct:
             await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
             inserted = n_records
@@ -195,13 +262,23 @@ async def _write(
             await conn.copy_records_to_table(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
             )
-            status: str = await conn.execute(_INSERT_EVENTS)
-            inserted = int(status.split()[-1])
-        n_quarantined = len(batch.quarantined)
-        if n_quarantined:
-            await conn.execute(
-                _UPSERT_QUARANTINE, cp.shard_id, run_id, *_quarantine_args(batch.quarantined)
-            )
+            if repairs.stripped:
+                repaired = _count(await conn.execute(_REPAIR_EVENTS))
+            inserted = _count(await conn.execute(_INSERT_EVENTS))
+        if repairs.unresolved and n_records:
+            waiting = [r[0] for r in batch.records if r[0] in repairs.unresolved]
+            if waiting:
+                resolved = _count(await conn.execute(_RESOLVE_QUARANTINE, waiting))
+        regular = [q for q in batch.quarantined if not q.missing]
+        incomplete = [q for q in batch.quarantined if q.missing]
+        n_quarantined = len(regular)
+        if regular:
+            await conn.execute(_UPSERT_QUARANTINE, cp.shard_id, run_id, *_quarantine_args(regular))
+        if incomplete:
+            args = _quarantine_args(incomplete)
+            stored = _count(await conn.execute(_UPSERT_INCOMPLETE, cp.shard_id, run_id, *args))
+            # merged repeats count once per event
+            n_quarantined += len(incomplete) if stored == len(args[0]) else stored
         duplicates = n_records - inserted
         updated: str = await conn.execute(
             _UPDATE_PROGRESS,
@@ -212,7 +289,7 @@ async def _write(
             "done" if cp.done else "running",
             inserted,
             duplicates,
-            n_quarantined,
+            n_quarantined - resolved,
             cp.pages,
         )
         if updated != "UPDATE 1":
@@ -221,6 +298,8 @@ async def _write(
             inserted=inserted,
             duplicates=duplicates,
             quarantined=n_quarantined,
+            repaired=repaired,
+            resolved=resolved,
             loaded_by="copy" if direct else "upsert",
         )
         await _insert_delivery(

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from etl.errors import SinkError
+from etl.errors import EtlError, SinkError
 from etl.models import (
     FINAL_STATUSES,
     Batch,
@@ -33,10 +33,11 @@ from etl.models import (
 from etl.pg import DB_ERRORS, connection, db_error
 from etl.settings import DEFAULTS
 from etl.sink import progress, runs
-from etl.sink.batch import log_failure, make_delivery, write_batch
+from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
 from etl.sink.lock import IngestLock
-from etl.sink.schema import STAGE_DDL, migrate
+from etl.sink.schema import STAGE_DDL, STRIPPED_SQL, migrate
+from etl.timestamps import EPOCH, to_utc
 
 __all__ = ["PostgresSink"]
 
@@ -59,6 +60,25 @@ async def _init_connection(conn: Any) -> None:
     # waiting for each commit's WAL flush.
     await conn.execute("SET synchronous_commit = off")
     await conn.execute(STAGE_DDL)
+
+
+_STRIPPED_TIMES = f"""
+SELECT (extract(epoch FROM occurred_at) * 1000)::bigint FROM events WHERE {STRIPPED_SQL}
+ORDER BY occurred_at LIMIT 100000
+"""
+_UNRESOLVED_TIMES = """
+SELECT payload->'timestamp' #>> '{}' FROM quarantine
+WHERE missing IS NOT NULL AND resolved_at IS NULL AND payload ? 'timestamp' LIMIT 100000
+"""
+
+
+async def _load_repairs(conn: Any) -> Repairs:
+    stripped = await conn.fetchval(f"SELECT count(*) FROM events WHERE {STRIPPED_SQL}")
+    rows = await conn.fetch(
+        "SELECT event_id FROM quarantine"
+        " WHERE missing IS NOT NULL AND resolved_at IS NULL AND event_id IS NOT NULL"
+    )
+    return Repairs(stripped=int(stripped), unresolved={r[0] for r in rows})
 
 
 class PostgresSink:
@@ -94,6 +114,7 @@ class PostgresSink:
         # per shard: did its last batch load without touching existing rows? Then the next
         # one tries the direct COPY (see etl.sink.batch); one that overlapped goes staged.
         self._fresh: dict[str, bool] = {}
+        self._repairs = Repairs()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -125,6 +146,7 @@ class PostgresSink:
             self._dsn, "migrating the schema", connect_timeout_s=self._connect_timeout
         ) as conn:
             await migrate(conn)
+            self._repairs = await _load_repairs(conn)
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -220,6 +242,27 @@ class PostgresSink:
         async with self._connection("resetting progress") as conn:
             return await progress.reset_progress(conn)
 
+    async def repair_targets(self) -> list[int]:
+        """Epoch-ms timestamps whose events need a complete copy: stripped rows in
+        ``events`` and quarantined incomplete events still unresolved (oldest first)."""
+        if not self._repairs.stripped and not self._repairs.unresolved:
+            return []
+        async with self._connection("finding incomplete events") as conn:
+            rows = await conn.fetch(_STRIPPED_TIMES)
+            payloads = await conn.fetch(_UNRESOLVED_TIMES)
+        out = [int(r[0]) for r in rows]
+        for r in payloads:
+            try:
+                out.append((to_utc(r[0]) - EPOCH) // dt.timedelta(milliseconds=1))
+            except (EtlError, ValueError, TypeError):
+                continue  # its timestamp is unreadable: only a later read can bring it
+        return sorted(out)
+
+    @property
+    def incomplete(self) -> tuple[int, int]:
+        """(stripped rows in ``events``, quarantined incomplete events unresolved)."""
+        return self._repairs.stripped, len(self._repairs.unresolved)
+
     # -- writing ---------------------------------------------------------------------------
 
     async def write(self, batch: Batch) -> WriteResult:
@@ -235,7 +278,14 @@ class PostgresSink:
             try:
                 async with pool.acquire() as conn:
                     result = await write_batch(
-                        conn, batch, self.run_id, self.provider, sent_at, t0, direct=direct
+                        conn,
+                        batch,
+                        self.run_id,
+                        self.provider,
+                        sent_at,
+                        t0,
+                        direct=direct,
+                        repairs=self._repairs,
                     )
                 self._fresh[shard_id] = result.duplicates == 0
             except _RETRYABLE as exc:

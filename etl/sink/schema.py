@@ -9,7 +9,8 @@ Tables
     ingest_progress   one row per shard: bounds, committed position/cursor, status, counters
     ingest_progress_archive  shard rows retired by ``reset_progress`` (their counters still count)
     ingest_runs       run history: status, counters, heartbeat, error, host/pid
-    quarantine        events that could not be made valid; unique on (fingerprint, reason)
+    quarantine        events that could not be made valid; unique on (fingerprint, reason);
+                      ``missing``/``resolved_at`` for incomplete events (schema 2)
     delivery_log      one row per batch written (or failed)
     schema_version    applied migration steps
 View
@@ -23,7 +24,7 @@ from typing import Any
 
 from etl.errors import SinkError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -153,7 +154,24 @@ FROM (
 ) AS p;
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+# A row is *stripped* when a field an event always carries is NULL (or properties empty):
+# loaded from a response that had removed it (versions before 2 loaded such events as they
+# came). The partial index holds only those rows: finding them costs nothing, and a complete
+# copy arriving later repairs the row in place (etl.sink.batch).
+STRIPPED_SQL = (
+    "(session_id IS NULL OR user_id IS NULL OR name IS NULL OR session IS NULL"
+    " OR properties = '{}'::jsonb)"
+)
+_V2 = f"""
+CREATE INDEX IF NOT EXISTS events_stripped_idx ON events (occurred_at) WHERE {STRIPPED_SQL};
+-- incomplete events (lacking required fields) quarantined until a complete copy arrives
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS missing text NULL;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS resolved_at timestamptz NULL;
+CREATE INDEX IF NOT EXISTS quarantine_unresolved_idx ON quarantine (event_id)
+    WHERE missing IS NOT NULL AND resolved_at IS NULL;
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 
 STAGE_TABLE = "etl_stage"
 # Per-connection staging table for COPY; emptied by every commit. Defined without reference

@@ -34,8 +34,24 @@ class SourceOptions:
     backoff_cap_s: float = 30.0
 
 
+# Every recorded event carries all of these, never null (spec §3.1); the feed announces
+# injected field removal with ``X-Chaos-Applied: missingFields``.
+REQUIRED_FIELDS = (
+    "id",
+    "sessionId",
+    "userId",
+    "type",
+    "name",
+    "properties",
+    "timestamp",
+    "session",
+)
+
+
 class DataSyncSource:
     """Implements models.Source over one Http session."""
+
+    required_fields = REQUIRED_FIELDS
 
     def __init__(
         self,
