@@ -1,7 +1,18 @@
 """Plain data types and the Protocols that connect the pipeline to its parts.
 
-Nothing here does I/O. ``pipeline`` depends on these Protocols only, so a second source
-or sink drops in without touching it.
+Nothing here does I/O. ``pipeline`` and ``etl.wiring`` depend on these Protocols only, so
+another source, destination or state store drops in without touching them:
+
+    Source       where events come from: ``start()``, ``head()``, ``lanes()``
+    Lane         one way of fetching pages with its own budget
+    Destination  where a batch of records goes: ``write(batch) -> WriteResult``
+    StateStore   the sync's state: the lock, runs, shards and their heartbeat
+    Reporter     progress for a person or a log
+
+``PostgresSink`` is both a Destination and a StateStore: it commits a batch and its shard's
+checkpoint in ONE transaction, which is what makes a load exactly-once. A destination that
+cannot hold our checkpoint in its own transaction pairs with a StateStore that can (an
+outbox); the pipeline does not care. ``tests/fakes.py`` implements each in memory.
 """
 
 from __future__ import annotations
@@ -230,6 +241,15 @@ class Lane(Protocol):
 class Source(Protocol):
     """Where events come from. Knows HTTP, not SQL."""
 
+    async def start(self) -> str:
+        """Get ready (e.g. choose the lanes the API allows); a one-line description."""
+        ...
+
+    @property
+    def strategy_used(self) -> str:
+        """How ``start()`` chose to fetch (e.g. "feed+events"), recorded with the run."""
+        ...
+
     async def head(self) -> tuple[Position | None, int | None]:
         """The newest event's position (None when empty) and the total the API reports."""
         ...
@@ -244,24 +264,50 @@ class Source(Protocol):
         ...
 
 
-class Sink(Protocol):
-    """Where events go. Every write moves the checkpoint in the same transaction."""
+class Destination(Protocol):
+    """Where a batch's records go; reports what it did with them.
+
+    ``write`` also makes the batch's checkpoint durable, atomically with the records (in
+    the same transaction, or through an outbox): never one without the other. Writes of one
+    shard arrive in order; writes of different shards may run concurrently.
+    """
+
+    async def write(self, batch: Batch) -> WriteResult: ...
+
+
+class StateStore(Protocol):
+    """The sync's state: the single-instance lock, the runs, the shards and their heartbeat."""
+
+    async def try_lock(self) -> None:
+        """Take the lock for this store's lifetime, or raise ``LockHeld`` at once."""
+        ...
+
+    async def start_run(self, strategy: str) -> int:
+        """Record a new running run (and mark dead ones failed); its id."""
+        ...
+
+    async def finish_run(
+        self, status: FinalStatus, counters: RunCounters, error: str | None = None
+    ) -> None: ...
 
     async def load_shards(self) -> list[ShardState]: ...
 
-    async def add_shards(self, shards: list[ShardState]) -> None: ...
-
-    async def write(self, batch: Batch) -> WriteResult: ...
+    async def add_shards(self, shards: list[ShardState]) -> None:
+        """Record new shards; ids already known are left untouched."""
+        ...
 
     async def repair_targets(self) -> list[int]:
         """Timestamps (epoch ms) of events held incomplete: stripped rows, or quarantined
         for lacking required fields. The run re-reads around them so they can be repaired."""
         ...
 
-    async def heartbeat(self, counters: RunCounters) -> None: ...
-
     async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
-        """Persist a split: ``shard`` now ends at its (raised) ``lower_ts``; ``new`` is added."""
+        """Persist a split: ``shard`` now ends at ``new.upper_ts``; ``new`` is added. False,
+        changing nothing, if ``shard`` is gone or done."""
+        ...
+
+    async def heartbeat(self, counters: RunCounters) -> None:
+        """Store the run's counters; proves the run alive to `etl status`/`health`."""
         ...
 
 

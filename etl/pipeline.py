@@ -1,4 +1,4 @@
-"""The run: fetchers -> transform -> per-loader bounded queues -> sink, inside one TaskGroup.
+"""The run: fetchers -> transform -> per-loader bounded queues -> destination, in one TaskGroup.
 
 Every lane of the source gets ``lane.concurrency`` fetchers. A fetcher waits for its
 lane's budget, takes an idle shard, fetches its next page, transforms it and queues the
@@ -22,13 +22,14 @@ from etl.errors import AuthError, EtlError, SourceError
 from etl.models import (
     Batch,
     Clock,
+    Destination,
     FinalStatus,
     Lane,
     Reporter,
     RunCounters,
     ShardState,
-    Sink,
     Source,
+    StateStore,
 )
 from etl.scheduler import ShardScheduler
 from etl.settings import DEFAULTS
@@ -53,7 +54,7 @@ class PipelineOptions:
     max_runtime_s: float | None = DEFAULTS.max_runtime_s
     split: bool = True  # split busy shards when fetchers run out of idle ones
     split_min_pages: int = 4
-    rereads: int = 2  # re-reads of a page that has incomplete events, for complete copies
+    rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
 
 
 @dataclass(slots=True)
@@ -72,7 +73,8 @@ class Run:
     def __init__(
         self,
         source: Source,
-        sink: Sink,
+        destination: Destination,
+        store: StateStore,
         reporter: Reporter,
         clock: Clock,
         options: PipelineOptions,
@@ -81,7 +83,8 @@ class Run:
         stop: asyncio.Event | None = None,
     ) -> None:
         self.source = source
-        self.sink = sink
+        self.destination = destination
+        self.store = store
         self.reporter = reporter
         self.clock = clock
         self.options = options
@@ -104,7 +107,7 @@ class Run:
 
     # -- planning -------------------------------------------------------------------
     async def plan(self) -> tuple[str, int | None]:
-        shards = await self.sink.load_shards()
+        shards = await self.store.load_shards()
         head, total = await self.source.head()
         unfinished = [s for s in shards if s.status != "done"]
         if unfinished:
@@ -131,12 +134,12 @@ class Run:
                 if new
                 else "up to date: no events newer than the last sync"
             )
-        repairs = planner.repair_plan(await self.sink.repair_targets(), shards)
+        repairs = planner.repair_plan(await self.store.repair_targets(), shards)
         if repairs:
             how += f"; re-reading {len(repairs)} range(s) to complete incomplete events"
             new = new + repairs
         if new:
-            await self.sink.add_shards(new)
+            await self.store.add_shards(new)
         self.shards = shards + new
         return how, total
 
@@ -356,7 +359,7 @@ class Run:
                 return
             # Persisted first, applied after: a page of ``best`` in flight meanwhile is
             # filtered by the old bound (a few events read twice, none lost).
-            if not await self.sink.split_shard(best, new):
+            if not await self.store.split_shard(best, new):
                 return
             best.lower_ts = new.upper_ts
             self._loader_of[new.shard_id] = len(self._by_id) % self.options.loaders
@@ -366,7 +369,7 @@ class Run:
             await scheduler.add(new)
 
     async def _write(self, batch: Batch) -> None:
-        result = await self.sink.write(batch)
+        result = await self.destination.write(batch)
         shard = self._by_id.get(batch.checkpoint.shard_id)
         if shard is not None:
             shard.events += result.inserted
@@ -403,4 +406,4 @@ class Run:
             self.reporter.update(self.counters, self.shards)
             if now - last_beat >= self.options.heartbeat_s:
                 last_beat = now
-                await self.sink.heartbeat(self.counters)
+                await self.store.heartbeat(self.counters)

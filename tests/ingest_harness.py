@@ -18,6 +18,7 @@ from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.sink.postgres import PostgresSink
 from etl.source.datasync import DataSyncSource, SourceOptions
 from etl.source.http import Http
+from etl.wiring import run_ingest
 
 EPOCH0 = 1_771_533_513.323
 
@@ -74,7 +75,8 @@ async def ingest(
     pipeline: dict[str, Any] | None = None,
     reporter: Recorder | None = None,
 ) -> Outcome:
-    """One `etl ingest` run, wired as the CLI wires it, with injected time."""
+    """One `etl ingest` run through the CLI's own wiring (``etl.wiring.run_ingest``), with
+    injected time."""
     counters = RunCounters()
     reporter = reporter or Recorder()
 
@@ -89,20 +91,13 @@ async def ingest(
     ):
         await sink.try_lock()
         src = DataSyncSource(http, clock, counters, opts, now_ms=now_ms)
-        reporter.message(await src.start())
-        await sink.start_run(src.strategy_used)
-        run = Run(
-            src,
-            sink,
-            reporter,
-            clock,
-            options,
-            counters=counters,
+
+        def attach(run: Run) -> None:
+            reporter.run = run
+
+        return await run_ingest(
+            src, sink, sink, reporter, clock, options, counters=counters, on_run=attach
         )
-        reporter.run = run
-        outcome = await run.execute()
-        await sink.finish_run(outcome.status, counters, str(outcome.error or "") or None)
-    return outcome
 
 
 async def loaded_ids(db_url: str) -> list[str]:

@@ -9,52 +9,21 @@ import signal
 import time
 from pathlib import Path
 
-from etl import planner
 from etl.cli.bundled import bundled_sandbox
 from etl.cli.db import embedded_pgdata
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
-from etl.errors import EtlError
 from etl.fmt import human_duration
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
-from etl.pipeline import Outcome, PipelineOptions, Run
+from etl.pipeline import Outcome, Run
 from etl.sandbox.config import DEMO_API_KEY
 from etl.settings import Settings
 from etl.sink.embedded import EmbeddedPostgres
 from etl.sink.postgres import PostgresSink
-from etl.source.datasync import DataSyncSource, SourceOptions
+from etl.source.datasync import DataSyncSource
 from etl.source.http import Http
-
-
-def pipeline_options(settings: Settings) -> PipelineOptions:
-    return PipelineOptions(
-        page_size=settings.page_size,
-        shards=settings.shards,
-        span_ms=int(settings.span_days * planner.DAY_MS),
-        overlap_ms=settings.overlap_ms,
-        loaders=settings.loaders,
-        queue_batches=settings.queue_batches,
-        batch_size=settings.batch_size,
-        max_runtime_s=settings.max_runtime_s,
-        rereads=settings.incomplete_rereads,
-    )
-
-
-def source_options(settings: Settings) -> SourceOptions:
-    strategy = settings.strategy
-    if settings.feed_concurrency == 0 and strategy == "auto":
-        strategy = "events"
-    if settings.events_concurrency == 0 and strategy == "auto":
-        strategy = "feed"
-    return SourceOptions(
-        strategy=strategy,
-        events_concurrency=settings.events_concurrency,
-        feed_concurrency=settings.feed_concurrency,
-        feed_rate_per_s=settings.feed_rate_per_s,
-        feed_window_s=settings.effective_feed_window_s,
-        max_attempts=settings.max_attempts,
-    )
+from etl.wiring import pipeline_options, run_ingest, source_options
 
 
 def summary(outcome: Outcome, elapsed_s: float) -> str:
@@ -171,37 +140,33 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
             Http(api_url, api_key, timeout_s=settings.request_timeout_s)
         )
         source = DataSyncSource(http, clock, counters, source_options(settings))
-        reporter.message(await source.start())
-        await sink.start_run(source.strategy_used)
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
-        run = Run(
-            source, sink, tap or reporter, clock, pipeline_options(settings), counters=counters
-        )
         loop = asyncio.get_running_loop()
         main_task = asyncio.current_task()
+        runs: list[Run] = []
 
         def on_signal(name: str) -> None:
-            if run.stop.is_set() and main_task is not None:
-                main_task.cancel()  # a second signal: stop now (what is committed stays)
-            run.request_stop(name)
+            if runs and not runs[0].stop.is_set():
+                runs[0].request_stop(name)  # graceful: what is queued commits
+            elif main_task is not None:
+                main_task.cancel()  # a second signal (or one before the run): stop now
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
         try:
-            outcome = await run.execute()
-        except asyncio.CancelledError:
-            with contextlib.suppress(EtlError):
-                await sink.finish_run("partial", counters, "stopped at once by a second signal")
-            raise
-        except BaseException as exc:
-            with contextlib.suppress(EtlError):
-                await sink.finish_run("failed", counters, f"{type(exc).__name__}: {exc}")
-            raise
+            outcome = await run_ingest(
+                source,
+                sink,
+                sink,
+                tap or reporter,
+                clock,
+                pipeline_options(settings),
+                counters=counters,
+                on_run=runs.append,
+            )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
-        await sink.finish_run(outcome.status, counters, error)
         if tap is not None:
             tap.write(counters, outcome.shards, outcome.status)
     return outcome, time.monotonic() - started
