@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -97,14 +98,24 @@ def serve(
                         await migrate(conn)
                 except EtlError as exc:  # serve anyway: 503 until the database is back
                     typer.echo(f"warning: {exc}", err=True)
-                typer.echo(f"etl serve · http://{host}:{port}/ · {banner}", err=True)
                 yield
 
         application.cleanup_ctx.append(database_ctx)
         return application
 
     try:
-        web.run_app(build(), host=host, port=port, shutdown_timeout=10, print=None, access_log=None)
+        web.run_app(
+            build(),
+            host=host,
+            port=port,
+            shutdown_timeout=10,  # SIGTERM: stop accepting, let requests in flight finish
+            access_log=None,
+            # called once the socket listens: the line a supervisor (or a test) waits for
+            print=lambda text: typer.echo(
+                f"etl serve · listening on {' '.join(re.findall(r'http://[^ ]+', text))} · {banner}",
+                err=True,
+            ),
+        )
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from None
