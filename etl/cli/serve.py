@@ -13,6 +13,8 @@ from etl.cli import app
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir
 from etl.errors import ConfigError, EtlError, ExitCode
 
+_URL = re.compile(r"http://[^ ]+")
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -112,8 +114,7 @@ def serve(
             access_log=None,
             # called once the socket listens: the line a supervisor (or a test) waits for
             print=lambda text: typer.echo(
-                f"etl serve · listening on {' '.join(re.findall(r'http://[^ ]+', text))} · {banner}",
-                err=True,
+                f"etl serve · listening on {' '.join(_URL.findall(text))} · {banner}", err=True
             ),
         )
     except OSError as exc:
