@@ -9,6 +9,7 @@ asyncpg cannot parse is a configuration error (exit 2).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeAlias
@@ -82,3 +83,87 @@ async def connection(
         raise db_error(f"{what} at {redact_dsn(dsn)}", exc, dsn) from exc
     finally:
         await conn.close()
+
+
+#: Errors after which a pooled connection (and likely the whole pool) is gone.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+)
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, ValueError)  # ValueError: bad DSN
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, asyncio.TimeoutError)
+
+
+class RecoveringPool:
+    """A pool made on first use and dropped when its connections are lost, so a long-lived
+    process (``etl serve``) answers while the database is down and recovers by itself when it
+    is back. Each connection runs with ``statement_timeout``; every failure is ``SinkError``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        statement_timeout_ms: int = 2000,
+        connect_timeout_s: float = 3.0,
+    ) -> None:
+        self._dsn = dsn
+        self._max_size = max_size
+        self._settings = {"statement_timeout": str(statement_timeout_ms)}
+        self._connect_timeout_s = connect_timeout_s
+        self._pool: Pool | None = None
+        self._opening = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return redact_dsn(self._dsn)
+
+    async def _get_pool(self) -> Pool:
+        async with self._opening:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._max_size,
+                        timeout=self._connect_timeout_s,
+                        command_timeout=30,
+                        server_settings=self._settings,
+                    )
+                except _OPEN_ERRORS as exc:
+                    raise SinkError(
+                        f"database unavailable at {self.where}: {scrub(str(exc), self._dsn)}"
+                    ) from exc
+            return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=self._connect_timeout_s) as conn:
+                yield conn
+        except CONNECTION_LOST as exc:
+            await self._drop(pool)
+            raise SinkError(f"database unavailable: {scrub(str(exc), self._dsn)}") from exc
+        except asyncpg.QueryCanceledError as exc:
+            raise SinkError("query cancelled: over the statement timeout") from exc
+        except asyncpg.PostgresError as exc:
+            raise SinkError(f"database error: {scrub(str(exc), self._dsn)}") from exc
+
+    async def _drop(self, pool: Pool) -> None:
+        async with self._opening:
+            if self._pool is pool:
+                self._pool = None
+        pool.terminate()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except _CLOSE_ERRORS:
+                pool.terminate()

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from etl.pg import RecoveringPool
 from etl.serve.app import ServeContext, make_app
-from etl.serve.db import ServeDb
 from etl.sink.schema import migrate
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -51,7 +51,7 @@ async def serve_client(db_url: str) -> AsyncIterator[ClientFactory]:
         target = dsn or db_url
         if migrate_db:
             await migrated(target)
-        ctx = ServeContext(db=ServeDb(target, connect_timeout_s=2.0), **kw)
+        ctx = ServeContext(db=RecoveringPool(target, connect_timeout_s=2.0), **kw)
         client: TestClient[Any, Any] = TestClient(TestServer(make_app(ctx), host="127.0.0.1"))
         await client.start_server()
         clients.append(client)

@@ -3,14 +3,14 @@ every status the server answered in the other serve tests documented for its rou
 
 from __future__ import annotations
 
+from etl.pg import RecoveringPool
 from etl.serve.app import CTX, ServeContext, make_app
-from etl.serve.db import ServeDb
 from etl.serve.openapi import document
 from tests.serve_harness import ClientFactory, event
 
 
 def _routes() -> set[tuple[str, str]]:
-    app = make_app(ServeContext(db=ServeDb("postgresql://127.0.0.1:9/none")))
+    app = make_app(ServeContext(db=RecoveringPool("postgresql://127.0.0.1:9/none")))
     out = set()
     for route in app.router.routes():
         if route.method == "HEAD":

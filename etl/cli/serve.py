@@ -65,8 +65,8 @@ def serve(
     """Serve the HTTP API (OpenAPI at /openapi.json) and the dashboard at /."""
     from aiohttp import web
 
+    from etl.pg import RecoveringPool
     from etl.serve.app import ServeContext, make_app
-    from etl.serve.db import ServeDb
 
     try:
         banner = check_bind(host, client_key)
@@ -82,7 +82,7 @@ def serve(
 
     async def build() -> web.Application:
         ctx = ServeContext(
-            db=ServeDb("postgresql://unset", statement_timeout_ms=statement_timeout_ms),
+            db=RecoveringPool("postgresql://unset", statement_timeout_ms=statement_timeout_ms),
             api_check=api_check if api_url else None,
             dataset={"source": "datasync", "streams": ["events"]},
             client_api_key=client_key,
@@ -94,7 +94,7 @@ def serve(
             from etl.sink.schema import migrate
 
             async with database(database_url, data_dir) as dsn:
-                ctx.db = ServeDb(dsn, statement_timeout_ms=statement_timeout_ms)
+                ctx.db = RecoveringPool(dsn, statement_timeout_ms=statement_timeout_ms)
                 try:
                     async with ctx.db.connection() as conn:
                         await migrate(conn)

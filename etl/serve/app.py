@@ -2,7 +2,7 @@
 
 ``make_app(ctx)`` wires the middlewares (errors -> envelope, per-route telemetry, client API
 key) and the route modules; it opens nothing itself: the database pool is created on the
-first request that needs it (``ServeDb``), so the server starts, and says 503, while the
+first request that needs it (``etl.pg.RecoveringPool``), so the server starts, and says 503, while the
 database is down, and recovers by itself.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from etl.serve.db import ServeDb
+from etl.pg import RecoveringPool
 from etl.serve.envelope import ApiError, Handler, error_middleware
 from etl.serve.telemetry import Telemetry
 
@@ -27,7 +27,7 @@ PUBLIC_PATHS = frozenset({"/health", "/", "/openapi.json", "/dashboard.js"})
 
 @dataclass(slots=True)
 class ServeContext:
-    db: ServeDb
+    db: RecoveringPool
     api_check: ApiCheck | None = None
     dataset: dict[str, object] = field(default_factory=dict)
     client_api_key: str | None = None  # required from clients (X-API-Key or Bearer) when set
