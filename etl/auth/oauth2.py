@@ -40,6 +40,9 @@ class Reply(Protocol):
     def status(self) -> int: ...
 
     @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
     def body(self) -> bytes: ...
 
 

@@ -22,6 +22,7 @@ from etl.cli import ingest as _ingest  # noqa: E402,F401
 from etl.cli import runs as _runs  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
 from etl.cli import serve as _serve  # noqa: E402,F401
+from etl.cli import sources as _sources  # noqa: E402,F401
 from etl.cli import status as _status  # noqa: E402,F401
 
 

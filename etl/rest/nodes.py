@@ -190,6 +190,12 @@ class Obj:
     def req(self, name: str, read: Callable[[Ctx, yaml.Node], T]) -> T:
         node = self.raw(name)
         if node is None:
+            typo = difflib.get_close_matches(name, list(self._keys), n=1)
+            if typo:  # point at the misspelt key rather than at the mapping
+                key = self._keys[typo[0]][0]
+                raise self.ctx.problem(
+                    key, f"unknown key {typo[0]!r}; did you mean {name!r} (required)?"
+                )
             raise self.ctx.problem(self.node, f"missing required key {name!r}")
         return read(self.ctx.at(name), node)
 

@@ -14,6 +14,7 @@ linked by the ``Link`` header only (first/prev/next/last), as on GitHub.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -128,6 +129,8 @@ async def _guarded(
     if plan.exclusive in ("500", "502", "503"):
         state.stats.faults[plan.exclusive] += 1
         return alb_error(int(plan.exclusive))
+    if c.latency > 0 and not c.unlimited and label in ("issues", "comments"):
+        await asyncio.sleep(c.scaled(c.latency))
     resp = await handler(state, request, user)
     resp.headers.update(headers)
     if plan.exclusive == "truncate":

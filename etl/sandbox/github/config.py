@@ -63,6 +63,7 @@ class GithubConfig:
     p_truncate: float = 0.0
     p_drop: float = 0.0
     p_secondary: float = 0.0  # a secondary-limit 403 out of the blue
+    latency: float = 0.0  # seconds before each issues/comments page is answered
     time_scale: float = 1.0
     unlimited: bool = False
 
@@ -109,6 +110,8 @@ def _problems(c: GithubConfig) -> list[str]:
         value = getattr(c, name)
         if not (value > 0 and math.isfinite(value)):
             out.append(f"{name} must be > 0")
+    if not 0 <= c.latency <= 60:
+        out.append("latency must be in [0, 60] seconds")
     if c.device_auto_approve < 0:
         out.append("device_auto_approve must be >= 0 seconds")
     for name in ("primary_status", "secondary_status"):

@@ -1,0 +1,178 @@
+"""One page request of a declarative stream: auth, rate limits, response rules, retries.
+
+Per attempt: wait while the rate-limit headers said the budget is spent (until their
+reset) -> apply auth -> send -> match the response against the stream's rules, then the
+built-in ones (429 and 5xx: retry; 401: refresh the token, then retry once; any other
+4xx: fail). ``retry`` waits for ``Retry-After`` when the response has one, else for the
+reset of a spent budget, else a capped, jittered backoff. Transport faults (timeouts,
+dropped connections, a body cut short or not JSON) are retried too; after
+``max_attempts`` the stream fails (exit 5).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.auth.oauth2 import Requester
+from etl.auth.schemes import Auth
+from etl.errors import AuthError, PermanentSourceError, SourceError, TransientSourceError
+from etl.models import Clock
+from etl.rest.paginate import Request
+from etl.rest.spec import RateLimitHeaders, ResponseRule, StreamSpec
+from etl.source.retry import RetryPolicy
+
+BUILT_IN: tuple[ResponseRule, ...] = (
+    ResponseRule("retry", status=(429, 500, 502, 503, 504)),
+    ResponseRule("refresh_token_then_retry", status=(401,)),
+)
+
+
+class ResetPagination(SourceError):
+    """The stream's rules say: start the pagination again from the committed cursor."""
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    token_refreshes: int = 0
+    resets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    body: Any
+    headers: dict[str, str] = field(repr=False)
+
+
+def retry_after(value: str | None, wall: float) -> float | None:
+    """``Retry-After``: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - wall)
+
+
+class RestClient:
+    def __init__(
+        self,
+        http: Requester,
+        auth: Auth,
+        *,
+        clock: Clock,
+        wall: Callable[[], float],
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.http = http
+        self.auth = auth
+        self.clock = clock
+        self.wall = wall
+        self.retry = retry or RetryPolicy()
+        self.counters = Counters()
+        self._blocked_until = 0.0  # wall time before which the budget is known spent
+
+    async def fetch(self, stream: StreamSpec, request: Request) -> Page:
+        renewed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._wait_budget()
+            headers = dict(stream.headers)
+            params = dict(request.params)
+            await self.auth.apply(headers, params)
+            self.counters.requests += 1
+            try:
+                resp = await self.http.request("GET", request.url, params=params, headers=headers)
+                got = {k.lower(): v for k, v in resp.headers.items()}
+                self._learn(stream.rate_limit, got)
+                rule = _match(stream.responses + BUILT_IN, resp.status, got)
+                if rule is None and 200 <= resp.status < 300:
+                    return Page(_json(resp.body), got)
+            except TransientSourceError as exc:
+                wait = self.retry.delay(attempt)
+                problem: SourceError = exc
+            else:
+                action = rule.action if rule is not None else "fail"
+                if action == "ignore":
+                    return Page([], got)
+                if action == "reset_pagination":
+                    self.counters.resets += 1
+                    raise ResetPagination(f"{stream.name}: HTTP {resp.status}, pagination reset")
+                if action == "refresh_token_then_retry" and not renewed:
+                    renewed = True
+                    if not await self.auth.renew():
+                        raise AuthError(
+                            f"{stream.name}: HTTP {resp.status}: the API refused the "
+                            f"credentials ({self.auth.describe()})"
+                        )
+                    self.counters.token_refreshes += 1
+                    continue
+                if action != "retry":
+                    raise _failure(stream, resp.status, rule)
+                wait = self._retry_wait(stream.rate_limit, got, attempt)
+                if resp.status in (403, 429):
+                    self.counters.rate_limited += 1
+                problem = TransientSourceError(f"{stream.name}: HTTP {resp.status}")
+            if attempt >= self.retry.max_attempts:
+                raise PermanentSourceError(
+                    f"{problem} (gave up after {attempt} attempts)"
+                ) from problem
+            self.counters.retries += 1
+            await self.clock.sleep(wait)
+
+    def _retry_wait(self, names: RateLimitHeaders, got: dict[str, str], attempt: int) -> float:
+        delay = retry_after(got.get(names.retry_after.lower()), self.wall())
+        if delay is not None:
+            return delay
+        if self._blocked_until > self.wall():
+            return 0.0  # _wait_budget sleeps until the reset
+        return self.retry.delay(attempt)
+
+    def _learn(self, names: RateLimitHeaders, got: dict[str, str]) -> None:
+        if names.remaining is None or names.reset is None:
+            return
+        try:
+            remaining = int(got[names.remaining.lower()])
+            reset = float(got[names.reset.lower()])
+        except (KeyError, ValueError):
+            return
+        if remaining > 0:
+            return
+        now = self.wall()
+        self._blocked_until = reset if names.reset_format == "epoch" else now + reset
+
+    async def _wait_budget(self) -> None:
+        wait = self._blocked_until - self.wall()
+        if wait > 0:
+            await self.clock.sleep(math.ceil(wait))
+
+
+def _match(
+    rules: tuple[ResponseRule, ...], status: int, got: dict[str, str]
+) -> ResponseRule | None:
+    return next((r for r in rules if r.matches(status, got)), None)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # truncated or not JSON: the server's fault, worth a retry
+        raise TransientSourceError("the response is not valid JSON (cut short?)") from exc
+
+
+def _failure(stream: StreamSpec, status: int, rule: ResponseRule | None) -> SourceError:
+    why = f": {rule.message}" if rule is not None and rule.message else ""
+    message = f"{stream.name}: HTTP {status}{why}"
+    return AuthError(message) if status == 401 else PermanentSourceError(message)

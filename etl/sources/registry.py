@@ -1,0 +1,104 @@
+"""Finding a source by name or path, and listing what is available.
+
+    datasync              built in (Python: etl/source/), `etl ingest`
+    github, ...           spec files in etl/sources/specs/*.yaml, `etl sync NAME`
+    ./my-api.yaml         any spec file, by path
+    [etl.sources] group   third-party packages: an entry point naming a callable that
+                          returns a SourceSpec or the path of a spec file
+
+An entry point is loaded only when asked for by name or listed by `etl sources`; a
+broken one is reported in one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from etl.errors import ConfigError
+from etl.rest.load import load
+from etl.rest.spec import SourceSpec
+
+SPECS = Path(__file__).parent / "specs"
+ENTRY_POINT_GROUP = "etl.sources"
+DATASYNC_STREAMS = ("events",)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    name: str
+    kind: str  # "python" | "spec"
+    origin: str  # "built-in", a file path, or "entry point <value>"
+    streams: tuple[str, ...]
+    description: str = ""
+
+
+EntryPoints = Callable[[], Iterable[metadata.EntryPoint]]
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _builtin_specs() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SPECS.glob("*.yaml"))}
+
+
+def _from_entry_point(ep: metadata.EntryPoint) -> SourceSpec:
+    try:
+        made = ep.load()()
+    except Exception as exc:  # a third party's code: anything can go wrong in it
+        raise ConfigError(
+            f"source {ep.name!r} (entry point {ep.value}) failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(made, SourceSpec):
+        return made
+    if isinstance(made, str | Path):
+        return load(Path(made))
+    raise ConfigError(
+        f"source {ep.name!r} (entry point {ep.value}) returned {type(made).__name__}, "
+        "expected a SourceSpec or the path of a spec file"
+    )
+
+
+def find(name_or_path: str, entry_points: EntryPoints = _entry_points) -> SourceSpec:
+    """The spec of a declarative source (ConfigError listing what exists when unknown)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return load(path)
+    builtin = _builtin_specs()
+    if name_or_path in builtin:
+        return load(builtin[name_or_path])
+    for ep in entry_points():
+        if ep.name == name_or_path:
+            return _from_entry_point(ep)
+    if name_or_path == "datasync":
+        raise ConfigError("datasync is the built-in Python source: use `etl ingest`")
+    known = ["datasync", *builtin, *(ep.name for ep in entry_points())]
+    raise ConfigError(f"unknown source {name_or_path!r} (available: {', '.join(known)})")
+
+
+def available(entry_points: EntryPoints = _entry_points) -> list[SourceInfo]:
+    out = [
+        SourceInfo("datasync", "python", "built-in", DATASYNC_STREAMS, "DataSync Analytics events")
+    ]
+    for name, path in _builtin_specs().items():
+        spec = load(path)
+        out.append(
+            SourceInfo(name, "spec", "built-in", tuple(s.name for s in spec.streams),
+                       spec.description)
+        )  # fmt: skip
+    for ep in entry_points():
+        try:
+            spec = _from_entry_point(ep)
+        except ConfigError as exc:
+            out.append(SourceInfo(ep.name, "broken", f"entry point {ep.value}", (), str(exc)))
+            continue
+        out.append(
+            SourceInfo(ep.name, "spec", f"entry point {ep.value}",
+                       tuple(s.name for s in spec.streams), spec.description)
+        )  # fmt: skip
+    return out

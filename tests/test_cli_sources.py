@@ -1,0 +1,97 @@
+"""`etl sources / discover / check / auth / sync` as a user runs them: real processes,
+the sandbox's GitHub surface on the real clock, real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+
+from etl.errors import ExitCode
+from etl.sandbox import SystemClock
+from tests.rest_harness import expected_issues, loaded_issues, sign_in
+from tests.test_cli_ingest import env_for, etl, run_etl
+
+
+def _env(gh, db_url: str) -> dict[str, str]:
+    return env_for(
+        GITHUB_API_URL=gh.base_url, GITHUB_OAUTH_URL=gh.base_url + "/login", DATABASE_URL=db_url
+    )
+
+
+async def test_sources_lists_each_source_with_its_streams():
+    """DataSync (built in) and GitHub (a spec) are listed with their streams."""
+    code, out = await run_etl("sources", "--json", env=env_for())
+    assert code == 0
+    found = {s["name"]: s for s in json.loads(out)}
+    assert found["github"]["streams"] == ["issues", "issue_comments"]
+    assert found["datasync"]["kind"] == "python"
+
+
+async def test_discover_shows_tables_keys_and_columns_but_no_secret():
+    """discover prints each stream's table, key, cursor and typed columns, and names the
+    secret config parameters without a value."""
+    code, out = await run_etl("discover", "github", "--json", env=env_for())
+    assert code == 0
+    doc = json.loads(out)
+    issues = doc["streams"][0]
+    assert (issues["table"], issues["primary_key"], issues["cursor"]) == (
+        "github_issues",
+        ["id"],
+        "updated_at",
+    )
+    assert {"name": "id", "type": "bigint", "from": "id"} in issues["columns"]
+    secret = next(p for p in doc["config"] if p["name"] == "refresh_token")
+    assert secret["secret"] and secret["default"] is None
+
+
+async def test_a_bad_spec_file_exits_2_with_its_line_before_any_request(tmp_path):
+    """A spec with a typo: exit 2, `file:line: key path: ...`, no traceback."""
+    bad = tmp_path / "api.yaml"
+    bad.write_text("name: api\nbase_url: http://127.0.0.1:9/\nstreams:\n  a:\n    pth: /x\n")
+    code, out = await run_etl("check", str(bad), env=env_for())
+    assert code == ExitCode.CONFIG
+    assert f"{bad}:5: streams.a: unknown key 'pth'" in out and "Traceback" not in out
+
+
+async def test_check_without_sign_in_says_what_to_run(github_sandbox, db_url):
+    """No stored tokens: exit 4 and `etl auth github`; signed in: ok in one request."""
+    gh = await github_sandbox(clock=SystemClock())
+    code, out = await run_etl("check", "github", env=_env(gh, db_url))
+    assert code == ExitCode.AUTH and "etl auth github" in out
+    await sign_in(gh, db_url)
+    code, out = await run_etl("check", "github", env=_env(gh, db_url))
+    assert code == 0 and out.startswith("ok: github (GET /user answered")
+
+
+async def test_auth_signs_in_with_the_device_flow_and_prints_no_token(github_sandbox, db_url):
+    """`etl auth github` shows the code and the page, waits for approval, stores tokens
+    that `etl sync` then uses; neither command prints a token."""
+    gh = await github_sandbox(clock=SystemClock(), time_scale=20, device_auto_approve=10)
+    code, out = await run_etl("auth", "github", env=_env(gh, db_url))
+    assert code == 0, out
+    assert "/github/login/device" in out and "enter the code" in out
+    issued = [t for t in gh.state.oauth.access if t.startswith("ghu_")]
+    assert issued and not any(t in out for t in issued)
+    code, out = await run_etl("sync", "github", env=_env(gh, db_url))
+    assert code == 0, out
+    assert "github.issues: succeeded, 120 rows" in out
+    assert not any(t in out for t in gh.state.oauth.access)
+
+
+async def test_kill_9_at_any_moment_then_rerun_loads_each_issue_once(github_sandbox, db_url):
+    """SIGKILL mid-sync three times at random moments; the reruns resume and end with
+    every issue exactly once (the page and its checkpoint commit together)."""
+    gh = await github_sandbox(clock=SystemClock(), issues=1500, latency=0.05)
+    await sign_in(gh, db_url)
+    rng = random.Random(13)
+    for _ in range(3):
+        proc = await etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
+        await asyncio.sleep(rng.uniform(0.6, 1.2))
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    code, out = await run_etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
+    assert code == 0, out
+    assert await loaded_issues(db_url) == expected_issues(gh)
