@@ -6,6 +6,7 @@
     │   ├── AuthError             key missing, unknown or expired (401/403)       exit 4
     │   ├── TransientSourceError  worth retrying: 5xx, timeouts, drops, bad JSON
     │   │   ├── RateLimited       429; carries retry_after_s (may be None)
+    │   │   ├── DecodeError       the body is not a usable page (bad/truncated JSON)
     │   │   └── CursorExpired     400 CURSOR_EXPIRED; re-anchor, never restart
     │   ├── StreamTokenError      feed token missing/expired (403); re-obtain
     │   └── PermanentSourceError  any other 4xx, or retries exhausted
@@ -62,6 +63,10 @@ class RateLimited(TransientSourceError):
 
 class CursorExpired(TransientSourceError):
     pass
+
+
+class DecodeError(TransientSourceError):
+    """The body is not a usable page: invalid or truncated JSON, or no ``data`` array."""
 
 
 class StreamTokenError(SourceError):

@@ -231,3 +231,20 @@ def test_no_color_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     ) as r:
         r.update(counters(5), shards())
     assert "\x1b[33m" in stream.getvalue()  # the same view is coloured without NO_COLOR
+
+
+def test_log_records_of_the_sink_come_out_as_json_lines_with_json_format() -> None:
+    """With --log-format json, a warning logged by the sink is one JSON line like the
+    progress lines, not a stray text line (logging goes through the reporter)."""
+    import logging
+
+    from etl.logs import route_logs
+
+    out = io.StringIO()
+    reporter = LogReporter(out, fmt="json")
+    with route_logs(reporter):
+        logging.getLogger("etl.sink.postgres").warning("could not record %s", "a batch")
+        logging.getLogger("etl.sink.postgres").debug("not shown at INFO")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["msg"] == "warning: could not record a batch"

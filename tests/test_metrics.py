@@ -176,10 +176,19 @@ def test_delivery_log_appends_and_rotates(tmp_path: Path) -> None:
 
 
 def test_delivery_log_failure_never_raises(tmp_path: Path) -> None:
-    """An unwritable log path is reported once in the log, never raised into the load."""
+    """An unwritable log path is reported once in the log, never raised into the load; the
+    warning reaches the run's reporter (so --log-format json carries it too)."""
+    from etl.logs import route_logs
+    from tests.ingest_harness import Recorder
+
     blocker = tmp_path / "file"
     blocker.write_text("")
     hook = DeliveryLog(blocker / "delivery.jsonl")
-    hook(delivery())
-    hook(delivery())
+    reporter = Recorder()
+    with route_logs(reporter):
+        hook(delivery())
+        hook(delivery())
     hook.close()
+    warnings = [m for m in reporter.messages if "cannot write the delivery log" in m]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: ") and str(blocker) in warnings[0]

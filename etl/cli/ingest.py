@@ -107,6 +107,7 @@ def ingest(
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
     from etl.cli.compose import ingest_main, summary
     from etl.display import make_reporter
+    from etl.logs import route_logs
 
     try:
         settings = Settings(
@@ -144,7 +145,7 @@ def ingest(
         is_tty=sys.stderr.isatty(),
     )
     try:
-        with reporter:
+        with reporter, route_logs(reporter):  # the sink's and delivery log's records too
             outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
     except EtlError as exc:
         typer.echo(f"error: {exc}", err=True)

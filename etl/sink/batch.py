@@ -27,6 +27,7 @@ import asyncpg
 
 from etl.errors import SinkError
 from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
+from etl.pg import Conn
 from etl.sink.schema import STAGE_TABLE, STRIPPED_SQL
 
 
@@ -187,7 +188,7 @@ class Repairs:
     unresolved: set[str] = field(default_factory=set)
 
 
-async def _insert_delivery(conn: Any, d: Delivery) -> None:
+async def _insert_delivery(conn: Conn, d: Delivery) -> None:
     await conn.execute(
         _INSERT_DELIVERY,
         d.run_id,
@@ -206,7 +207,7 @@ async def _insert_delivery(conn: Any, d: Delivery) -> None:
 
 
 async def write_batch(
-    conn: Any,
+    conn: Conn,
     batch: Batch,
     run_id: int | None,
     provider: str,
@@ -242,7 +243,7 @@ async def write_batch(
 
 
 async def _write(
-    conn: Any,
+    conn: Conn,
     batch: Batch,
     run_id: int | None,
     provider: str,
@@ -309,7 +310,7 @@ async def _write(
 
 
 async def log_failure(
-    conn: Any,
+    conn: Conn,
     batch: Batch,
     run_id: int | None,
     provider: str,

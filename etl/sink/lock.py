@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 from etl.errors import LockHeld
-from etl.pg import DB_ERRORS, connect, db_error
+from etl.pg import DB_ERRORS, Conn, connect, db_error
 from etl.sink.schema import INGEST_LOCK_KEY
 
 _APP_NAME = re.compile(r"^etl-ingest pid=(\d+) host=(\S*)")
@@ -38,7 +38,7 @@ class IngestLock:
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
-        self._conn: Any = None
+        self._conn: Conn | None = None
 
     @property
     def held(self) -> bool:

@@ -30,7 +30,7 @@ from etl.models import (
     ShardState,
     WriteResult,
 )
-from etl.pg import DB_ERRORS, connection, db_error
+from etl.pg import DB_ERRORS, Conn, Pool, connection, db_error
 from etl.settings import DEFAULTS
 from etl.sink import progress, runs
 from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
@@ -54,7 +54,7 @@ _WRITE_ATTEMPTS = 3
 COMMAND_TIMEOUT_S = 300.0
 
 
-async def _init_connection(conn: Any) -> None:
+async def _init_connection(conn: Conn) -> None:
     # A batch and its checkpoint commit together, so a commit lost to a *server* crash
     # loses both and the next run re-fetches that page: exactly-once holds without
     # waiting for each commit's WAL flush.
@@ -72,7 +72,7 @@ WHERE missing IS NOT NULL AND resolved_at IS NULL AND payload ? 'timestamp' LIMI
 """
 
 
-async def _load_repairs(conn: Any) -> Repairs:
+async def _load_repairs(conn: Conn) -> Repairs:
     stripped = await conn.fetchval(f"SELECT count(*) FROM events WHERE {STRIPPED_SQL}")
     rows = await conn.fetch(
         "SELECT event_id FROM quarantine"
@@ -108,7 +108,7 @@ class PostgresSink:
         self.provider = provider
         self._connect_timeout = connect_timeout
         self._on_delivery = on_delivery
-        self._pool: Any = None
+        self._pool: Pool | None = None
         self._lock: IngestLock | None = None
         self._direct_copy = direct_copy
         # per shard: did its last batch load without touching existing rows? Then the next
@@ -175,7 +175,7 @@ class PostgresSink:
                 except DB_ERRORS:
                     pool.terminate()
 
-    def _require_pool(self) -> Any:
+    def _require_pool(self) -> Pool:
         if self._pool is None:
             raise SinkError("PostgresSink is not open (use 'async with PostgresSink(...)')")
         return self._pool

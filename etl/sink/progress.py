@@ -12,6 +12,7 @@ from typing import Any
 
 from etl.errors import SinkError
 from etl.models import Position, ShardState, ShardStatus
+from etl.pg import Conn
 
 _SHARD_COLS = (
     "shard_id, lower_ts, upper_ts, position_ts, position_id, cursor, status, events, pages"
@@ -60,7 +61,7 @@ def _shard_args(s: ShardState) -> tuple[Any, ...]:
     )
 
 
-async def load_shards(conn: Any) -> list[ShardState]:
+async def load_shards(conn: Conn) -> list[ShardState]:
     """Every live shard, oldest first. Raises ``SinkError`` on a row with an unknown status."""
     rows = await conn.fetch(
         f"SELECT {_SHARD_COLS} FROM ingest_progress ORDER BY created_at, shard_id"
@@ -68,12 +69,12 @@ async def load_shards(conn: Any) -> list[ShardState]:
     return [_shard_from_row(r) for r in rows]
 
 
-async def add_shards(conn: Any, shards: list[ShardState]) -> None:
+async def add_shards(conn: Conn, shards: list[ShardState]) -> None:
     """Insert progress rows for new shards; existing shard ids are left untouched."""
     await conn.executemany(_INSERT_SHARD, [_shard_args(s) for s in shards])
 
 
-async def touch_shards(conn: Any, shard_ids: list[str]) -> None:
+async def touch_shards(conn: Conn, shard_ids: list[str]) -> None:
     """Refresh the heartbeat of the shards ``shard_ids`` (being fetched by a live run)."""
     await conn.execute(
         "UPDATE ingest_progress SET heartbeat_at = now() WHERE shard_id = ANY($1::text[])",
@@ -81,7 +82,7 @@ async def touch_shards(conn: Any, shard_ids: list[str]) -> None:
     )
 
 
-async def replace_shard(conn: Any, old_id: str, new_shards: list[ShardState]) -> bool:
+async def replace_shard(conn: Conn, old_id: str, new_shards: list[ShardState]) -> bool:
     """Atomically retire shard ``old_id`` (to the archive: its counters still count in
     ``ingest_totals``) and add ``new_shards`` (e.g. a split of its remaining range; a new
     shard may reuse ``old_id``). Returns False, changing nothing, if ``old_id`` does not
@@ -102,7 +103,7 @@ async def replace_shard(conn: Any, old_id: str, new_shards: list[ShardState]) ->
         return True
 
 
-async def split_shard(conn: Any, shard: ShardState, new: ShardState) -> bool:
+async def split_shard(conn: Conn, shard: ShardState, new: ShardState) -> bool:
     """Hand the older part of a live shard to ``new``: in one transaction the shard's
     ``lower_ts`` becomes ``new.upper_ts`` and ``new``'s row is added. False, changing
     nothing, if the shard is gone or done."""
@@ -119,7 +120,7 @@ async def split_shard(conn: Any, shard: ShardState, new: ShardState) -> bool:
         return True
 
 
-async def reset_progress(conn: Any) -> int:
+async def reset_progress(conn: Conn) -> int:
     """Retire every progress row to the archive (counters kept for totals) in one
     transaction; never touches ``events``. Returns the number of shards retired."""
     async with conn.transaction():

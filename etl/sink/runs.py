@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from etl.models import RUN_COUNTERS, RunCounters, RunStatus
+from etl.pg import Conn
 
 _COUNTER_COLUMNS = RUN_COUNTERS
 _SET_COUNTERS = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(_COUNTER_COLUMNS))
@@ -21,7 +22,7 @@ def _counter_args(counters: RunCounters) -> list[Any]:
 
 
 async def mark_stale_runs(
-    conn: Any, *, stale_after_s: float, exclude_run: int | None, lock_held: bool
+    conn: Conn, *, stale_after_s: float, exclude_run: int | None, lock_held: bool
 ) -> int:
     """Mark 'running' runs that can no longer be alive as 'failed'; returns how many.
 
@@ -47,7 +48,7 @@ async def mark_stale_runs(
     return int(status.split()[-1])
 
 
-async def insert_run(conn: Any, strategy: str) -> int:
+async def insert_run(conn: Conn, strategy: str) -> int:
     run_id: int = await conn.fetchval(
         "INSERT INTO ingest_runs (strategy, host, pid) VALUES ($1, $2, $3) RETURNING run_id",
         strategy,
@@ -57,7 +58,7 @@ async def insert_run(conn: Any, strategy: str) -> int:
     return run_id
 
 
-async def update_run(conn: Any, run_id: int, counters: RunCounters) -> None:
+async def update_run(conn: Conn, run_id: int, counters: RunCounters) -> None:
     await conn.execute(
         f"UPDATE ingest_runs SET {_SET_COUNTERS}, extra = ${_EXTRA_ARG}::jsonb,"
         " heartbeat_at = now() WHERE run_id = $1",
@@ -67,7 +68,7 @@ async def update_run(conn: Any, run_id: int, counters: RunCounters) -> None:
 
 
 async def end_run(
-    conn: Any, run_id: int, status: RunStatus, counters: RunCounters, error: str | None
+    conn: Conn, run_id: int, status: RunStatus, counters: RunCounters, error: str | None
 ) -> None:
     await conn.execute(
         f"UPDATE ingest_runs SET {_SET_COUNTERS}, extra = ${_EXTRA_ARG}::jsonb,"

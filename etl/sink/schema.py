@@ -20,9 +20,8 @@ View
 
 from __future__ import annotations
 
-from typing import Any
-
 from etl.errors import SinkError
+from etl.pg import Conn
 
 SCHEMA_VERSION = 2
 
@@ -184,7 +183,7 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
 """
 
 
-async def migrate(conn: Any) -> int:
+async def migrate(conn: Conn) -> int:
     """Bring the schema up to ``SCHEMA_VERSION``; returns the number of steps applied.
 
     ``conn`` is an asyncpg connection. Safe to run concurrently from several processes.

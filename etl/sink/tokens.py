@@ -14,7 +14,8 @@ import asyncpg
 
 from etl.auth.tokens import TokenSet
 from etl.errors import SinkError
-from etl.sink.dsn import redact_dsn, scrub
+from etl.pg import DB_ERRORS, connect, db_error
+from etl.sink.dsn import redact_dsn
 
 DDL = """
 CREATE TABLE IF NOT EXISTS source_tokens (
@@ -52,21 +53,20 @@ class PgTokenStore:
         self._dsn = dsn
         self._timeout = timeout_s
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self) -> asyncpg.Connection[asyncpg.Record]:
+        conn = await connect(self._dsn, connect_timeout_s=self._timeout, purpose=" (tokens)")
         try:
-            conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
             await conn.execute(DDL)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise SinkError(
-                f"token store at {redact_dsn(self._dsn)}: {scrub(str(exc), self._dsn)}"
-            ) from exc
+        except DB_ERRORS as exc:
+            await conn.close()
+            raise db_error(f"token store at {redact_dsn(self._dsn)}", exc, self._dsn) from exc
         return conn
 
     async def load(self, source: str) -> TokenSet | None:
         conn = await self._connect()
         try:
             row = await conn.fetchrow("SELECT * FROM source_tokens WHERE source = $1", source)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DB_ERRORS as exc:
             raise SinkError(f"token store: cannot read the tokens of {source}") from exc
         finally:
             await conn.close()
@@ -90,7 +90,7 @@ class PgTokenStore:
                 tokens.refresh_token,
                 _ts(tokens.refresh_expires_at),
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DB_ERRORS as exc:
             raise SinkError(f"token store: cannot save the new tokens of {source}") from exc
         finally:
             await conn.close()

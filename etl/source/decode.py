@@ -29,14 +29,12 @@ from typing import Any, cast
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from etl.errors import TransientSourceError
+from etl.errors import DecodeError  # re-exported: the decoder's failure
 from etl.models import MalformedEvent, Page, RawEvent
 
+__all__ = ["DecodeError", "decode_error_body", "decode_page"]
+
 _ABSENT = msgspec.Raw(b"")
-
-
-class DecodeError(TransientSourceError):
-    """The body is not a usable page: invalid or truncated JSON, or no ``data`` array."""
 
 
 class WireEvent(RawEvent, omit_defaults=True, gc=False):
