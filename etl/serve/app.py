@@ -2,8 +2,8 @@
 
 ``make_app(ctx)`` wires the middlewares (errors -> envelope, per-route telemetry, client API
 key) and the route modules; it opens nothing itself: the database pool is created on the
-first request that needs it (``etl.pg.RecoveringPool``), so the server starts, and says 503, while the
-database is down, and recovers by itself.
+first request that needs it (``etl.pg.RecoveringPool``), so the server starts, and says 503,
+while the database is down, and recovers by itself.
 """
 
 from __future__ import annotations
