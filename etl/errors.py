@@ -5,6 +5,7 @@
     ├── SourceError               anything on the API side                        exit 5
     │   ├── AuthError             key missing, unknown or expired (401/403)       exit 4
     │   ├── TransientSourceError  worth retrying: 5xx, timeouts, drops, bad JSON
+    │   │   ├── Unreachable       no connection at all (refused, unknown host)
     │   │   ├── RateLimited       429; carries retry_after_s (may be None)
     │   │   ├── DecodeError       the body is not a usable page (bad/truncated JSON)
     │   │   └── CursorExpired     400 CURSOR_EXPIRED; re-anchor, never restart
@@ -12,6 +13,7 @@
     │   └── PermanentSourceError  any other 4xx, or retries exhausted
     ├── SinkError                 PostgreSQL unreachable or failing               exit 6
     ├── LockHeld                  another run holds the single-instance lock      exit 7
+    ├── NothingIngested           no ingest has loaded the database asked about   exit 9
     └── TimestampError            a value no known timestamp format can express
 
 Third-party exceptions (aiohttp, asyncpg, ...) are translated into this tree at the
@@ -23,16 +25,33 @@ from __future__ import annotations
 
 
 class ExitCode:
-    """Process exit codes (documented in README.md)."""
+    """Process exit codes (documented in README.md and in ``etl --help``; see MEANINGS)."""
 
     OK = 0
-    PARTIAL = 3  # stopped by signal or --max-runtime; progress saved, rerun resumes
+    INTERNAL = 1
     CONFIG = 2
+    PARTIAL = 3  # stopped by signal or --max-runtime; progress saved, rerun resumes
     AUTH = 4
     UPSTREAM = 5
     DATABASE = 6
     LOCKED = 7
-    INTERNAL = 1
+    DEGRADED = 8  # `etl health` only
+    NOTHING_INGESTED = 9  # `etl export-ids` on a database no ingest has loaded
+
+
+# One line each, for `etl --help` (README.md's table says the same at more length).
+EXIT_MEANINGS: dict[int, str] = {
+    ExitCode.OK: "success",
+    ExitCode.INTERNAL: "internal error (a bug: please report it)",
+    ExitCode.CONFIG: "bad flag, env var, .env, URL or unwritable path",
+    ExitCode.PARTIAL: "stopped (signal or --max-runtime); progress saved, rerun resumes",
+    ExitCode.AUTH: "the API key was rejected",
+    ExitCode.UPSTREAM: "the API kept failing or cannot be reached",
+    ExitCode.DATABASE: "PostgreSQL unreachable or failing",
+    ExitCode.LOCKED: "another etl ingest holds this database's lock",
+    ExitCode.DEGRADED: "etl health: degraded",
+    ExitCode.NOTHING_INGESTED: "etl export-ids: nothing has been ingested there",
+}
 
 
 class EtlError(Exception):
@@ -53,6 +72,10 @@ class AuthError(SourceError):
 
 class TransientSourceError(SourceError):
     pass
+
+
+class Unreachable(TransientSourceError):
+    """No connection could be made: at start-up a few tries, mid-run full patience."""
 
 
 class RateLimited(TransientSourceError):
@@ -83,6 +106,10 @@ class SinkError(EtlError):
 
 class LockHeld(EtlError):
     exit_code = ExitCode.LOCKED
+
+
+class NothingIngested(EtlError):
+    exit_code = ExitCode.NOTHING_INGESTED
 
 
 class TimestampError(EtlError, ValueError):

@@ -263,7 +263,7 @@ class Run:
                 return False, False
             if self.error is None:
                 self.error = exc
-            self.request_stop(f"{type(exc).__name__}: {exc}")
+            self.request_stop(str(exc))
             return False, False
         if not ok or page is None:
             await scheduler.release(shard)

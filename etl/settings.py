@@ -69,6 +69,7 @@ class Settings:
     queue_batches: int = 1
     max_attempts: int = 10
     incomplete_rereads: int = 2  # re-reads of a page with events lacking required fields
+    startup_attempts: int = 3  # tries to connect at all before the API has ever answered
     request_timeout_s: float = 60.0
     max_runtime_s: float | None = None
     overlap_ms: int = 1_000
@@ -112,6 +113,7 @@ class Settings:
             ("--queue-batches", self.queue_batches, 1, 1000),
             ("--max-attempts", self.max_attempts, 1, 1000),
             ("incomplete_rereads", self.incomplete_rereads, 0, 100),
+            ("startup_attempts", self.startup_attempts, 1, 1000),
             ("--request-timeout", self.request_timeout_s, 0.1, 3600),
             ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
             ("--sandbox-events", self.sandbox_events, 0, 100_000_000),

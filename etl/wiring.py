@@ -80,9 +80,13 @@ async def run_ingest(
         with contextlib.suppress(EtlError):
             await store.finish_run("partial", counters, "stopped at once by a second signal")
         raise
+    except EtlError as exc:  # its message says what happened, in words
+        with contextlib.suppress(EtlError):
+            await store.finish_run("failed", counters, str(exc))
+        raise
     except BaseException as exc:
         with contextlib.suppress(EtlError):
-            await store.finish_run("failed", counters, f"{type(exc).__name__}: {exc}")
+            await store.finish_run("failed", counters, f"internal error: {exc!r}")
         raise
     error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
     await store.finish_run(outcome.status, counters, error)

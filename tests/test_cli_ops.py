@@ -135,10 +135,10 @@ def test_health_ok(db_url: str) -> None:
 
 
 def test_health_failed_run_is_degraded(db_url: str) -> None:
-    """The last run failed: degraded, naming it, exit 1; --json says the same."""
+    """The last run failed: degraded, naming it, exit 8; --json says the same."""
     run_id = run_sync(populate(db_url, finish="failed"))
     result = invoke(["health"], {"DATABASE_URL": db_url})
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.DEGRADED
     assert result.stdout.splitlines()[0] == (
         f"degraded: run {run_id} failed: SourceError: upstream down"
     )
@@ -150,7 +150,7 @@ def test_health_stalled_run(db_url: str) -> None:
     """A running run whose heartbeat is older than --stale-after is 'stalled'."""
     run_id = run_sync(populate(db_url))
     result = invoke(["health", "--stale-after", "0"], {"DATABASE_URL": db_url})
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.DEGRADED
     assert result.stdout.startswith(f"degraded: run {run_id} stalled")
 
 
@@ -161,7 +161,7 @@ async def test_health_api_key(db_url: str, sandbox) -> None:  # type: ignore[no-
     good = await asyncio.to_thread(invoke, ["health"], {**env, "DATASYNC_API_KEY": sb.api_key})
     assert good.exit_code == 0, good.output
     bad = await asyncio.to_thread(invoke, ["health"], {**env, "DATASYNC_API_KEY": API_KEY})
-    assert bad.exit_code == 1
+    assert bad.exit_code == ExitCode.DEGRADED
     assert bad.stdout.splitlines()[0] == "degraded: api key rejected"
     assert API_KEY not in bad.output
 
@@ -175,7 +175,7 @@ def test_secrets_never_printed(command: list[str]) -> None:
         "DATASYNC_API_KEY": API_KEY,
     }
     result = invoke(command, env)
-    expected = 1 if command[0] == "health" else ExitCode.DATABASE
+    expected = ExitCode.DEGRADED if command[0] == "health" else ExitCode.DATABASE
     assert result.exit_code == expected, result.output
     assert DB_PASSWORD not in result.output and API_KEY not in result.output
     assert "127.0.0.1:1" in result.output  # the message says where it failed

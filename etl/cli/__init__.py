@@ -1,33 +1,38 @@
-"""Typer app: the only place that reads the environment, calls asyncio.run and sets exit codes.
+"""The command line: the only place that reads the environment, calls asyncio.run and sets
+exit codes.
 
-Each command lives in its own module and registers itself on ``app``.
+This module stays light: ``main`` installs the signal handler before anything heavy is
+imported (see ``signals``), then loads ``.env`` and the Typer app (``etl.cli.root``), where
+each command lives in its own module and registers itself.
 """
 
 from __future__ import annotations
 
-import typer
-
-app = typer.Typer(
-    name="etl",
-    help="Exactly-once, resumable ingest of the DataSync Analytics API into PostgreSQL.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-# Command modules register themselves on import (keep this list sorted).
-from etl.cli import export as _export  # noqa: E402,F401
-from etl.cli import health as _health  # noqa: E402,F401
-from etl.cli import ingest as _ingest  # noqa: E402,F401
-from etl.cli import runs as _runs  # noqa: E402,F401
-from etl.cli import sandbox as _sandbox  # noqa: E402,F401
-from etl.cli import serve as _serve  # noqa: E402,F401
-from etl.cli import sources as _sources  # noqa: E402,F401
-from etl.cli import status as _status  # noqa: E402,F401
+from typing import Any
 
 
 def main() -> None:
-    from etl.cli.options import load_dotenv
+    from etl.cli import signals
 
-    load_dotenv()
+    signals.install()
+    import sys
+
+    from etl.cli.envfile import load_env_file
+    from etl.cli.out import error_line
+    from etl.cli.root import app
+    from etl.errors import ConfigError
+
+    try:
+        load_env_file()
+    except ConfigError as exc:
+        print(error_line(str(exc)), file=sys.stderr)
+        sys.exit(exc.exit_code)
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # ``from etl.cli import app`` (tests, CliRunner)
+        from etl.cli.root import app
+
+        return app
+    raise AttributeError(name)

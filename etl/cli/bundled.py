@@ -46,6 +46,7 @@ async def bundled_sandbox(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        start_new_session=True,  # Ctrl-C in the terminal is ours to handle, not the child's
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
 import time
 from pathlib import Path
 
+from etl.cli import signals
 from etl.cli.bundled import bundled_sandbox
 from etl.cli.db import embedded_pgdata
 from etl.clock import MonotonicClock
@@ -54,6 +54,24 @@ def _repairs(c: RunCounters) -> str:
         if c.extra.get(key)
     ]
     return "".join(f", {p}" for p in parts)
+
+
+def summary_fields(outcome: Outcome, elapsed_s: float) -> dict[str, object]:
+    """The summary's figures, as fields of its JSON log line."""
+    c = outcome.counters
+    return {
+        "status": outcome.status,
+        "loaded": outcome.loaded_total,
+        "expected": outcome.expected_total,
+        "inserted": c.inserted,
+        "duplicates": c.duplicates,
+        "quarantined": c.quarantined,
+        "requests": c.requests,
+        "retries": c.retries,
+        "rate_limited": c.rate_limited,
+        "cursor_resets": c.cursor_resets,
+        "elapsed_s": round(elapsed_s, 3),
+    }
 
 
 class MetricsTap:
@@ -102,7 +120,51 @@ class MetricsTap:
         )
 
 
+class StoppedAtStartup(Exception):
+    """A signal arrived before the run began: nothing was loaded, nothing needs saving."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class _Stopper:
+    """Turns SIGINT/SIGTERM into a stop: during start-up, cancel it (nothing is loaded yet);
+    during the run, a graceful stop; a second signal during the run stops at once."""
+
+    def __init__(self, main_task: asyncio.Task[object] | None) -> None:
+        self.main_task = main_task
+        self.run: Run | None = None
+        self.startup_signal: str | None = None
+
+    def __call__(self, name: str) -> None:
+        if self.run is None:
+            if self.startup_signal is None and self.main_task is not None:
+                self.startup_signal = name
+                self.main_task.cancel()
+            return
+        if self.run.stop.is_set() and self.main_task is not None:
+            self.main_task.cancel()  # a second signal: stop now (what is committed stays)
+        self.run.request_stop(name)
+
+
 async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, float]:
+    """Run one ingest; SIGINT/SIGTERM are handled from the first line (see signals)."""
+    stopper = _Stopper(asyncio.current_task())
+    signals.listen(asyncio.get_running_loop(), stopper)
+    try:
+        return await _ingest(settings, reporter, stopper)
+    except asyncio.CancelledError:
+        if stopper.run is None and stopper.startup_signal is not None:
+            raise StoppedAtStartup(stopper.startup_signal) from None
+        raise
+    finally:
+        signals.stop_listening()
+
+
+async def _ingest(
+    settings: Settings, reporter: Reporter, stopper: _Stopper
+) -> tuple[Outcome, float]:
     # Pages make millions of short-lived objects and no reference cycles: collect the young
     # generation less often and leave start-up objects out of every scan.
     gc.freeze()
@@ -139,34 +201,29 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
         http = await stack.enter_async_context(
             Http(api_url, api_key, timeout_s=settings.request_timeout_s)
         )
-        source = DataSyncSource(http, clock, counters, source_options(settings))
+        source = DataSyncSource(
+            http,
+            clock,
+            counters,
+            source_options(settings),
+            log=reporter.message,
+            log_interval_s=settings.progress_interval_s,
+        )
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
-        loop = asyncio.get_running_loop()
-        main_task = asyncio.current_task()
-        runs: list[Run] = []
 
-        def on_signal(name: str) -> None:
-            if runs and not runs[0].stop.is_set():
-                runs[0].request_stop(name)  # graceful: what is queued commits
-            elif main_task is not None:
-                main_task.cancel()  # a second signal (or one before the run): stop now
+        def on_run(run: Run) -> None:
+            stopper.run = run
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
-        try:
-            outcome = await run_ingest(
-                source,
-                sink,
-                sink,
-                tap or reporter,
-                clock,
-                pipeline_options(settings),
-                counters=counters,
-                on_run=runs.append,
-            )
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        outcome = await run_ingest(
+            source,
+            sink,
+            sink,
+            tap or reporter,
+            clock,
+            pipeline_options(settings),
+            counters=counters,
+            on_run=on_run,
+        )
         if tap is not None:
             tap.write(counters, outcome.shards, outcome.status)
     return outcome, time.monotonic() - started

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import typer
 
-from etl.errors import EtlError
+from etl.errors import ConfigError, EtlError
 
 
 @contextlib.asynccontextmanager
@@ -41,6 +43,26 @@ async def open_database(database_url: str | None, data_dir: Path) -> AsyncIterat
 
     async with EmbeddedPostgres(pgdata) as dsn:
         yield dsn
+
+
+def check_data_dir(data_dir: Path, *, embedded: bool) -> None:
+    """Before any work: ``data_dir`` exists (made if need be) and a file can be written in it.
+
+    It always holds the delivery log, and without DATABASE_URL the embedded PostgreSQL too;
+    finding out after the database has started (or after the run) is too late.
+    """
+    what = "the delivery log and the embedded PostgreSQL" if embedded else "the delivery log"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".etl-write-check-", dir=data_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"--data-dir {data_dir} is not writable ({reason.lower()}); it holds {what}: "
+            "choose another with --data-dir or ETL_DATA_DIR"
+        ) from None
 
 
 def fail(exc: EtlError) -> typer.Exit:

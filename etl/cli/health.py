@@ -1,4 +1,4 @@
-"""`etl health`: one word for a monitor: ``ok`` (exit 0) or ``degraded: <failing parts>`` (exit 1).
+"""`etl health`: one word for a monitor: ``ok`` (exit 0) or ``degraded: <failing parts>`` (exit 8).
 
 Checks: the database answers; the API answers ``GET {api_url}`` (the index, ``/api/v1``) and
 accepts the key (skipped without ``--api-url``: the bundled sandbox only lives during a run);
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli import app
 from etl.cli.db import open_database
-from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
-from etl.errors import EtlError
+from etl.cli.options import ApiKey, ApiUrlHealth, AsJson, DatabaseUrl, DataDir
+from etl.cli.root import app
+from etl.errors import EtlError, ExitCode
 from etl.fmt import human_duration
 from etl.sink.dsn import redact_dsn
 
@@ -102,7 +102,7 @@ async def health_main(
 def health(
     data_dir: DataDir,
     database_url: DatabaseUrl = None,
-    api_url: ApiUrl = None,
+    api_url: ApiUrlHealth = None,
     api_key: ApiKey = "",
     as_json: AsJson = False,
     stale_after: Annotated[
@@ -110,7 +110,10 @@ def health(
         typer.Option(help="Seconds without heartbeat after which a running run is stalled."),
     ] = 60.0,
 ) -> None:
-    """Print "ok" (exit 0) or "degraded: <failing parts>" (exit 1), then one line per check."""
+    """Print "ok" (exit 0) or "degraded: <failing parts>" (exit 8), then one line per check.
+
+    Exit 1 stays an internal error, so a monitor can tell "degraded" from "etl broke".
+    """
     checks = asyncio.run(health_main(database_url, data_dir, api_url, api_key, stale_after))
     problems = [c.detail for c in checks if not c.ok]
     verdict = "degraded" if problems else "ok"
@@ -127,4 +130,4 @@ def health(
         for c in checks:
             typer.echo(f"  {c.name.replace('_', ' ')}: {'ok' if c.ok else 'FAIL'} · {c.detail}")
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.DEGRADED)

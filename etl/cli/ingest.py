@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from etl.cli import app
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
+from etl.cli.root import app
 from etl.errors import EtlError, ExitCode
 from etl.settings import Settings
 
@@ -105,9 +106,23 @@ def ingest(
     ] = _D["progress_interval_s"],
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
-    from etl.cli.compose import ingest_main, summary
+    from etl.cli.compose import StoppedAtStartup, ingest_main, summary, summary_fields
+    from etl.cli.db import check_data_dir
+    from etl.cli.out import error_line
     from etl.display import make_reporter
+    from etl.fmt import log_line
     from etl.logs import route_logs
+
+    is_tty = sys.stderr.isatty()
+    fmt = log_format if log_format in ("text", "json") else "text"
+
+    def say(text: str, *, error: bool = False, fields: dict[str, object] | None = None) -> None:
+        """A line of ours in the log's format: errors on stderr, the summary on stdout."""
+        if error:
+            line = error_line(text, fmt=fmt, stamp=not is_tty)
+        else:
+            line = log_line(text, fmt=fmt, now_s=time.time(), stamp=not is_tty, fields=fields)
+        typer.echo(line, err=error)
 
     try:
         settings = Settings(
@@ -134,26 +149,36 @@ def ingest(
             progress_interval_s=progress_interval,
             metrics_file=metrics_file,
         )
+        check_data_dir(settings.data_dir, embedded=settings.database_url is None)
     except EtlError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        say(str(exc), error=True)
         raise typer.Exit(exc.exit_code) from None
     reporter = make_reporter(
         quiet=quiet,
         log_format=log_format,
         interval_s=settings.progress_interval_s,
         stream=sys.stderr,
-        is_tty=sys.stderr.isatty(),
+        is_tty=is_tty,
     )
     try:
         with reporter, route_logs(reporter):  # the sink's and delivery log's records too
             outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
     except EtlError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        say(str(exc), error=True)
         raise typer.Exit(exc.exit_code) from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        typer.echo("stopped at once by a second signal; what was committed stays, rerun to resume")
+    except StoppedAtStartup as stop:
+        say(
+            f"stopped by {stop.signal_name} during start-up; nothing was loaded; rerun to start",
+            fields={"event": "summary", "status": "partial"},
+        )
         raise typer.Exit(ExitCode.PARTIAL) from None
-    typer.echo(summary(outcome, elapsed))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        say(
+            "stopped at once by a second signal; what was committed stays, rerun to resume",
+            fields={"event": "summary", "status": "partial"},
+        )
+        raise typer.Exit(ExitCode.PARTIAL) from None
+    say(summary(outcome, elapsed), fields={"event": "summary", **summary_fields(outcome, elapsed)})
     if outcome.status == "succeeded":
         return
     if outcome.status == "partial":

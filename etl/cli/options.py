@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from etl import settings
 
+
+def _api_url(help_text: str) -> Any:
+    return typer.Option("--api-url", envvar="DATASYNC_API_URL", help=help_text, show_default=False)
+
+
 ApiUrl = Annotated[
     str | None,
-    typer.Option(
-        "--api-url",
-        envvar="DATASYNC_API_URL",
-        help="API base, e.g. http://127.0.0.1:8080/api/v1. Unset: start the bundled sandbox.",
-        show_default=False,
-    ),
+    _api_url("API base, e.g. http://127.0.0.1:8080/api/v1. Unset: start the bundled sandbox."),
 ]
+# Commands that read only the database accept the API's options so one environment (or
+# .env) serves every command; their help must not promise what `ingest` does with them.
+ApiUrlUnused = Annotated[
+    str | None, _api_url("Accepted for one shared environment; this command does not use it.")
+]
+ApiUrlHealth = Annotated[
+    str | None, _api_url("API base to check (GET <url> with the key). Unset: no API check.")
+]
+ApiUrlRequired = Annotated[str | None, _api_url("API base, e.g. https://host/api/v1 (required).")]
 ApiKey = Annotated[
     str,
     typer.Option(
@@ -63,20 +72,3 @@ LogFormat = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def load_dotenv(path: Path = Path(".env")) -> None:
-    """Put ``KEY=VALUE`` lines of ``path`` into the environment unless already set."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        os.environ.setdefault(key, value)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli import app
 from etl.cli.db import fail, open_database
-from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
+from etl.cli.options import ApiKey, ApiUrlUnused, AsJson, DatabaseUrl, DataDir
+from etl.cli.root import app
 from etl.errors import EtlError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ async def runs_main(database_url: str | None, data_dir: Path, limit: int) -> lis
 def runs(
     data_dir: DataDir,
     database_url: DatabaseUrl = None,
-    api_url: ApiUrl = None,
+    api_url: ApiUrlUnused = None,
     api_key: ApiKey = "",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Runs to show.")] = 20,
     as_json: AsJson = False,

@@ -10,8 +10,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from etl.cli import app
+from etl.cli.root import app
 from etl.errors import ConfigError, ExitCode
 from etl.sandbox.config import DEMO_API_KEY, REAL_NEWEST_TS_MS, SandboxConfig
 from etl.sandbox.databox.config import DATABOX_DEMO_KEY, DATABOX_PREFIX, DataboxConfig
@@ -36,11 +37,21 @@ class Pool(StrEnum):
     separate = "separate"
 
 
+class PlainHelp(TyperCommand):
+    """Help in click's plain layout: rich's table squeezes 40-odd long option names (and
+    their ``--no-…`` twins) into a column that truncates them at 80 columns; the plain
+    layout wraps the text instead and keeps every name whole."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rich_markup_mode = None
+
+
 def _o(env: str, help: str, **kw: Any) -> Any:
     return typer.Option(envvar=f"SANDBOX_{env}", help=help, **kw)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def sandbox(
     host: Annotated[str, _o("HOST", "Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, _o("PORT", "TCP port (0 = any free port).", min=0, max=65535)] = 8080,

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from etl.cli import app
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir
+from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
 
 _URL = re.compile(r"http://[^ ]+")

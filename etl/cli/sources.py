@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli import app
 from etl.cli.db import database, fail
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
+from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli import app
 from etl.cli.db import fail, open_database
-from etl.cli.options import ApiKey, ApiUrl, AsJson, DatabaseUrl, DataDir
+from etl.cli.options import ApiKey, ApiUrlUnused, AsJson, DatabaseUrl, DataDir
+from etl.cli.root import app
 from etl.errors import EtlError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ async def status_main(
 def status(
     data_dir: DataDir,
     database_url: DatabaseUrl = None,
-    api_url: ApiUrl = None,
+    api_url: ApiUrlUnused = None,
     api_key: ApiKey = "",
     as_json: AsJson = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,

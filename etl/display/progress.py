@@ -7,7 +7,6 @@ with a fake clock.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
+from etl.fmt import log_line
 from etl.models import Reporter, RunCounters, ShardState
 from etl.settings import DEFAULTS
 
@@ -35,7 +35,8 @@ class ManagedReporter(Reporter, Protocol):
 
 
 class LogReporter:
-    """One concise line every ``interval_s`` (and for each message)."""
+    """One concise line every ``interval_s`` (and for each message), each with its time:
+    ``<ISO time> <text>``, or a JSON object per line (``fmt="json"``, see ``fmt.log_line``)."""
 
     def __init__(
         self,
@@ -45,8 +46,12 @@ class LogReporter:
         fmt: str = "text",
         quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        stamp: bool = True,
     ) -> None:
         self.stream = stream
+        self.wall = wall
+        self.stamp = stamp
         self.interval_s = interval_s
         self.fmt = fmt
         self.quiet = quiet
@@ -63,11 +68,8 @@ class LogReporter:
         return None
 
     def _emit(self, text: str, **fields: object) -> None:
-        if self.fmt == "json":
-            doc = {"ts": round(time.time(), 3), "msg": text, **fields}
-            self.stream.write(json.dumps(doc) + "\n")
-        else:
-            self.stream.write(text + "\n")
+        line = log_line(text, fmt=self.fmt, now_s=self.wall(), stamp=self.stamp, fields=fields)
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def message(self, text: str) -> None:
@@ -198,4 +200,4 @@ def make_reporter(
     """
     if is_tty and not quiet and log_format != "json":
         return RichReporter(Console(file=stream, force_terminal=True))
-    return LogReporter(stream, interval_s=interval_s, fmt=log_format, quiet=quiet)
+    return LogReporter(stream, interval_s=interval_s, fmt=log_format, quiet=quiet, stamp=not is_tty)

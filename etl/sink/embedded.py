@@ -19,6 +19,7 @@ the server as that user and makes ``data_dir``'s parent directories traversable 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -162,7 +163,17 @@ class EmbeddedPostgres:
         self.stop()
 
     async def __aenter__(self) -> str:
-        return await asyncio.to_thread(self.start)
+        # A start cannot be abandoned half-way (the thread goes on, and its handle would
+        # keep the server up): on cancellation (Ctrl-C during start-up) let it finish,
+        # release it, then give way.
+        starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await starting
+            await asyncio.to_thread(self.stop)
+            raise
 
     async def __aexit__(
         self,

@@ -12,7 +12,7 @@ from etl.settings import DEFAULTS, FEED_WINDOW_S
 from etl.source.feed import StreamToken
 from etl.source.http import Http
 from etl.source.lanes import EventsLane, FeedLane, wall_ms
-from etl.source.retry import RetryPolicy
+from etl.source.retry import RetryLog, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,11 @@ class DataSyncSource:
         options: SourceOptions,
         *,
         now_ms: Callable[[], int] = wall_ms,
+        log: Callable[[str], None] | None = None,
+        log_interval_s: float = 10.0,
     ) -> None:
         self._http = http
+        self._retry_log = RetryLog(log, clock, interval_s=log_interval_s) if log else None
         self._clock = clock
         self._counters = counters
         self._options = options
@@ -76,7 +79,7 @@ class DataSyncSource:
         retry = RetryPolicy(
             max_attempts=opts.max_attempts, base_s=opts.backoff_base_s, cap_s=opts.backoff_cap_s
         )
-        common = {"retry": retry, "now_ms": self._now_ms}
+        common = {"retry": retry, "now_ms": self._now_ms, "retry_log": self._retry_log}
         lanes: list[Lane] = []
         note = ""
         if opts.strategy in ("auto", "feed"):

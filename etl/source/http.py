@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from etl.errors import ConfigError, TransientSourceError
+from etl.errors import ConfigError, TransientSourceError, Unreachable
 from etl.settings import DEFAULTS
 
 
@@ -48,6 +49,7 @@ class Http:
         self._connections = connections
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self.reached = False  # True once the server has answered anything
 
     @property
     def api_key(self) -> str:
@@ -93,15 +95,22 @@ class Http:
             async with self._session.request(
                 method, url, params=params, headers=headers, data=data
             ) as resp:
+                self.reached = True
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:
-            raise TransientSourceError(f"{method} {where}: timed out") from exc
+            raise TransientSourceError(f"{method} {where}: no answer in time") from exc
         except aiohttp.ClientPayloadError as exc:
-            raise TransientSourceError(f"{method} {where}: body cut short") from exc
+            raise TransientSourceError(f"{method} {where}: the response was cut short") from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise Unreachable(f"cannot resolve the host name {exc.host!r}") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise TransientSourceError(
-                f"{method} {where}: cannot connect ({exc.os_error})"
-            ) from exc
+            err = exc.os_error
+            reason = (os.strerror(err.errno) if err.errno else "") or str(err) or "no connection"
+            raise Unreachable(f"cannot connect to {exc.host}:{exc.port}: {reason.lower()}") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            closed = f"{method} {where}: the server closed the connection"
+            raise TransientSourceError(closed) from exc
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise TransientSourceError(f"{method} {where}: {type(exc).__name__}") from exc
+            what = str(exc) or "the connection failed"
+            raise TransientSourceError(f"{method} {where}: {what}") from exc

@@ -21,13 +21,14 @@ from etl.errors import (
     RateLimited,
     StreamTokenError,
     TransientSourceError,
+    Unreachable,
 )
 from etl.models import Clock, Page, Position, RunCounters, ShardState
 from etl.source import cursors
 from etl.source.feed import StreamToken
 from etl.source.http import Http, Response
 from etl.source.responses import rate_limit_headers, to_page
-from etl.source.retry import RetryPolicy
+from etl.source.retry import RetryLog, RetryPolicy
 
 MAX_CURSOR_RESETS = 5
 MAX_RATE_LIMITED = 200  # per page: a limit that never lifts is a failure, not a wait
@@ -63,6 +64,7 @@ class _Lane:
         concurrency: int,
         retry: RetryPolicy,
         now_ms: Callable[[], int] = wall_ms,
+        retry_log: RetryLog | None = None,
     ) -> None:
         self.http = http
         self.clock = clock
@@ -70,6 +72,7 @@ class _Lane:
         self.concurrency = concurrency
         self.retry = retry
         self.now_ms = now_ms
+        self.retry_log = retry_log
 
     async def acquire(self) -> None:
         raise NotImplementedError
@@ -132,12 +135,16 @@ class _Lane:
                 raise
             except TransientSourceError as exc:
                 failures += 1
+                attempts = self.retry.max_attempts
+                if isinstance(exc, Unreachable) and not self.http.reached:
+                    attempts = min(attempts, self.retry.startup_attempts)
+                if failures >= attempts:
+                    raise self._gave_up(exc, failures) from exc
                 self.counters.retries += 1
-                if failures >= self.retry.max_attempts:
-                    raise PermanentSourceError(
-                        f"{self.name}: giving up after {failures} attempts: {exc}"
-                    ) from exc
-                await self.clock.sleep(self.retry.delay(failures))
+                wait = self.retry.delay(failures)
+                if self.retry_log is not None:
+                    self.retry_log(self.name, str(exc), failures, attempts, wait)
+                await self.clock.sleep(wait)
                 continue
             self._succeeded()
             if page.next_cursor is not None:
@@ -145,6 +152,15 @@ class _Lane:
                 if decoded is not None:
                     page = dataclasses.replace(page, cursor_position=decoded[0])
             return page
+
+    def _gave_up(self, exc: TransientSourceError, failures: int) -> PermanentSourceError:
+        tries = f"{failures} attempt{'s' if failures > 1 else ''}"
+        if isinstance(exc, Unreachable) and not self.http.reached:
+            return PermanentSourceError(
+                f"cannot reach the API at {self.http.origin}{self.http.api_path} ({exc}; "
+                f"{tries}): check --api-url / DATASYNC_API_URL and that the server is up"
+            )
+        return PermanentSourceError(f"the API kept failing; gave up after {tries}: {exc}")
 
 
 class EventsLane(_Lane):

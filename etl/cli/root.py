@@ -1,0 +1,58 @@
+"""The Typer app. Each command lives in its own module and registers itself on ``app``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from etl import __version__
+from etl.cli import signals
+from etl.errors import EXIT_MEANINGS
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in sorted(EXIT_MEANINGS.items()))
+    return f"Exit codes (README.md says more):\n{codes}"
+
+
+app = typer.Typer(
+    name="etl",
+    help="Exactly-once, resumable ingest of the DataSync Analytics API into PostgreSQL.",
+    epilog=_epilog(),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"etl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # From here on a signal means: `etl ingest` stops gracefully; any other command is
+    # interrupted as usual (KeyboardInterrupt). Before here nothing has been done.
+    signals.set_mode("defer" if ctx.invoked_subcommand == "ingest" else "interrupt")
+
+
+# Command modules register themselves on import (keep this list sorted).
+from etl.cli import export as _export  # noqa: E402,F401
+from etl.cli import health as _health  # noqa: E402,F401
+from etl.cli import ingest as _ingest  # noqa: E402,F401
+from etl.cli import runs as _runs  # noqa: E402,F401
+from etl.cli import sandbox as _sandbox  # noqa: E402,F401
+from etl.cli import serve as _serve  # noqa: E402,F401
+from etl.cli import sources as _sources  # noqa: E402,F401
+from etl.cli import status as _status  # noqa: E402,F401
