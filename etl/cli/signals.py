@@ -10,8 +10,10 @@ three modes:
 - ``defer`` (``etl ingest``): the signal is recorded and handed to the running event loop,
   which stops gracefully (start-up is cancelled, a run commits what it holds); a signal
   that arrives before the loop listens is delivered as soon as it does;
-- ``interrupt`` (every other command): Python's usual ``KeyboardInterrupt`` on SIGINT, and
-  the same for SIGTERM, so ``etl status --watch`` ends quietly.
+- ``interrupt`` (every other command): Python's usual ``KeyboardInterrupt`` on SIGINT, so
+  ``etl status --watch`` ends quietly; SIGTERM exits 143 (128 + 15, what a shell reports
+  for a killed process) after cleaning up. A command with its own handlers (``etl serve``)
+  replaces these.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         os.write(2, f"stopped by {name} before start-up finished; nothing was done\n".encode())
         os._exit(EXIT_PARTIAL)
     if _State.mode == "interrupt":
+        if signum == signal.SIGTERM:
+            raise SystemExit(128 + signum)  # as if killed, but `finally` and atexit run
         raise KeyboardInterrupt
     listener = _State.listener
     if listener is None:
