@@ -30,6 +30,7 @@ BUILT_IN: tuple[ResponseRule, ...] = (
     ResponseRule("retry", status=(429, 500, 502, 503, 504)),
     ResponseRule("refresh_token_then_retry", status=(401,)),
 )
+EPOCH_THRESHOLD = 1e9  # a reset above this is an epoch time, below it seconds from now
 
 
 class ResetPagination(SourceError):
@@ -97,7 +98,9 @@ class RestClient:
                 resp = await self.http.request("GET", request.url, params=params, headers=headers)
                 got = {k.lower(): v for k, v in resp.headers.items()}
                 self._learn(stream.rate_limit, got)
-                rule = _match(stream.responses + BUILT_IN, resp.status, got)
+                rule = _match(
+                    stream.responses + _limited(stream.rate_limit) + BUILT_IN, resp.status, got
+                )
                 if rule is None and 200 <= resp.status < 300:
                     return Page(_json(resp.body), got)
             except TransientSourceError as exc:
@@ -150,8 +153,10 @@ class RestClient:
             return
         if remaining > 0:
             return
-        now = self.wall()
-        self._blocked_until = reset if names.reset_format == "epoch" else now + reset
+        epoch = names.reset_format == "epoch" or (
+            names.reset_format == "auto" and reset > EPOCH_THRESHOLD
+        )
+        self._blocked_until = reset if epoch else self.wall() + reset
 
     async def _wait_budget(self) -> None:
         wait = self._blocked_until - self.wall()
@@ -163,6 +168,18 @@ def _match(
     rules: tuple[ResponseRule, ...], status: int, got: dict[str, str]
 ) -> ResponseRule | None:
     return next((r for r in rules if r.matches(status, got)), None)
+
+
+def _limited(names: RateLimitHeaders) -> tuple[ResponseRule, ...]:
+    """A 403 or 429 that says it is a rate limit (Retry-After, or nothing remaining): retry."""
+    rules = [ResponseRule("retry", status=(403, 429), header_present=names.retry_after)]
+    if names.remaining is not None:
+        rules.append(
+            ResponseRule(
+                "retry", status=(403, 429), header_equals=((names.remaining.lower(), "0"),)
+            )
+        )
+    return tuple(rules)
 
 
 def _json(body: bytes) -> Any:

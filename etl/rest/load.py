@@ -22,6 +22,7 @@ from etl.rest.spec import (
     AUTH_TYPES,
     COLUMN_TYPES,
     PAGINATOR_TYPES,
+    RESET_FORMATS,
     AuthSpec,
     Column,
     ConfigParam,
@@ -179,12 +180,13 @@ def _positive(ctx: Ctx, node: yaml.Node) -> int:
 
 def _rate_limit(ctx: Ctx, node: yaml.Node) -> RateLimitHeaders:
     o = Obj(ctx, node, "a mapping of header names")
+    d = RateLimitHeaders()
     out = RateLimitHeaders(
-        limit=o.opt("limit", nodes.text, None),
-        remaining=o.opt("remaining", nodes.text, None),
-        reset=o.opt("reset", nodes.text, None),
-        reset_format=o.opt("reset_format", nodes.choice(("epoch", "seconds")), "seconds"),  # type: ignore[arg-type]
-        retry_after=o.opt("retry_after", nodes.text, "Retry-After"),
+        limit=o.opt("limit", nodes.text, d.limit),
+        remaining=o.opt("remaining", nodes.text, d.remaining),
+        reset=o.opt("reset", nodes.text, d.reset),
+        reset_format=o.opt("reset_format", nodes.choice(RESET_FORMATS), d.reset_format),  # type: ignore[arg-type]
+        retry_after=o.opt("retry_after", nodes.text, d.retry_after),
     )
     o.done()
     return out

@@ -17,12 +17,13 @@ AuthType = Literal["none", "api_key", "bearer", "oauth2_client_credentials", "oa
 PaginatorType = Literal["none", "link_header", "cursor", "offset", "page_number"]
 ColumnType = Literal["text", "integer", "bigint", "number", "boolean", "timestamp", "json"]
 Action = Literal["retry", "reset_pagination", "refresh_token_then_retry", "fail", "ignore"]
-ResetFormat = Literal["epoch", "seconds"]
+ResetFormat = Literal["auto", "epoch", "seconds"]
 
 AUTH_TYPES: tuple[str, ...] = AuthType.__args__  # type: ignore[attr-defined]
 PAGINATOR_TYPES: tuple[str, ...] = PaginatorType.__args__  # type: ignore[attr-defined]
 COLUMN_TYPES: tuple[str, ...] = ColumnType.__args__  # type: ignore[attr-defined]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+RESET_FORMATS: tuple[str, ...] = ResetFormat.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,12 @@ class Paginator:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitHeaders:
-    limit: str | None = None
-    remaining: str | None = None
-    reset: str | None = None
-    reset_format: ResetFormat = "seconds"
+    """Header names (case-insensitive). ``auto``: a reset above 10^9 is an epoch time."""
+
+    limit: str | None = "X-RateLimit-Limit"
+    remaining: str | None = "X-RateLimit-Remaining"
+    reset: str | None = "X-RateLimit-Reset"
+    reset_format: ResetFormat = "auto"
     retry_after: str = "Retry-After"
 
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from etl.sandbox import faults
 from etl.sandbox.clock import SandboxClock
 from etl.sandbox.github.config import DEMO_REPO, GithubConfig
-from etl.sandbox.github.data import Repository
+from etl.sandbox.github.data import Repository, malformed
 from etl.sandbox.github.limits import Limits
 from etl.sandbox.github.oauth import OAuth, oauth_response, read_form
 from etl.sandbox.responses import alb_error
@@ -190,6 +190,10 @@ def _page(request: web.Request, state: GithubState, rows: list[Any]) -> web.Resp
     last = max(1, math.ceil(len(rows) / per_page))
     root = f"{request.url.origin()}{PREFIX}"
     body = [r.json(root) for r in rows[(page - 1) * per_page : page * per_page]]
+    c = state.config
+    for record in body:
+        if malformed(c.seed, record["id"], c.malformed):
+            record["updated_at"] = "last tuesday, around noon"
     links = []
 
     def link(n: int, rel: str) -> str:

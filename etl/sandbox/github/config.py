@@ -64,6 +64,7 @@ class GithubConfig:
     p_drop: float = 0.0
     p_secondary: float = 0.0  # a secondary-limit 403 out of the blue
     latency: float = 0.0  # seconds before each issues/comments page is answered
+    malformed: float = 0.0  # share of issues/comments served with an unreadable updated_at
     time_scale: float = 1.0
     unlimited: bool = False
 
@@ -117,7 +118,7 @@ def _problems(c: GithubConfig) -> list[str]:
     for name in ("primary_status", "secondary_status"):
         if getattr(c, name) not in (403, 429):
             out.append(f"{name} must be 403 or 429")
-    for name in (*_PROBABILITIES, "pull_request_share"):
+    for name in (*_PROBABILITIES, "pull_request_share", "malformed"):
         if not 0 <= getattr(c, name) <= 1:
             out.append(f"{name} must be a probability in [0, 1]")
     if c.p_500 + c.p_502 + c.p_503 + c.p_truncate + c.p_drop > 1:

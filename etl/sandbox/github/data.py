@@ -20,6 +20,11 @@ _LABELS = ("bug", "enhancement", "docs", "question", "good first issue")
 _USERS = ("octocat", "hubot", "mona", "ana", "bjørn", "李雷")
 
 
+def malformed(seed: int, record_id: int, share: float) -> bool:
+    """Whether the ``malformed`` knob breaks this record (the same records every time)."""
+    return share > 0 and random.Random(f"{seed}:{record_id}").random() < share
+
+
 def iso(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
