@@ -51,6 +51,7 @@ async def serve_client(db_url: str) -> AsyncIterator[ClientFactory]:
         target = dsn or db_url
         if migrate_db:
             await migrated(target)
+        kw.setdefault("cache_ttl_s", 0.0)
         ctx = ServeContext(db=RecoveringPool(target, connect_timeout_s=2.0), **kw)
         client: TestClient[Any, Any] = TestClient(TestServer(make_app(ctx), host="127.0.0.1"))
         await client.start_server()

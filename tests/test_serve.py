@@ -189,3 +189,29 @@ async def test_metrics_count_requests_per_route(serve_client: ClientFactory) -> 
     assert 'etl_http_requests_total{method="POST",route="/events",status="201"} 1' in text
     assert 'etl_http_request_duration_seconds_count{method="GET",route="/status"} 2' in text
     assert "etl_database_up 1" in text
+
+
+async def test_get_answers_are_shared_for_the_cache_ttl_and_failures_never_cached(
+    serve_client: ClientFactory, pg_server_url: str
+) -> None:
+    """Within the cache TTL a GET is answered from the last 200 (the database is not asked);
+    after it the database is asked again; a 503 is never cached."""
+    name = "etl_serve_cache_db"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    now = [1000.0]
+    client = await serve_client(
+        dsn=with_database(pg_server_url, name), cache_ttl_s=1.0, clock=lambda: now[0]
+    )
+    try:
+        assert (await client.get("/status")).status == 200
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        assert (await client.get("/status")).status == 200  # shared answer, 0.0 s old
+        now[0] += 1.5
+        assert (await client.get("/status")).status == 503  # expired: asked, and it is gone
+        assert (await client.get("/status")).status == 503  # the failure was not cached
+    finally:
+        await client.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

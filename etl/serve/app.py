@@ -9,12 +9,14 @@ while the database is down, and recovers by itself.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from etl.pg import RecoveringPool
+from etl.serve.cache import MicroCache
 from etl.serve.envelope import ApiError, Handler, error_middleware
 from etl.serve.telemetry import Telemetry
 
@@ -34,7 +36,10 @@ class ServeContext:
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 1000
     row_cap: int = 1000  # most rows any GET returns
+    cache_ttl_s: float = 1.0  # GET answers shared for this long (0: off)
+    clock: Callable[[], float] = time.monotonic  # for the cache's expiry
     telemetry: Telemetry = field(default_factory=Telemetry)
+    cache: MicroCache | None = None  # made by make_app from cache_ttl_s and clock
 
 
 def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object]:
@@ -55,12 +60,14 @@ def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object
 def make_app(ctx: ServeContext) -> web.Application:
     from etl.serve import routes_dashboard, routes_events, routes_sync
 
+    ctx.cache = MicroCache(ctx.cache_ttl_s, clock=ctx.clock)
     app = web.Application(
         client_max_size=ctx.max_body_bytes,
         middlewares=[
             ctx.telemetry.middleware(),  # type: ignore[list-item]
             error_middleware,
             _auth_middleware(ctx.client_api_key),  # type: ignore[list-item]
+            ctx.cache.middleware(),  # type: ignore[list-item]
         ],
     )
     app[CTX] = ctx

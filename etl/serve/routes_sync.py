@@ -9,7 +9,7 @@ from aiohttp import web
 from etl.errors import SinkError
 from etl.read.status import read_status
 from etl.read.views import snapshot_to_json
-from etl.serve.app import CTX
+from etl.serve.app import CTX, ServeContext
 
 
 async def health(request: web.Request) -> web.Response:
@@ -45,9 +45,7 @@ def _gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> list[
     return lines
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition: the server's requests and, when the database answers, the sync."""
-    ctx = request.app[CTX]
+async def _sync_lines(ctx: ServeContext) -> list[str]:
     lines: list[str] = []
     try:
         async with ctx.db.connection() as conn:
@@ -68,6 +66,15 @@ async def metrics(request: web.Request) -> web.Response:
     except SinkError:
         up = 0.0
     lines += _gauge("etl_database_up", "1 when the database answered this scrape.", [("", up)])
+    return lines
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: the server's requests (live) and the sync (at most the cache TTL
+    old; ``etl_database_up`` says whether the database answered)."""
+    ctx = request.app[CTX]
+    assert ctx.cache is not None
+    lines = await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))
     body = "\n".join(lines) + "\n" + ctx.telemetry.render()
     return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
