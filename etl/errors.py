@@ -12,6 +12,7 @@
     │   ├── StreamTokenError      feed token missing/expired (403); re-obtain
     │   └── PermanentSourceError  any other 4xx, or retries exhausted
     ├── SinkError                 PostgreSQL unreachable or failing               exit 6
+    │   └── StoppedInOutage       stopped (signal) while waiting out an outage
     ├── LockHeld                  another run holds the single-instance lock      exit 7
     ├── NothingIngested           no ingest has loaded the database asked about   exit 9
     └── TimestampError            a value no known timestamp format can express
@@ -102,6 +103,10 @@ class PermanentSourceError(SourceError):
 
 class SinkError(EtlError):
     exit_code = ExitCode.DATABASE
+
+
+class StoppedInOutage(SinkError):
+    """The run was stopped while the database was unreachable (nothing more written)."""
 
 
 class LockHeld(EtlError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from etl import planner
 from etl.aio import first_error, until_stopped
 from etl.batching import advance, merge, transform_for
-from etl.errors import AuthError, EtlError, SourceError
+from etl.errors import AuthError, EtlError, SourceError, StoppedInOutage
 from etl.models import (
     Batch,
     Clock,
@@ -103,12 +103,20 @@ class Run:
         self._queues: list[asyncio.Queue[Batch | None]] = []
         self._pages = asyncio.Semaphore(1)
         self._finished = asyncio.Event()
+        self._abandoned = False  # stopped during a database outage: write nothing more
+        self._planned = True  # False: stopped before the plan was made
         self._required = RequiredFields(tuple(source.required_fields))
 
     # -- planning -------------------------------------------------------------------
     async def plan(self) -> tuple[str, int | None]:
         shards = await self.store.load_shards()
-        head, total = await self.source.head()
+        # the head probe retries an unreachable API with back-off: a stop ends it at once
+        ok, found = await until_stopped(self.source.head(), self.stop)
+        if not ok or found is None:
+            self.shards = shards
+            self._planned = False
+            return "stopped before planning", None
+        head, total = found
         unfinished = [s for s in shards if s.status != "done"]
         if unfinished:
             self.shards = shards
@@ -184,7 +192,8 @@ class Run:
             raise first_error(group) from None
         self.reporter.update(self.counters, self.shards)
         unfinished = [s for s in self.shards if s.status != "done"]
-        status: FinalStatus = "succeeded" if not unfinished and self.error is None else "partial"
+        complete = not unfinished and self.error is None and self._planned
+        status: FinalStatus = "succeeded" if complete else "partial"
         if self.error is not None:
             status = "failed"
         return Outcome(
@@ -336,7 +345,13 @@ class Run:
             await self._write_pages(group)
 
     async def _write_pages(self, group: list[Batch]) -> None:
-        await self._write(merge(group))
+        if not self._abandoned:
+            try:
+                await self._write(merge(group))
+            except StoppedInOutage:
+                # stopped while the database was down: what is queued is dropped (its
+                # pages are fetched again by the next run), and the run ends partial
+                self._abandoned = True
         for _ in group:  # one credit per page (see _fetcher)
             self._pages.release()
 

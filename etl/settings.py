@@ -71,6 +71,7 @@ class Settings:
     incomplete_rereads: int = 2  # re-reads of a page with events lacking required fields
     startup_attempts: int = 3  # tries to connect at all before the API has ever answered
     request_timeout_s: float = 60.0
+    db_outage_s: float = 120.0  # a database outage this long is ridden through (then exit 6)
     max_runtime_s: float | None = None
     overlap_ms: int = 1_000
     sandbox_events: int = 3_000_000
@@ -115,6 +116,7 @@ class Settings:
             ("incomplete_rereads", self.incomplete_rereads, 0, 100),
             ("startup_attempts", self.startup_attempts, 1, 1000),
             ("--request-timeout", self.request_timeout_s, 0.1, 3600),
+            ("--db-outage", self.db_outage_s, 0, 86_400),
             ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
             ("--sandbox-events", self.sandbox_events, 0, 100_000_000),
             ("--progress-interval", self.progress_interval_s, 0.1, 86_400),

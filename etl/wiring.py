@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 
 from etl import planner
-from etl.errors import EtlError
+from etl.errors import EtlError, LockHeld, StoppedInOutage
 from etl.models import Clock, Destination, Reporter, RunCounters, Source, StateStore
 from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.settings import Settings
@@ -62,16 +62,19 @@ async def run_ingest(
     *,
     counters: RunCounters,
     on_run: Callable[[Run], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
     """Start ``source``, record a run in ``store``, run the pipeline, record how it ended.
 
     ``on_run`` sees the ``Run`` before it executes (to wire signals to ``request_stop``).
     An exception still ends the run in ``store`` (failed; partial when cancelled by a second
-    signal) and is then re-raised.
+    signal) and is then re-raised. ``stop`` is the run's stop event (e.g. also the sink's,
+    so that a stop ends its wait for a database in an outage). A lock lost to another run
+    (``LockHeld`` during the run) is re-raised without writing anything more.
     """
     reporter.message(await source.start())
     await store.start_run(source.strategy_used)
-    run = Run(source, destination, store, reporter, clock, options, counters=counters)
+    run = Run(source, destination, store, reporter, clock, options, counters=counters, stop=stop)
     if on_run is not None:
         on_run(run)
     try:
@@ -80,6 +83,8 @@ async def run_ingest(
         with contextlib.suppress(EtlError):
             await store.finish_run("partial", counters, "stopped at once by a second signal")
         raise
+    except LockHeld:
+        raise  # the lock was lost in an outage and another run has it: write nothing
     except EtlError as exc:  # its message says what happened, in words
         with contextlib.suppress(EtlError):
             await store.finish_run("failed", counters, str(exc))
@@ -89,5 +94,6 @@ async def run_ingest(
             await store.finish_run("failed", counters, f"internal error: {exc!r}")
         raise
     error = f"{outcome.error}" if outcome.error else (outcome.reason or None)
-    await store.finish_run(outcome.status, counters, error)
+    with contextlib.suppress(StoppedInOutage):  # stopped while the database is down
+        await store.finish_run(outcome.status, counters, error)
     return outcome

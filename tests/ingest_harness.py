@@ -7,6 +7,7 @@ client waits out is also over for the server, and minutes of API time pass in mi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,9 @@ class Recorder:
     batches: int = 0
     pages_held: list[int] = field(default_factory=list)
     run: Run | None = None
+    sink: Any = None  # the PostgresSink of the run
+    # called (synchronously, in the loop) with the number of batches delivered so far
+    on_batch: Callable[[int], None] | None = None
 
     def message(self, text: str) -> None:
         self.messages.append(text)
@@ -62,6 +66,8 @@ class Recorder:
         limit = self.stop_after_batches
         if self.run is not None and limit is not None and self.batches >= limit:
             self.run.request_stop("test stop")
+        if self.on_batch is not None:
+            self.on_batch(self.batches)
 
 
 async def ingest(
@@ -74,9 +80,10 @@ async def ingest(
     source: dict[str, Any] | None = None,
     pipeline: dict[str, Any] | None = None,
     reporter: Recorder | None = None,
+    sink: dict[str, Any] | None = None,
 ) -> Outcome:
     """One `etl ingest` run through the CLI's own wiring (``etl.wiring.run_ingest``), with
-    injected time."""
+    injected time. ``sink`` holds extra ``PostgresSink`` arguments."""
     counters = RunCounters()
     reporter = reporter or Recorder()
 
@@ -86,17 +93,20 @@ async def ingest(
     opts = SourceOptions(**{"backoff_base_s": 0.05, "backoff_cap_s": 1.0, **(source or {})})
     options = PipelineOptions(**{"shards": 6, "tick_s": 1.0, **(pipeline or {})})
     async with (
-        PostgresSink(db_url, loaders=options.loaders, on_delivery=reporter.delivered) as sink,
+        PostgresSink(
+            db_url, loaders=options.loaders, on_delivery=reporter.delivered, **(sink or {})
+        ) as pg,
         Http(base_url, api_key) as http,
     ):
-        await sink.try_lock()
+        await pg.try_lock()
+        reporter.sink = pg
         src = DataSyncSource(http, clock, counters, opts, now_ms=now_ms)
 
         def attach(run: Run) -> None:
             reporter.run = run
 
         return await run_ingest(
-            src, sink, sink, reporter, clock, options, counters=counters, on_run=attach
+            src, pg, pg, reporter, clock, options, counters=counters, on_run=attach
         )
 
 

@@ -20,6 +20,7 @@ from etl.pipeline import Outcome, Run
 from etl.sandbox.config import DEMO_API_KEY
 from etl.settings import Settings
 from etl.sink.embedded import EmbeddedPostgres
+from etl.sink.outage import quiet_loop_errors
 from etl.sink.postgres import PostgresSink
 from etl.source.datasync import DataSyncSource
 from etl.source.http import Http
@@ -136,6 +137,9 @@ class _Stopper:
         self.main_task = main_task
         self.run: Run | None = None
         self.startup_signal: str | None = None
+        # the run's stop event, made before the run: the sink's wait for a database in an
+        # outage ends on it too
+        self.stop = asyncio.Event()
 
     def __call__(self, name: str) -> None:
         if self.run is None:
@@ -152,6 +156,7 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
     """Run one ingest; SIGINT/SIGTERM are handled from the first line (see signals)."""
     stopper = _Stopper(asyncio.current_task())
     signals.listen(asyncio.get_running_loop(), stopper)
+    quiet_loop_errors(asyncio.get_running_loop())
     try:
         return await _ingest(settings, reporter, stopper)
     except asyncio.CancelledError:
@@ -182,7 +187,13 @@ async def _ingest(
         api_url, api_key = settings.api_url, settings.api_key
         delivery = stack.enter_context(DeliveryLog(settings.data_dir / "delivery.jsonl"))
         sink = await stack.enter_async_context(
-            PostgresSink(dsn, loaders=settings.loaders, on_delivery=delivery)
+            PostgresSink(
+                dsn,
+                loaders=settings.loaders,
+                on_delivery=delivery,
+                outage_s=settings.db_outage_s,
+                stop=stopper.stop,
+            )
         )
         await sink.try_lock()
         if api_url is None:
@@ -223,6 +234,7 @@ async def _ingest(
             pipeline_options(settings),
             counters=counters,
             on_run=on_run,
+            stop=stopper.stop,
         )
         if tap is not None:
             tap.write(counters, outcome.shards, outcome.status)

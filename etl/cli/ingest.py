@@ -79,6 +79,13 @@ def ingest(
     request_timeout: Annotated[
         float, typer.Option(envvar="ETL_REQUEST_TIMEOUT", help="Seconds per HTTP request.")
     ] = _D["request_timeout_s"],
+    db_outage: Annotated[
+        float,
+        typer.Option(
+            envvar="ETL_DB_OUTAGE",
+            help="Seconds a database outage is ridden through (reconnect, retake the lock).",
+        ),
+    ] = _D["db_outage_s"],
     max_attempts: Annotated[
         int, typer.Option(envvar="ETL_MAX_ATTEMPTS", help="Tries per page on transient faults.")
     ] = _D["max_attempts"],
@@ -142,6 +149,7 @@ def ingest(
             max_runtime_s=max_runtime,
             request_timeout_s=request_timeout,
             max_attempts=max_attempts,
+            db_outage_s=db_outage,
             sandbox_events=sandbox_events,
             sandbox_time_scale=sandbox_time_scale,
             quiet=quiet,

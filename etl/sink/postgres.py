@@ -14,13 +14,13 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from etl.errors import EtlError, SinkError
+from etl.errors import EtlError, LockHeld, SinkError, StoppedInOutage
 from etl.models import (
     FINAL_STATUSES,
     Batch,
@@ -36,10 +36,13 @@ from etl.sink import progress, runs
 from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
 from etl.sink.lock import IngestLock
+from etl.sink.outage import Outage, is_connection_loss, quiet_asyncpg
 from etl.sink.schema import STAGE_DDL, STRIPPED_SQL, migrate
 from etl.timestamps import EPOCH, to_utc
 
 __all__ = ["PostgresSink"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
 )
 _FAILURES: tuple[type[BaseException], ...] = (SinkError, *DB_ERRORS)
+# what using a pooled connection can raise (a protocol a lost connection left mid-operation)
+_USE_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, asyncpg.InternalClientError)
 _WRITE_ATTEMPTS = 3
 
 
@@ -55,10 +60,10 @@ COMMAND_TIMEOUT_S = 300.0
 
 
 async def _init_connection(conn: Conn) -> None:
-    # A batch and its checkpoint commit together, so a commit lost to a *server* crash
-    # loses both and the next run re-fetches that page: exactly-once holds without
-    # waiting for each commit's WAL flush.
-    await conn.execute("SET synchronous_commit = off")
+    # synchronous_commit stays on: a run that rides through a server crash goes on from
+    # the positions it was told are committed, so an acknowledged commit must survive the
+    # crash (with it off, the last ~0.6 s of commits vanish and this run never re-reads
+    # them). Measured on the load alone (bench_sink, noisy machine): no clear cost.
     await conn.execute(STAGE_DDL)
 
 
@@ -101,6 +106,8 @@ class PostgresSink:
         connect_timeout: float = 10.0,
         on_delivery: Callable[[Delivery], None] | None = None,
         direct_copy: bool = True,
+        outage_s: float = DEFAULTS.db_outage_s,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._dsn = dsn
         self.loaders = loaders
@@ -115,6 +122,12 @@ class PostgresSink:
         # one tries the direct COPY (see etl.sink.batch); one that overlapped goes staged.
         self._fresh: dict[str, bool] = {}
         self._repairs = Repairs()
+        self._want_lock = False
+        # a lost connection is waited for (up to outage_s); the lock is re-taken first
+        self.outage = Outage(
+            dsn, ride_s=outage_s, relock=self._relock, lock_lost=self._lock_lost, stop=stop
+        )
+        quiet_asyncpg()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -150,7 +163,9 @@ class PostgresSink:
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                # no floor: asyncpg would log a traceback for each failed attempt to restore
+                # it during an outage; connections are (re)made on demand instead
+                min_size=0,
                 max_size=self.loaders + 1,
                 init=_init_connection,
                 timeout=self._connect_timeout,
@@ -180,15 +195,36 @@ class PostgresSink:
             raise SinkError("PostgresSink is not open (use 'async with PostgresSink(...)')")
         return self._pool
 
+    async def _do(self, what: str, fn: Callable[[Any], Awaitable[T]], *, write: bool = True) -> T:
+        """``fn(conn)`` on a pooled connection, through a database outage (see
+        ``etl.sink.outage``): a write makes sure the ingest lock is still ours first."""
+
+        async def attempt() -> T:
+            async with self._connection(what) as conn:
+                return await fn(conn)
+
+        return await self.outage.run(what, attempt, write=write)
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        """A pooled connection; one that lost its server (or its protocol state) on the way
+        is terminated, never handed out again."""
+        async with self._require_pool().acquire() as conn:
+            try:
+                yield conn
+            except BaseException as exc:
+                if is_connection_loss(exc):
+                    conn.terminate()
+                raise
+
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[Any]:
         """A pooled connection; a database error while using it becomes
         ``SinkError("<what> failed: <scrubbed error>")``."""
-        pool = self._require_pool()
         try:
-            async with pool.acquire() as conn:
+            async with self._acquire() as conn:
                 yield conn
-        except DB_ERRORS as exc:
+        except _USE_ERRORS as exc:
             raise db_error(what, exc, self._dsn) from exc
 
     # -- single-instance lock --------------------------------------------------------------
@@ -198,58 +234,70 @@ class PostgresSink:
         if self._lock is None:
             self._lock = IngestLock(self._dsn, connect_timeout=self._connect_timeout)
         await self._lock.acquire()
+        self._want_lock = True
+
+    def _lock_lost(self) -> bool:
+        return self._want_lock and not self.locked
+
+    async def _relock(self) -> None:
+        assert self._lock is not None
+        await self._lock.acquire()
 
     @property
     def locked(self) -> bool:
         return self._lock is not None and self._lock.held
 
     async def unlock(self) -> None:
+        self._want_lock = False
         if self._lock is not None:
             await self._lock.release()
 
     # -- shards ----------------------------------------------------------------------------
 
     async def load_shards(self) -> list[ShardState]:
-        async with self._connection("loading the progress rows") as conn:
-            return await progress.load_shards(conn)
+        return await self._do("loading the progress rows", progress.load_shards, write=False)
 
     async def add_shards(self, shards: list[ShardState]) -> None:
         """Insert progress rows for new shards; existing shard ids are left untouched."""
         if not shards:
             return
-        async with self._connection("adding shards") as conn:
-            await progress.add_shards(conn, shards)
+        await self._do("adding shards", lambda conn: progress.add_shards(conn, shards))
 
     async def replace_shard(self, old_id: str, new_shards: list[ShardState]) -> bool:
         """Atomically retire shard ``old_id`` (to the archive: its counters still count in
         ``ingest_totals``) and add ``new_shards`` (e.g. a split of its remaining range; a new
         shard may reuse ``old_id``). Returns False, changing nothing, if ``old_id`` does not
         exist or is already done."""
-        async with self._connection(f"replacing shard {old_id}") as conn:
-            return await progress.replace_shard(conn, old_id, new_shards)
+        return await self._do(
+            f"replacing shard {old_id}",
+            lambda conn: progress.replace_shard(conn, old_id, new_shards),
+        )
 
     async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
         """Hand the older part of a live shard to ``new``: in one transaction the shard's
         ``lower_ts`` becomes ``new.upper_ts`` and ``new``'s row is added. False, changing
         nothing, if the shard is gone or done."""
-        async with self._connection(f"splitting shard {shard.shard_id}") as conn:
-            return await progress.split_shard(conn, shard, new)
+        return await self._do(
+            f"splitting shard {shard.shard_id}",
+            lambda conn: progress.split_shard(conn, shard, new),
+        )
 
     async def reset_progress(self) -> int:
         """For a full re-sync (no command uses it yet): retire every progress row to the
         archive (counters kept for totals); never touches ``events``. Returns the number of
         shards retired."""
-        async with self._connection("resetting progress") as conn:
-            return await progress.reset_progress(conn)
+        return await self._do("resetting progress", progress.reset_progress)
 
     async def repair_targets(self) -> list[int]:
         """Epoch-ms timestamps whose events need a complete copy: stripped rows in
         ``events`` and quarantined incomplete events still unresolved (oldest first)."""
         if not self._repairs.stripped and not self._repairs.unresolved:
             return []
-        async with self._connection("finding incomplete events") as conn:
-            rows = await conn.fetch(_STRIPPED_TIMES)
-            payloads = await conn.fetch(_UNRESOLVED_TIMES)
+
+        async def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            return await conn.fetch(_STRIPPED_TIMES), await conn.fetch(_UNRESOLVED_TIMES)
+
+        rows, payloads = await self._do("finding incomplete events", read, write=False)
         out = [int(r[0]) for r in rows]
         for r in payloads:
             try:
@@ -268,26 +316,34 @@ class PostgresSink:
     async def write(self, batch: Batch) -> WriteResult:
         """Load one batch and move its shard's checkpoint, atomically. Raises ``SinkError``
         (nothing of the batch committed) on any database failure."""
-        pool = self._require_pool()
+        self._require_pool()
         sent_at = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         failure: BaseException | None = None
         shard_id = batch.checkpoint.shard_id
         direct = self._direct_copy and self._fresh.get(shard_id, True)
+
+        async def once() -> WriteResult:
+            async with self._acquire() as conn:
+                return await write_batch(
+                    conn,
+                    batch,
+                    self.run_id,
+                    self.provider,
+                    sent_at,
+                    t0,
+                    direct=direct,
+                    repairs=self._repairs,
+                )
+
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
-                async with pool.acquire() as conn:
-                    result = await write_batch(
-                        conn,
-                        batch,
-                        self.run_id,
-                        self.provider,
-                        sent_at,
-                        t0,
-                        direct=direct,
-                        repairs=self._repairs,
-                    )
+                # one transaction: a retry after a lost connection is safe (it either
+                # committed, and the re-load is absorbed as duplicates, or left nothing)
+                result = await self.outage.run(f"writing shard {shard_id}", once)
                 self._fresh[shard_id] = result.duplicates == 0
+            except (LockHeld, StoppedInOutage):
+                raise
             except _RETRYABLE as exc:
                 failure = exc
                 # unordered direct COPYs of overlapping batches can deadlock; the staged
@@ -345,11 +401,17 @@ class PostgresSink:
         """Record a new 'running' run (its id becomes ``self.run_id``) after marking dead
         'running' runs as 'failed': all of them if this sink holds the ingest lock, else those
         whose heartbeat is older than ``stale_after_s``."""
-        async with self._connection("recording the run") as conn, conn.transaction():
-            await runs.mark_stale_runs(
-                conn, stale_after_s=stale_after_s, exclude_run=None, lock_held=self.locked
-            )
-            self.run_id = await runs.insert_run(conn, strategy)
+        locked = self.locked
+
+        async def record(conn: Any) -> int:
+            async with conn.transaction():
+                await runs.mark_stale_runs(
+                    conn, stale_after_s=stale_after_s, exclude_run=None, lock_held=locked
+                )
+                run_id: int = await runs.insert_run(conn, strategy)
+                return run_id
+
+        self.run_id = await self._do("recording the run", record)
         return self.run_id
 
     async def heartbeat(
@@ -358,11 +420,16 @@ class PostgresSink:
         """Store the run's counters and refresh its heartbeat (and that of ``shard_ids``).
 
         Without a started run only the shards' heartbeats are refreshed."""
-        async with self._connection("updating the run") as conn:
-            if self.run_id is not None:
-                await runs.update_run(conn, self.run_id, counters)
-            if shard_ids:
-                await progress.touch_shards(conn, list(shard_ids))
+        run_id = self.run_id
+        touched = list(shard_ids or ())
+
+        async def beat(conn: Any) -> None:
+            if run_id is not None:
+                await runs.update_run(conn, run_id, counters)
+            if touched:
+                await progress.touch_shards(conn, touched)
+
+        await self._do("updating the run", beat)
 
     async def finish_run(
         self, status: FinalStatus, counters: RunCounters, error: str | None = None
@@ -370,10 +437,11 @@ class PostgresSink:
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final run status: {status!r}")
         run_id = self._require_run()
-        async with self._connection("recording the end of the run") as conn:
-            await runs.end_run(
-                conn, run_id, status, counters, self._scrub(error) if error else None
-            )
+        text = self._scrub(error) if error else None
+        await self._do(
+            "recording the end of the run",
+            lambda conn: runs.end_run(conn, run_id, status, counters, text),
+        )
 
     def _require_run(self) -> int:
         if self.run_id is None:
