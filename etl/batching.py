@@ -52,6 +52,8 @@ def advance(shard: ShardState, page: Page, result: TransformResult | None = None
         quarantined=result.quarantined + result.incomplete,
         checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
         received=len(page.events),
+        out_of_range=result.out_of_range,
+        repeats=result.duplicates,
     )
 
 
@@ -71,4 +73,6 @@ def merge(batches: list[Batch]) -> Batch:
             pages=sum(b.checkpoint.pages for b in batches),
         ),
         received=sum(b.received for b in batches),
+        out_of_range=sum(b.out_of_range for b in batches),
+        repeats=sum(b.repeats for b in batches),
     )

@@ -15,6 +15,7 @@
     │   └── StoppedInOutage       stopped (signal) while waiting out an outage
     ├── LockHeld                  another run holds the single-instance lock      exit 7
     ├── NothingIngested           no ingest has loaded the database asked about   exit 9
+    ├── SourceMismatch            the state was built from a different dataset    exit 10
     └── TimestampError            a value no known timestamp format can express
 
 Third-party exceptions (aiohttp, asyncpg, ...) are translated into this tree at the
@@ -38,6 +39,8 @@ class ExitCode:
     LOCKED = 7
     DEGRADED = 8  # `etl health` only
     NOTHING_INGESTED = 9  # `etl export-ids` on a database no ingest has loaded
+    SOURCE_MISMATCH = 10  # the database holds a sync of a different dataset; nothing fetched
+    INCOMPLETE = 11  # every shard done, yet fewer events than the source states
 
 
 # One line each, for `etl --help` (README.md's table says the same at more length).
@@ -52,6 +55,8 @@ EXIT_MEANINGS: dict[int, str] = {
     ExitCode.LOCKED: "another etl ingest holds this database's lock",
     ExitCode.DEGRADED: "etl health: degraded",
     ExitCode.NOTHING_INGESTED: "etl export-ids: nothing has been ingested there",
+    ExitCode.SOURCE_MISMATCH: "etl ingest: the database holds a different dataset's sync",
+    ExitCode.INCOMPLETE: "etl ingest: every shard done, yet fewer events than the source states",
 }
 
 
@@ -115,6 +120,10 @@ class LockHeld(EtlError):
 
 class NothingIngested(EtlError):
     exit_code = ExitCode.NOTHING_INGESTED
+
+
+class SourceMismatch(EtlError):
+    exit_code = ExitCode.SOURCE_MISMATCH
 
 
 class TimestampError(EtlError, ValueError):

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, get_args
 
 import msgspec
+
+if TYPE_CHECKING:
+    from etl.identity import SourceIdentity
 
 ZERO_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -100,7 +103,8 @@ class Quarantined:
 
 
 ShardStatus = Literal["pending", "running", "done"]
-FinalStatus = Literal["succeeded", "partial", "failed"]  # how a run ended
+# how a run ended; incomplete: every shard done, yet fewer events than the source states
+FinalStatus = Literal["succeeded", "partial", "failed", "incomplete"]
 RunStatus = Literal["running", FinalStatus]
 FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
 Strategy = Literal["auto", "events", "feed"]  # which lanes a source may use
@@ -142,6 +146,9 @@ class Batch:
     quarantined: list[Quarantined]
     checkpoint: Checkpoint
     received: int  # events in the page(s), valid or not
+    # received = records + quarantined + out_of_range + repeats
+    out_of_range: int = 0  # outside the shard's bounds: another shard's to load
+    repeats: int = 0  # an id seen earlier in the same page (first one kept)
 
 
 LoadedBy = Literal["copy", "upsert"]  # straight into the table, or through a stage
@@ -182,7 +189,12 @@ class Delivery:
 
 @dataclass(slots=True)
 class RunCounters:
-    """Live figures of one run; the pipeline updates, reporters and the runs table read."""
+    """Live figures of one run; the pipeline updates, reporters and the runs table read.
+
+    Of the events written: ``received = inserted + duplicates + quarantined + out_of_range``
+    (duplicates: already in the table, or repeated on a page; out of range: on a page of
+    one shard but inside another's time range, which loads it).
+    """
 
     received: int = 0
     inserted: int = 0
@@ -193,6 +205,7 @@ class RunCounters:
     rate_limited: int = 0
     cursor_resets: int = 0
     pages: int = 0
+    out_of_range: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -207,6 +220,7 @@ RUN_COUNTERS: tuple[str, ...] = (
     "rate_limited",
     "cursor_resets",
     "pages",
+    "out_of_range",
 )
 
 
@@ -254,6 +268,10 @@ class Source(Protocol):
         """The newest event's position (None when empty) and the total the API reports."""
         ...
 
+    async def contains(self, anchor: Position) -> bool:
+        """Whether event ``anchor.id`` is in the source at ``anchor.ts_ms`` (within 1 s)."""
+        ...
+
     def lanes(self) -> list[Lane]: ...
 
     @property
@@ -262,6 +280,14 @@ class Source(Protocol):
         is a fault of that response: its page is re-read, and what stays incomplete is
         quarantined, never loaded stripped."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What the table holds for the sync, from the progress counters (never a COUNT(*))."""
+
+    events: int  # loaded by every shard, live or retired (rows kept by a reset included)
+    quarantined: int  # distinct events that could not be made valid (and still are not)
 
 
 class Destination(Protocol):
@@ -294,6 +320,18 @@ class StateStore(Protocol):
 
     async def add_shards(self, shards: list[ShardState]) -> None:
         """Record new shards; ids already known are left untouched."""
+        ...
+
+    async def tally(self) -> Tally: ...
+
+    async def load_identity(self) -> SourceIdentity | None:
+        """Which dataset the state belongs to (None: no state recorded one yet)."""
+        ...
+
+    async def save_identity(self, identity: SourceIdentity) -> None: ...
+
+    async def reset_progress(self) -> int:
+        """Retire every shard (a full re-sync follows); loaded rows stay. Returns how many."""
         ...
 
     async def repair_targets(self) -> list[int]:

@@ -13,8 +13,9 @@ Imports no aiohttp, asyncpg or rich: the parts arrive as Protocols.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from etl import identity as ident
 from etl import planner
 from etl.aio import first_error, until_stopped
 from etl.batching import advance, merge, transform_for
@@ -25,6 +26,7 @@ from etl.models import (
     Destination,
     FinalStatus,
     Lane,
+    Position,
     Reporter,
     RunCounters,
     ShardState,
@@ -55,6 +57,7 @@ class PipelineOptions:
     split: bool = True  # split busy shards when fetchers run out of idle ones
     split_min_pages: int = 4
     rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
+    full_refresh: bool = DEFAULTS.full_refresh  # retire every shard first, re-read all
 
 
 @dataclass(slots=True)
@@ -81,8 +84,11 @@ class Run:
         *,
         counters: RunCounters | None = None,
         stop: asyncio.Event | None = None,
+        identity: ident.SourceIdentity | None = None,
     ) -> None:
+        """``identity``: who the source is (api, key id); None skips the dataset checks."""
         self.source = source
+        self.identity = identity
         self.destination = destination
         self.store = store
         self.reporter = reporter
@@ -117,6 +123,7 @@ class Run:
             self._planned = False
             return "stopped before planning", None
         head, total = found
+        shards = await self._same_dataset(shards, head, total)
         unfinished = [s for s in shards if s.status != "done"]
         if unfinished:
             self.shards = shards
@@ -151,10 +158,59 @@ class Run:
         self.shards = shards + new
         return how, total
 
+    async def _same_dataset(
+        self, shards: list[ShardState], head: Position | None, total: int | None
+    ) -> list[ShardState]:
+        """Check the state belongs to this source's dataset (``etl.identity``); with
+        ``full_refresh``, retire it instead. Raises ``SourceMismatch`` before any fetch."""
+        current = self.identity
+        if current is None:
+            return shards
+        stored = await self.store.load_identity()
+        if self.options.full_refresh:
+            retired = await self.store.reset_progress() if shards else 0
+            self.reporter.message(
+                f"--full-refresh: {retired} shard(s) retired; re-reading the whole source "
+                "(rows already loaded stay and count)"
+            )
+            stored, shards = None, []
+        elif stored is not None:
+            verdict = await ident.verify(stored, current, total, self.source)
+            if not verdict.same:
+                raise ident.mismatch_error(stored, verdict)
+            for note in verdict.notes:
+                self.reporter.message(note)
+            current = replace(stored, api=current.api, key_id=current.key_id)
+        if stored is None:  # a new sync (or state kept before identities were): anchor it
+            current = replace(current, newest=head)
+        self.identity = current
+        await self.store.save_identity(current)
+        return shards
+
+    async def _judge(self, total: int | None) -> tuple[FinalStatus, str]:
+        """After every shard finished: complete, or short of what the source states."""
+        # every shard read down to its bound and the open-ended one to the end of the data:
+        # the lowest position any shard handled is the oldest event
+        oldest = min((s.position for s in self.shards if s.position), default=None)
+        if self.identity is not None:
+            self.identity = ident.after_sync(self.identity, oldest, total)
+            await self.store.save_identity(self.identity)
+        if total is None:
+            return "succeeded", ""
+        tally = await self.store.tally()
+        missing = total - tally.events - tally.quarantined
+        if missing <= 0:
+            return "succeeded", ""
+        return "incomplete", (
+            f"every shard is done, but the table holds {tally.events:,} of the {total:,} events "
+            f"the source states ({tally.quarantined:,} quarantined, {missing:,} missing); "
+            "run `etl ingest --full-refresh` to re-read the source"
+        )
+
     # -- the run ----------------------------------------------------------------------
     async def execute(self) -> Outcome:
         planned, total = await self.plan()
-        loaded_before = sum(s.events for s in self.shards)
+        loaded_before = (await self.store.tally()).events
         todo = [s for s in self.shards if s.status != "done"]
         for index, shard in enumerate(todo):
             self._loader_of[shard.shard_id] = index % self.options.loaders
@@ -196,6 +252,8 @@ class Run:
         status: FinalStatus = "succeeded" if complete else "partial"
         if self.error is not None:
             status = "failed"
+        elif status == "succeeded":
+            status, self.stop_reason = await self._judge(total)
         return Outcome(
             status=status,
             counters=self.counters,
@@ -278,7 +336,6 @@ class Run:
             await scheduler.release(shard)
             return False, False
         self.counters.pages += 1
-        self.counters.received += len(page.events)
         result = transform_for(shard, page, self._required)
         if result.incomplete:
             await self._reread(lane, shard, result)
@@ -388,9 +445,12 @@ class Run:
         shard = self._by_id.get(batch.checkpoint.shard_id)
         if shard is not None:
             shard.events += result.inserted
-        self.counters.inserted += result.inserted
-        self.counters.duplicates += result.duplicates
-        self.counters.quarantined += result.quarantined - result.resolved
+        c = self.counters  # received = inserted + duplicates + quarantined + out_of_range
+        c.received += batch.received
+        c.inserted += result.inserted
+        c.duplicates += result.duplicates + batch.repeats
+        c.quarantined += result.quarantined
+        c.out_of_range += batch.out_of_range
         if result.repaired or result.resolved:
             extra = self.counters.extra
             extra["repaired"] = extra.get("repaired", 0) + result.repaired + result.resolved

@@ -80,6 +80,7 @@ class Settings:
     log_format: str = "text"
     progress_interval_s: float = 10.0
     metrics_file: Path | None = None
+    full_refresh: bool = False  # retire the sync state first and re-read the whole source
 
     def __post_init__(self) -> None:
         if self.api_url is not None:

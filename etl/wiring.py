@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from etl import planner
 from etl.errors import EtlError, LockHeld, StoppedInOutage
+from etl.identity import SourceIdentity
 from etl.models import Clock, Destination, Reporter, RunCounters, Source, StateStore
 from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.settings import Settings
@@ -33,6 +34,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         batch_size=settings.batch_size,
         max_runtime_s=settings.max_runtime_s,
         rereads=settings.incomplete_rereads,
+        full_refresh=settings.full_refresh,
     )
 
 
@@ -63,6 +65,7 @@ async def run_ingest(
     counters: RunCounters,
     on_run: Callable[[Run], None] | None = None,
     stop: asyncio.Event | None = None,
+    identity: SourceIdentity | None = None,
 ) -> Outcome:
     """Start ``source``, record a run in ``store``, run the pipeline, record how it ended.
 
@@ -70,11 +73,22 @@ async def run_ingest(
     An exception still ends the run in ``store`` (failed; partial when cancelled by a second
     signal) and is then re-raised. ``stop`` is the run's stop event (e.g. also the sink's,
     so that a stop ends its wait for a database in an outage). A lock lost to another run
-    (``LockHeld`` during the run) is re-raised without writing anything more.
+    (``LockHeld`` during the run) is re-raised without writing anything more. ``identity``
+    (api, key id) turns on the dataset checks of ``etl.identity``.
     """
     reporter.message(await source.start())
     await store.start_run(source.strategy_used)
-    run = Run(source, destination, store, reporter, clock, options, counters=counters, stop=stop)
+    run = Run(
+        source,
+        destination,
+        store,
+        reporter,
+        clock,
+        options,
+        counters=counters,
+        stop=stop,
+        identity=identity,
+    )
     if on_run is not None:
         on_run(run)
     try:

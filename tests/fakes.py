@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from etl.errors import EtlError
+from etl.identity import SourceIdentity
 from etl.models import (
     Batch,
     Checkpoint,
@@ -25,6 +26,7 @@ from etl.models import (
     RunCounters,
     RunStatus,
     ShardState,
+    Tally,
     WriteResult,
 )
 
@@ -111,6 +113,9 @@ class FakeSource:
             return None, 0
         return Position(*_key(self._events[0])), len(self._events)
 
+    async def contains(self, anchor: Position) -> bool:
+        return any(_key(ev) == (anchor.ts_ms, anchor.id) for ev in self._events)
+
     def lanes(self) -> list[Lane]:
         return list(self._lanes)
 
@@ -133,6 +138,9 @@ class MemoryStore:
         self.locked = False
         self.runs: list[RunRecord] = []
         self.shards: dict[str, ShardState] = {}
+        self.retired: list[ShardState] = []  # reset shards: their events still count
+        self.identity: SourceIdentity | None = None
+        self.quarantined: set[str] = set()
         self.heartbeats = 0
 
     async def try_lock(self) -> None:
@@ -157,6 +165,23 @@ class MemoryStore:
 
     async def repair_targets(self) -> list[int]:
         return []  # this destination never holds an incomplete event
+
+    async def tally(self) -> Tally:
+        events = sum(s.events for s in [*self.shards.values(), *self.retired])
+        return Tally(events=events, quarantined=len(self.quarantined))
+
+    async def load_identity(self) -> SourceIdentity | None:
+        return self.identity
+
+    async def save_identity(self, identity: SourceIdentity) -> None:
+        self.identity = identity
+
+    async def reset_progress(self) -> int:
+        retired = list(self.shards.values())
+        self.retired.extend(retired)
+        self.shards.clear()
+        self.identity = None
+        return len(retired)
 
     async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
         row = self.shards.get(shard.shard_id)
@@ -195,6 +220,7 @@ class MemoryTable:
                 self.rows[record[0]] = record
                 inserted += 1
         self.store.commit(batch.checkpoint, inserted)
+        self.store.quarantined.update(q.payload for q in batch.quarantined)
         self.batches += 1
         return WriteResult(
             inserted=inserted,

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from etl.clock import FakeClock
+from etl.identity import SourceIdentity, api_label, key_id
 from etl.models import Delivery, RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.sink.postgres import PostgresSink
@@ -106,7 +107,15 @@ async def ingest(
             reporter.run = run
 
         return await run_ingest(
-            src, pg, pg, reporter, clock, options, counters=counters, on_run=attach
+            src,
+            pg,
+            pg,
+            reporter,
+            clock,
+            options,
+            counters=counters,
+            on_run=attach,
+            identity=SourceIdentity(api_label(base_url), key_id(api_key)),
         )
 
 

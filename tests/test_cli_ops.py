@@ -33,7 +33,9 @@ async def populate(dsn: str, *, finish: str | None = None) -> int:
         run_id = await sink.start_run("events")
         await sink.write(batch("a", range(5)))
         await sink.write(batch("b", range(100, 103), done=True))
-        counters = RunCounters(inserted=8, requests=4, retries=1, rate_limited=2, quarantined=0)
+        counters = RunCounters(
+            received=11, inserted=8, out_of_range=3, requests=4, retries=1, rate_limited=2
+        )
         counters.extra.update(expected_total=20, loaded_before=0)
         await sink.heartbeat(counters)
         if finish:
@@ -97,18 +99,19 @@ def test_status_attaches_to_a_running_embedded_server(tmp_path: Path) -> None:
 
 
 def test_runs_lists_history(db_url: str) -> None:
-    """`etl runs` shows each run with its counters and error; --limit and --json work."""
+    """`etl runs` shows each run with its counters (received = inserted + dupes + quar. +
+    out of range) and error; --limit and --json work."""
     first = run_sync(populate(db_url, finish="failed"))
     second = run_sync(populate(db_url))
     result = invoke(["runs"], {"DATABASE_URL": db_url})
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
-    header = "run started (UTC) ended (UTC) took status inserted dupes requests retries 429s"
-    assert lines[0] == header + " quar. error"
-    assert lines[1].startswith(str(second)) and " running 8 0 4 1 2 0" in lines[1]
+    header = "run started (UTC) ended (UTC) took status received inserted dupes quar."
+    assert lines[0] == header + " out of range requests retries 429s error"
+    assert lines[1].startswith(str(second)) and " running 11 8 0 0 3 4 1 2" in lines[1]
     assert (
         lines[2].startswith(str(first))
-        and "failed 8 0 4 1 2 0 SourceError: upstream down" in lines[2]
+        and "failed 11 8 0 0 3 4 1 2 SourceError: upstream down" in lines[2]
     )
     result = invoke(["runs", "--json", "--limit", "1"], {"DATABASE_URL": db_url})
     runs = json.loads(result.stdout)["runs"]

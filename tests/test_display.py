@@ -137,6 +137,7 @@ def snapshot(status: str = "running", error: str | None = None) -> StatusSnapsho
         rate_limited=1,
         cursor_resets=0,
         pages=6,
+        out_of_range=0,
         expected_total=3_000_000,
         error=error,
         host="h",

@@ -92,6 +92,7 @@ async def shard_sink(db_url: str, request: pytest.FixtureRequest) -> AsyncIterat
 
 
 async def test_migration_is_idempotent(db_url: str) -> None:
+    """Every step applies once on a fresh database, and a second migration changes nothing."""
     conn = await asyncpg.connect(db_url)
     try:
         assert await migrate(conn) == SCHEMA_VERSION
@@ -103,7 +104,14 @@ async def test_migration_is_idempotent(db_url: str) -> None:
                 "SELECT table_name FROM information_schema.tables WHERE table_schema='public'"
             )
         }
-        assert {"events", "ingest_progress", "ingest_runs", "quarantine", "delivery_log"} <= tables
+        assert {
+            "events",
+            "ingest_progress",
+            "ingest_runs",
+            "quarantine",
+            "delivery_log",
+            "ingest_source",
+        } <= tables
     finally:
         await conn.close()
     async with PostgresSink(db_url):  # a third time through the sink

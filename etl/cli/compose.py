@@ -14,6 +14,7 @@ from etl.cli.db import embedded_pgdata
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
 from etl.fmt import human_duration
+from etl.identity import SourceIdentity, api_label, key_id
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
 from etl.pipeline import Outcome, Run
@@ -34,10 +35,12 @@ def summary(outcome: Outcome, elapsed_s: float) -> str:
         "succeeded": "ingest complete",
         "partial": f"ingest stopped ({outcome.reason or 'unfinished'}); rerun to resume",
         "failed": f"ingest failed: {outcome.error}",
+        "incomplete": f"ingest INCOMPLETE: {outcome.reason}",
     }[outcome.status]
     return (
         f"{head} ◆ {outcome.loaded_total:,}{total} events in the table ◆ "
-        f"{c.inserted:,} new, {c.duplicates:,} duplicates, {c.quarantined:,} quarantined"
+        f"received {c.received:,} = {c.inserted:,} new + {c.duplicates:,} duplicates + "
+        f"{c.quarantined:,} quarantined + {c.out_of_range:,} out of shard range"
         f"{_repairs(c)} ◆ "
         f"{c.requests:,} requests, {c.retries:,} retries, {c.rate_limited:,}×429, "
         f"{c.cursor_resets:,} cursor resets ◆ {human_duration(elapsed_s)}"
@@ -64,9 +67,11 @@ def summary_fields(outcome: Outcome, elapsed_s: float) -> dict[str, object]:
         "status": outcome.status,
         "loaded": outcome.loaded_total,
         "expected": outcome.expected_total,
+        "received": c.received,  # = inserted + duplicates + quarantined + out_of_range
         "inserted": c.inserted,
         "duplicates": c.duplicates,
         "quarantined": c.quarantined,
+        "out_of_range": c.out_of_range,
         "requests": c.requests,
         "retries": c.retries,
         "rate_limited": c.rate_limited,
@@ -222,20 +227,30 @@ async def _ingest(
         )
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
 
+        runs: list[Run] = []
+
         def on_run(run: Run) -> None:
             stopper.run = run
+            runs.append(run)
 
-        outcome = await run_ingest(
-            source,
-            sink,
-            sink,
-            tap or reporter,
-            clock,
-            pipeline_options(settings),
-            counters=counters,
-            on_run=on_run,
-            stop=stopper.stop,
-        )
+        try:
+            outcome = await run_ingest(
+                source,
+                sink,
+                sink,
+                tap or reporter,
+                clock,
+                pipeline_options(settings),
+                counters=counters,
+                on_run=on_run,
+                stop=stopper.stop,
+                identity=SourceIdentity(api_label(settings.api_url), key_id(api_key)),
+            )
+        except BaseException as exc:  # the metrics say how it ended, whatever happened
+            if tap is not None:
+                ended = "partial" if isinstance(exc, asyncio.CancelledError) else "failed"
+                tap.write(counters, runs[0].shards if runs else [], ended)
+            raise
         if tap is not None:
             tap.write(counters, outcome.shards, outcome.status)
     return outcome, time.monotonic() - started

@@ -2,7 +2,8 @@
 
 Checks: the database answers; the API answers ``GET {api_url}`` (the index, ``/api/v1``) and
 accepts the key (skipped without ``--api-url``: the bundled sandbox only lives during a run);
-the last run did not fail; a running run's heartbeat is fresh. A database where no ingest has
+the last run neither failed nor ended incomplete (fewer events than the source states); a
+running run's heartbeat is fresh. A database where no ingest has
 run yet is healthy (nothing has failed).
 """
 
@@ -39,8 +40,9 @@ def run_checks(snapshot: StatusSnapshot | None, *, stale_after_s: float) -> list
     run = snapshot.run if snapshot is not None else None
     if snapshot is None or run is None:
         return [Check("last_run", True, "no ingest has run yet")]
-    if run.status == "failed":
-        return [Check("last_run", False, f"run {run.run_id} failed: {run.error or 'no error'}")]
+    if run.status in ("failed", "incomplete"):  # incomplete: short of the stated total
+        why = run.error or "no error recorded"
+        return [Check("last_run", False, f"run {run.run_id} {run.status}: {why}")]
     checks = [Check("last_run", True, f"run {run.run_id} {run.status}")]
     age = snapshot.heartbeat_age_s
     if run.status == "running" and age is not None:

@@ -111,6 +111,14 @@ def ingest(
     progress_interval: Annotated[
         float, typer.Option(envvar="ETL_PROGRESS_INTERVAL", help="Seconds between log lines.")
     ] = _D["progress_interval_s"],
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Forget the sync state (shards, checkpoints, the source's identity) and "
+            "re-read the whole source, e.g. after it changed. Loaded rows are kept.",
+        ),
+    ] = _D["full_refresh"],
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
     from etl.cli.compose import StoppedAtStartup, ingest_main, summary, summary_fields
@@ -156,6 +164,7 @@ def ingest(
             log_format=log_format,
             progress_interval_s=progress_interval,
             metrics_file=metrics_file,
+            full_refresh=full_refresh,
         )
         check_data_dir(settings.data_dir, embedded=settings.database_url is None)
     except EtlError as exc:
@@ -191,4 +200,6 @@ def ingest(
         return
     if outcome.status == "partial":
         raise typer.Exit(ExitCode.PARTIAL)
+    if outcome.status == "incomplete":
+        raise typer.Exit(ExitCode.INCOMPLETE)
     raise typer.Exit(outcome.error.exit_code if outcome.error else ExitCode.INTERNAL)

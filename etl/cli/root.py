@@ -51,6 +51,7 @@ def _root(
 from etl.cli import export as _export  # noqa: E402,F401
 from etl.cli import health as _health  # noqa: E402,F401
 from etl.cli import ingest as _ingest  # noqa: E402,F401
+from etl.cli import reset as _reset  # noqa: E402,F401
 from etl.cli import runs as _runs  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
 from etl.cli import serve as _serve  # noqa: E402,F401

@@ -35,8 +35,15 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Runs to show.")] = 20,
     as_json: AsJson = False,
 ) -> None:
-    """Run history: start, end, status, rows inserted and deduplicated, requests, retries,
-    429s, quarantined, error."""
+    """Run history, newest first: start, end, status, what became of the events, requests,
+    retries, 429s, error.
+
+    The event counters add up: received = inserted + dupes + quar. + out of range.
+    dupes: already in the table (a re-read at a shard boundary, an incremental overlap,
+    rows kept by a reset) or repeated on a page. quar.: invalid, kept in the quarantine
+    table with the reason. out of range: on a page of one shard but inside another shard's
+    time slice, which loads it.
+    """
     del api_url, api_key  # accepted for uniformity with the other commands
     try:
         history = asyncio.run(runs_main(database_url, data_dir, limit))
@@ -56,4 +63,4 @@ def runs(
 
         from etl.display import runs_table
 
-        Console(width=None if sys.stdout.isatty() else 160).print(runs_table(history))
+        Console(width=None if sys.stdout.isatty() else 1000).print(runs_table(history))

@@ -53,7 +53,13 @@ def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> Rend
     return Group(head, figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows))
 
 
-_RUN_STYLE = {"running": "yellow", "succeeded": "green", "partial": "yellow", "failed": "red"}
+_RUN_STYLE = {
+    "running": "yellow",
+    "succeeded": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "incomplete": "red",
+}
 
 
 async def watch_status(
@@ -75,7 +81,9 @@ def runs_table(runs: list[RunRow]) -> Table:
     table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
     for name in ("run", "started (UTC)", "ended (UTC)", "took", "status"):
         table.add_column(name, no_wrap=True)
-    for name in ("inserted", "dupes", "requests", "retries", "429s", "quar."):
+    for name in ("received", "inserted", "dupes", "quar.", "out of range"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for name in ("requests", "retries", "429s"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", overflow="fold")
     for r in runs:
@@ -85,12 +93,14 @@ def runs_table(runs: list[RunRow]) -> Table:
             _when(r.ended_at),
             human_duration(r.duration_s),
             r.status,
+            f"{r.received:,}",
             f"{r.inserted:,}",
             f"{r.duplicates:,}",
+            f"{r.quarantined:,}",
+            f"{r.out_of_range:,}",
             f"{r.requests:,}",
             f"{r.retries:,}",
             f"{r.rate_limited:,}",
-            f"{r.quarantined:,}",
             r.error or "",
         )
     return table

@@ -12,7 +12,8 @@ from etl.read.views import RunRow
 
 RUN_COLS = (
     "run_id, status, strategy, started_at, ended_at, heartbeat_at, received, inserted,"
-    " duplicates, quarantined, requests, retries, rate_limited, cursor_resets, pages, extra,"
+    " duplicates, quarantined, requests, retries, rate_limited, cursor_resets, pages,"
+    " out_of_range, extra,"
     " error, host, pid"
 )
 
@@ -38,6 +39,7 @@ def run_from_row(row: asyncpg.Record) -> RunRow:
         rate_limited=int(row["rate_limited"]),
         cursor_resets=int(row["cursor_resets"]),
         pages=int(row["pages"]),
+        out_of_range=int(row["out_of_range"]),
         expected_total=int(expected) if isinstance(expected, int) and expected > 0 else None,
         error=row["error"],
         host=row["host"],

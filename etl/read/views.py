@@ -15,12 +15,13 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
                             "heartbeat_at": iso8601 | null}]},
       "run": null | run                # the running run, else the last one
     }
-    run = {"id": int, "status": "running|succeeded|partial|failed", "strategy": str,
-           "started_at": iso8601, "ended_at": iso8601 | null, "heartbeat_at": iso8601,
-           "heartbeat_age_s": float, "received": int, "inserted": int, "duplicates": int,
-           "quarantined": int, "requests": int, "retries": int, "rate_limited": int,
-           "cursor_resets": int, "pages": int, "error": str | null, "host": str | null,
-           "pid": int | null}
+    run = {"id": int, "status": "running|succeeded|partial|failed|incomplete",
+           "strategy": str, "started_at": iso8601, "ended_at": iso8601 | null,
+           "heartbeat_at": iso8601, "heartbeat_age_s": float, "received": int,
+           "inserted": int, "duplicates": int, "quarantined": int, "out_of_range": int,
+           "requests": int, "retries": int, "rate_limited": int, "cursor_resets": int,
+           "pages": int, "error": str | null, "host": str | null, "pid": int | null}
+    # received = inserted + duplicates + quarantined + out_of_range
 
 ``expected`` comes from the run's ``extra.expected_total`` (the total the API reported); it is
 null when unknown. ``rate.now_per_s`` is over the last ``RATE_WINDOW_S`` of the running run's
@@ -67,6 +68,7 @@ class RunRow:
     rate_limited: int
     cursor_resets: int
     pages: int
+    out_of_range: int
     expected_total: int | None
     error: str | None
     host: str | None

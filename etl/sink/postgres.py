@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from etl.errors import EtlError, LockHeld, SinkError, StoppedInOutage
+from etl.identity import SourceIdentity
 from etl.models import (
     FINAL_STATUSES,
     Batch,
@@ -28,11 +29,12 @@ from etl.models import (
     FinalStatus,
     RunCounters,
     ShardState,
+    Tally,
     WriteResult,
 )
 from etl.pg import DB_ERRORS, Conn, Pool, connection, db_error
 from etl.settings import DEFAULTS
-from etl.sink import progress, runs
+from etl.sink import identity, progress, runs
 from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
 from etl.sink.lock import IngestLock
@@ -283,10 +285,10 @@ class PostgresSink:
         )
 
     async def reset_progress(self) -> int:
-        """For a full re-sync (no command uses it yet): retire every progress row to the
-        archive (counters kept for totals); never touches ``events``. Returns the number of
-        shards retired."""
-        return await self._do("resetting progress", progress.reset_progress)
+        """For a full re-sync: retire every progress row to the archive (counters kept for
+        totals) and forget the source identity, in one transaction; never touches
+        ``events``. Returns the number of shards retired."""
+        return await self._do("resetting progress", identity.retire_everything)
 
     async def repair_targets(self) -> list[int]:
         """Epoch-ms timestamps whose events need a complete copy: stripped rows in
@@ -310,6 +312,28 @@ class PostgresSink:
     def incomplete(self) -> tuple[int, int]:
         """(stripped rows in ``events``, quarantined incomplete events unresolved)."""
         return self._repairs.stripped, len(self._repairs.unresolved)
+
+    async def reset_shards(self, shard_ids: list[str]) -> list[str]:
+        """Start ``shard_ids`` over (re-read whole; loaded rows stay and count). Returns the
+        ids that do not exist, changing nothing then."""
+        return await self._do("resetting shards", lambda c: progress.reset_shards(c, shard_ids))
+
+    async def drop_everything(self) -> int:
+        """DELETE every loaded event and all sync state (history stays). Returns the count
+        of events it held."""
+        return await self._do("dropping the loaded data", progress.drop_everything)
+
+    # -- the source's identity and the sync's tally ----------------------------------------
+
+    async def load_identity(self) -> SourceIdentity | None:
+        return await self._do("reading the source identity", identity.load_identity, write=False)
+
+    async def save_identity(self, source: SourceIdentity) -> None:
+        await self._do("recording the source identity", lambda c: identity.save_identity(c, source))
+
+    async def tally(self) -> Tally:
+        """Events loaded (progress counters, live and retired) and distinct quarantined."""
+        return await self._do("reading the totals", identity.tally, write=False)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The ``ingest_progress`` table: one row per shard with its bounds, checkpoint and counters.
 
-Rows retired by ``replace_shard`` or ``reset_progress`` (a full re-sync; no command uses it
-yet) move to ``ingest_progress_archive``, where their counters still count in
-``ingest_totals``. A batch's own progress update is part of its write transaction
-(``etl.sink.batch``).
+Rows retired by ``replace_shard``, ``reset_shards`` or ``reset_progress`` (``etl reset``,
+``etl ingest --full-refresh``) move to ``ingest_progress_archive``, where their counters
+still count in ``ingest_totals`` (the rows they loaded stay in ``events``). A batch's own
+progress update is part of its write transaction (``etl.sink.batch``).
 """
 
 from __future__ import annotations
@@ -131,3 +131,42 @@ async def reset_progress(conn: Conn) -> int:
         )
         status: str = await conn.execute("DELETE FROM ingest_progress")
         return int(status.split()[-1])
+
+
+async def reset_shards(conn: Conn, shard_ids: list[str]) -> list[str]:
+    """Start the shards ``shard_ids`` over: each is retired to the archive (its counters still
+    count) and comes back pending with the same bounds, to be re-read whole. In one
+    transaction; returns the ids that do not exist (then nothing changes)."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            f"SELECT {_SHARD_COLS} FROM ingest_progress WHERE shard_id = ANY($1::text[])"
+            " FOR UPDATE",
+            shard_ids,
+        )
+        found = {r["shard_id"] for r in rows}
+        missing = [i for i in shard_ids if i not in found]
+        if missing:
+            return missing
+        await conn.execute(
+            f"INSERT INTO ingest_progress_archive ({_ARCHIVE_COLS}) "
+            f"SELECT {_ARCHIVE_COLS} FROM ingest_progress WHERE shard_id = ANY($1::text[])",
+            shard_ids,
+        )
+        await conn.execute(
+            "DELETE FROM ingest_progress WHERE shard_id = ANY($1::text[])", shard_ids
+        )
+        fresh = [ShardState(r["shard_id"], r["lower_ts"], r["upper_ts"]) for r in rows]
+        await conn.executemany(_INSERT_SHARD, [_shard_args(s) for s in fresh])
+        return []
+
+
+async def drop_everything(conn: Conn) -> int:
+    """Delete every loaded event, the quarantine and all sync state (progress, archive, the
+    source identity) in one transaction; the run history and delivery log stay. Returns the
+    number of events the counters said were loaded."""
+    async with conn.transaction():
+        loaded = await conn.fetchval("SELECT events FROM ingest_totals")
+        await conn.execute(
+            "TRUNCATE events, quarantine, ingest_progress, ingest_progress_archive, ingest_source"
+        )
+        return int(loaded or 0)

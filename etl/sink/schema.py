@@ -12,6 +12,7 @@ Tables
     quarantine        events that could not be made valid; unique on (fingerprint, reason);
                       ``missing``/``resolved_at`` for incomplete events (schema 2)
     delivery_log      one row per batch written (or failed)
+    ingest_source     which dataset the state belongs to (``etl.identity``; one row; schema 3)
     schema_version    applied migration steps
 View
     ingest_totals     sums of the progress counters (live + archived): what ``etl status``
@@ -23,7 +24,7 @@ from __future__ import annotations
 from etl.errors import SinkError
 from etl.pg import Conn
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -170,7 +171,21 @@ CREATE INDEX IF NOT EXISTS quarantine_unresolved_idx ON quarantine (event_id)
     WHERE missing IS NOT NULL AND resolved_at IS NULL;
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+# v3: the source identity; 'incomplete' runs; events out of a shard's range per run.
+_V3 = """
+CREATE TABLE IF NOT EXISTS ingest_source (
+    name       text        PRIMARY KEY,
+    identity   jsonb       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS out_of_range bigint NOT NULL DEFAULT 0;
+ALTER TABLE ingest_runs DROP CONSTRAINT IF EXISTS ingest_runs_status_check;
+ALTER TABLE ingest_runs ADD CONSTRAINT ingest_runs_status_check
+    CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'incomplete'));
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 
 STAGE_TABLE = "etl_stage"
 # Per-connection staging table for COPY; emptied by every commit. Defined without reference

@@ -14,6 +14,8 @@ from etl.source.http import Http
 from etl.source.lanes import EventsLane, FeedLane, wall_ms
 from etl.source.retry import RetryLog, RetryPolicy
 
+ANCHOR_PAGE = 1000  # events read around an anchor: its second, however dense the data
+
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
@@ -135,6 +137,20 @@ class DataSyncSource:
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes)
+
+    async def contains(self, anchor: Position) -> bool:
+        """One request: the events within a second of ``anchor`` include its id."""
+        from etl.transform import event_position  # pure helper; no cycle at import time
+
+        lane = self._lanes[0]
+        await lane.acquire()
+        around = ShardState("anchor", lower_ts=anchor.ts_ms - 1000, upper_ts=anchor.ts_ms + 999)
+        page = await lane.fetch(around, ANCHOR_PAGE)
+        for event in page.events:
+            seen = event_position(event)
+            if seen is not None and seen.id == anchor.id and abs(seen.ts_ms - anchor.ts_ms) < 1000:
+                return True
+        return False
 
     async def head(self) -> tuple[Position | None, int | None]:
         lane = self._lanes[0]
