@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from etl.auth.tokens import TokenSet
-from etl.cli.sources import sync_source
+from etl.cli.sync import sync_source
 from etl.clock import FakeClock
 from etl.rest.load import load, parse, resolve
 from etl.rest.spec import SourceSpec

@@ -95,3 +95,30 @@ async def test_kill_9_at_any_moment_then_rerun_loads_each_issue_once(github_sand
     code, out = await run_etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
     assert code == 0, out
     assert await loaded_issues(db_url) == expected_issues(gh)
+
+
+async def test_without_a_url_sync_reads_the_bundled_sandbox(db_url):
+    """No GITHUB_API_URL: `etl sync github` starts the bundled sandbox, signs in to it by
+    itself, loads it whole and says so; `etl auth github` refuses and says why."""
+    env = env_for(DATABASE_URL=db_url)
+    code, out = await run_etl("sync", "github", "--stream", "issues", env=env)
+    assert code == 0, out
+    assert "started the bundled sandbox" in out and "github.issues: succeeded, 500 rows" in out
+    code, out = await run_etl("auth", "github", env=env)
+    assert code == ExitCode.CONFIG and "set GITHUB_API_URL" in out
+
+
+async def test_sigterm_stops_after_the_page_being_committed_with_exit_3(github_sandbox, db_url):
+    """SIGTERM mid-sync: exit 3, the stream is partial with its next page stored, and the
+    next run finishes it."""
+    gh = await github_sandbox(clock=SystemClock(), issues=1500, latency=0.2)
+    await sign_in(gh, db_url)
+    proc = await etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
+    await asyncio.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await proc.communicate()
+    assert proc.returncode == ExitCode.PARTIAL, err.decode()
+    assert "github.issues: partial" in out.decode()
+    code, rerun = await run_etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
+    assert code == 0, rerun
+    assert await loaded_issues(db_url) == expected_issues(gh)

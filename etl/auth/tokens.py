@@ -58,3 +58,16 @@ class TokenStore(Protocol):
     async def load(self, source: str) -> TokenSet | None: ...
 
     async def save(self, source: str, tokens: TokenSet) -> None: ...
+
+
+class MemoryTokenStore:
+    """Tokens for one process only: for a throwaway server (the bundled sandbox)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, TokenSet] = {}
+
+    async def load(self, source: str) -> TokenSet | None:
+        return self._tokens.get(source)
+
+    async def save(self, source: str, tokens: TokenSet) -> None:
+        self._tokens[source] = tokens

@@ -42,9 +42,10 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    # From here on a signal means: `etl ingest` stops gracefully; any other command is
+    # From here on a signal means: `etl ingest`/`etl sync` stop gracefully; any other is
     # interrupted as usual (KeyboardInterrupt). Before here nothing has been done.
-    signals.set_mode("defer" if ctx.invoked_subcommand == "ingest" else "interrupt")
+    graceful = ctx.invoked_subcommand in ("ingest", "sync")
+    signals.set_mode("defer" if graceful else "interrupt")
 
 
 # Command modules register themselves on import (keep this list sorted).
@@ -55,5 +56,7 @@ from etl.cli import reset as _reset  # noqa: E402,F401
 from etl.cli import runs as _runs  # noqa: E402,F401
 from etl.cli import sandbox as _sandbox  # noqa: E402,F401
 from etl.cli import serve as _serve  # noqa: E402,F401
+from etl.cli import signin as _signin  # noqa: E402,F401
 from etl.cli import sources as _sources  # noqa: E402,F401
 from etl.cli import status as _status  # noqa: E402,F401
+from etl.cli import sync as _sync  # noqa: E402,F401

@@ -107,10 +107,28 @@ def _config(ctx: Ctx, node: yaml.Node) -> tuple[ConfigParam, ...]:
                 required=o.opt("required", nodes.boolean, False),
                 secret=o.opt("secret", nodes.boolean, False),
                 description=o.opt("description", nodes.text, ""),
+                sandbox=o.opt("sandbox", nodes.text, None),
             )
         )
         o.done()
     return tuple(out)
+
+
+def sandbox_needed(spec: SourceSpec, env: Mapping[str, str]) -> bool:
+    """Whether a parameter that falls back to the bundled sandbox has no value."""
+    return any(
+        p.sandbox is not None and p.default is None and not (p.env and env.get(p.env))
+        for p in spec.config
+    )
+
+
+def sandbox_env(spec: SourceSpec, env: Mapping[str, str], root: str) -> dict[str, str]:
+    """``env`` with every unset sandbox-backed parameter pointing into the sandbox at ``root``."""
+    out = dict(env)
+    for p in spec.config:
+        if p.sandbox is not None and p.env and not env.get(p.env):
+            out[p.env] = root + p.sandbox
+    return out
 
 
 def _auth(ctx: Ctx, node: yaml.Node, tmpl: nodes.Reader) -> AuthSpec:
@@ -375,4 +393,12 @@ def resolve(spec: SourceSpec, env: Mapping[str, str]) -> SourceSpec:
     )
 
 
-__all__ = ["SpecError", "config_values", "load", "parse", "resolve"]
+__all__ = [
+    "SpecError",
+    "config_values",
+    "load",
+    "parse",
+    "resolve",
+    "sandbox_env",
+    "sandbox_needed",
+]

@@ -34,6 +34,8 @@ class ConfigParam:
     required: bool = False
     secret: bool = False
     description: str = ""
+    # unset (no env value, no default): start the bundled sandbox, use its root + this path
+    sandbox: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
