@@ -68,11 +68,12 @@ def test_status_text(db_url: str) -> None:
 
 
 def test_status_on_a_fresh_database(db_url: str) -> None:
-    """No tables yet: a clear sentence and exit 0 (JSON: initialized false)."""
+    """No tables yet: a clear sentence naming the database, exit 0 (JSON: initialized
+    false)."""
     result = invoke(["status"], {"DATABASE_URL": db_url})
     assert (result.exit_code, result.stdout.strip()) == (
         0,
-        "no ingest has run against this database yet",
+        f"no ingest has run against {db_url} yet",
     )
     result = invoke(["status", "--json"], {"DATABASE_URL": db_url})
     assert result.exit_code == 0
@@ -80,10 +81,13 @@ def test_status_on_a_fresh_database(db_url: str) -> None:
 
 
 def test_status_with_an_empty_data_dir(tmp_path: Path) -> None:
-    """No DATABASE_URL and no embedded database yet: says so, starts nothing."""
+    """No DATABASE_URL and no embedded database yet: says so, naming the data dir, and
+    starts nothing."""
     result = invoke(["status"], {"ETL_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "no ingest has run against this database yet"
+    assert result.stdout.strip() == (
+        f"no ingest has run against {tmp_path} (no embedded database there) yet"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -120,10 +124,11 @@ def test_runs_lists_history(db_url: str) -> None:
 
 
 def test_runs_on_a_fresh_database(db_url: str) -> None:
+    """No runs yet: a clear sentence naming the database, exit 0."""
     result = invoke(["runs"], {"DATABASE_URL": db_url})
     assert (result.exit_code, result.stdout.strip()) == (
         0,
-        "no ingest has run against this database yet",
+        f"no ingest has run against {db_url} yet",
     )
 
 

@@ -110,7 +110,7 @@ def test_unknown_total_and_messages() -> None:
 
 def test_many_shards_are_summarised() -> None:
     """Only the first rows show (running first); the rest are counted."""
-    many = [ShardState(f"s{i:02d}", None, None, status="done") for i in range(30)]
+    many = [ShardState(f"s{i:02d}", None, None, status="done", events=1) for i in range(30)]
     many.append(ShardState("s99", None, None, status="running"))
     con = console()
     con.print(RichReporter(con, get_time=FakeClock(), max_shard_rows=5).render(counters(1), many))

@@ -114,7 +114,16 @@ async def test_json_schema(live_run: PostgresSink, db_url: str) -> None:
     """The JSON document has the documented keys and figures."""
     doc = snapshot_to_json(await read_status(db_url))
     json.dumps(doc)  # serialisable as is
-    assert set(doc) == {"schema", "initialized", "taken_at", "events", "rate", "shards", "run"}
+    assert set(doc) == {
+        "schema",
+        "initialized",
+        "taken_at",
+        "events",
+        "rate",
+        "shards",
+        "run",
+        "last_load",
+    }
     assert doc["events"] == {
         "loaded": 8,
         "expected": 20,

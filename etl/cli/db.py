@@ -68,3 +68,14 @@ def check_data_dir(data_dir: Path, *, embedded: bool) -> None:
 def fail(exc: EtlError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(exc.exit_code)
+
+
+def where_looked(database_url: str | None, data_dir: Path, dsn: str | None) -> str:
+    """The database a read command looked at, for a person (password redacted)."""
+    if database_url:
+        from etl.sink.dsn import redact_dsn
+
+        return redact_dsn(database_url)
+    if dsn is None:
+        return f"{data_dir} (no embedded database there)"
+    return f"the embedded database in {data_dir}"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli.db import fail, open_database
+from etl.cli.db import fail, open_database, where_looked
 from etl.cli.options import ApiKey, ApiUrlUnused, AsJson, DatabaseUrl, DataDir
 from etl.cli.root import app
 from etl.errors import EtlError
@@ -19,11 +19,15 @@ if TYPE_CHECKING:
     from etl.read.views import RunRow
 
 
-async def runs_main(database_url: str | None, data_dir: Path, limit: int) -> list[RunRow]:
+async def runs_main(
+    database_url: str | None, data_dir: Path, limit: int
+) -> tuple[list[RunRow], str]:
+    """The newest ``limit`` runs, and where they were looked for."""
     async with open_database(database_url, data_dir) as dsn:
         from etl.read.runs import read_runs
 
-        return [] if dsn is None else await read_runs(dsn, limit=limit)
+        where = where_looked(database_url, data_dir, dsn)
+        return ([] if dsn is None else await read_runs(dsn, limit=limit)), where
 
 
 @app.command()
@@ -46,7 +50,7 @@ def runs(
     """
     del api_url, api_key  # accepted for uniformity with the other commands
     try:
-        history = asyncio.run(runs_main(database_url, data_dir, limit))
+        history, where = asyncio.run(runs_main(database_url, data_dir, limit))
     except EtlError as exc:
         raise fail(exc) from None
     if as_json:
@@ -54,9 +58,9 @@ def runs(
 
         typer.echo(json.dumps({"schema": 1, "runs": [run_to_json(r) for r in history]}))
     elif not history:
-        from etl.read.views import NO_INGEST
+        from etl.read.views import no_ingest
 
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest(where))
     else:
         # A pipe or file has no width: give the table room instead of rich's default 80.
         from rich.console import Console

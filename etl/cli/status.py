@@ -15,31 +15,35 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from etl.cli.db import fail, open_database
+from etl.cli.db import fail, open_database, where_looked
 from etl.cli.options import ApiKey, ApiUrlUnused, AsJson, DatabaseUrl, DataDir
 from etl.cli.root import app
 from etl.errors import EtlError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from etl.read.views import StatusSnapshot
 
 
-def _print(console: Console | None, snapshot: StatusSnapshot | None, as_json: bool) -> None:
+def _print(snapshot: StatusSnapshot | None, as_json: bool, where: str) -> None:
     if as_json:
         from etl.read.views import snapshot_to_json
 
-        doc = snapshot_to_json(snapshot) if snapshot else {"schema": 1, "initialized": False}
+        doc: dict[str, object] = (
+            snapshot_to_json(snapshot) if snapshot else {"schema": 1, "initialized": False}
+        )
+        doc["database"] = where
         typer.echo(json.dumps(doc))
+        return
+    if snapshot is None or not snapshot.initialized:  # one plain line, never wrapped
+        from etl.read.views import no_ingest
+
+        typer.echo(no_ingest(where))
         return
     from rich.console import Console
 
     from etl.display import render_status
-    from etl.read.views import NO_INGEST
 
-    console = console or Console()
-    console.print(NO_INGEST if snapshot is None else render_status(snapshot))
+    Console().print(render_status(snapshot, where=where))
 
 
 async def status_main(
@@ -48,21 +52,22 @@ async def status_main(
     from etl.read.status import read_status
 
     async with open_database(database_url, data_dir) as dsn:
+        where = where_looked(database_url, data_dir, dsn)
         if dsn is None:
-            _print(None, None, as_json)
+            _print(None, as_json, where)
             return
         if not watch:
-            _print(None, await read_status(dsn), as_json)
+            _print(await read_status(dsn), as_json, where)
             return
         if as_json:  # one JSON document per line, every interval
             while True:
-                _print(None, await read_status(dsn), True)
+                _print(await read_status(dsn), True, where)
                 await asyncio.sleep(interval_s)
         from rich.console import Console
 
         from etl.display import watch_status
 
-        await watch_status(Console(), lambda: read_status(dsn), interval_s=interval_s)
+        await watch_status(Console(), lambda: read_status(dsn), interval_s=interval_s, where=where)
 
 
 @app.command()
@@ -80,7 +85,8 @@ def status(
     """Progress of the current or last ingest: loaded / expected, rates, ETA, shards.
 
     Reads only the progress and runs tables, so it answers at once while a run is live.
-    Prints "no ingest has run against this database yet" (exit 0) on a fresh database.
+    Names the database it looked at; prints "no ingest has run against <it> yet" (exit 0)
+    on a fresh database.
     --json prints a versioned document ("schema": 1; see etl/read/views.py).
     """
     del api_url, api_key  # accepted for uniformity with the other commands; status needs the DB

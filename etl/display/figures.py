@@ -72,23 +72,38 @@ _STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "dim"}
 
 
 def shard_table(lines: Sequence[ShardLine], max_rows: int) -> RenderableType:
-    """Running shards first, then pending, then done; at most ``max_rows`` (plus a summary)."""
+    """Running shards first, then pending, then done; at most ``max_rows`` (plus a summary).
+
+    A shard reads its time slice newest first: "read down to" is the time of the last event
+    it committed. Done shards whose slice held no event at all (e.g. the open-ended oldest one
+    when the data is younger than the plan assumed) are counted, not listed.
+    """
     order = {"running": 0, "pending": 1, "done": 2}
-    shown = sorted(lines, key=lambda s: order.get(s.status, 3))[:max_rows]
+    empty = [s for s in lines if s.status == "done" and not s.events and s.position is None]
+    listed = [s for s in lines if not (s.status == "done" and not s.events and s.position is None)]
+    shown = sorted(listed, key=lambda s: order.get(s.status, 3))[:max_rows]
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     table.add_column("shard")
     table.add_column("status")
     table.add_column("events", justify="right")
-    table.add_column("at (UTC)")
+    table.add_column("read down to (UTC)")
     for s in shown:
         at = s.position.strftime("%Y-%m-%d %H:%M:%S") if s.position else "–"
         table.add_row(
             s.shard_id, Text(s.status, _STATUS_STYLE.get(s.status, "")), f"{s.events:,}", at
         )
     counts = {k: sum(1 for s in lines if s.status == k) for k in ("running", "pending", "done")}
+    notes = []
+    if empty:
+        notes.append(f"{len(empty)} empty (no event in its time slice), not listed")
+    if len(listed) > len(shown):
+        notes.append(f"{len(listed) - len(shown)} not shown")
     summary = Text(
         f"shards: {len(lines)} · running {counts['running']} · pending {counts['pending']} · "
-        f"done {counts['done']}"
-        + (f" · {len(lines) - len(shown)} not shown" if len(lines) > len(shown) else "")
+        f"done {counts['done']}" + "".join(f" · {n}" for n in notes)
     )
-    return Group(table, summary)
+    caption = Text(
+        "each shard reads its time slice newest first; read down to: its last committed event",
+        style="dim",
+    )
+    return Group(table, summary, caption) if shown else Group(summary)

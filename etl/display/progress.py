@@ -7,6 +7,7 @@ with a fake clock.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sys
 import time
 from collections import deque
@@ -101,6 +102,37 @@ class LogReporter:
         )
 
 
+class SmoothedRate:
+    """An exponentially weighted rate over time (time constant ``tau_s``), for the ETA.
+
+    The rate "now" (a 10 s window) swings with every 429 pause and every burst that follows
+    it; an ETA divided by it jumps from minutes to seconds and back. Weighted by elapsed time,
+    a 10 s stall moves this rate by ~15 % with the default minute, while a lasting change
+    still shows within a few minutes.
+    """
+
+    def __init__(self, tau_s: float = 60.0) -> None:
+        self.tau_s = tau_s
+        self.value: float | None = None
+        self._last: tuple[float, int] | None = None
+
+    def update(self, now: float, count: int) -> float | None:
+        if self._last is None:
+            self._last = (now, count)
+            return self.value
+        t0, n0 = self._last
+        dt_s = now - t0
+        if dt_s <= 0:
+            return self.value
+        rate = (count - n0) / dt_s
+        self._last = (now, count)
+        if self.value is None:
+            self.value = rate
+        else:
+            self.value += (1.0 - math.exp(-dt_s / self.tau_s)) * (rate - self.value)
+        return self.value
+
+
 class RichReporter:
     """The live view of ``etl ingest`` on a TTY; a context manager owning a rich ``Live``.
 
@@ -113,11 +145,13 @@ class RichReporter:
         *,
         get_time: Callable[[], float] = time.monotonic,
         window_s: float = 10.0,
+        eta_tau_s: float = 60.0,
         max_shard_rows: int = 16,
     ) -> None:
         self.console = console
         self.get_time = get_time
         self.window_s = window_s
+        self._eta_rate = SmoothedRate(eta_tau_s)
         self.max_shard_rows = max_shard_rows
         self.started = get_time()
         self._samples: deque[tuple[float, int]] = deque()
@@ -159,7 +193,7 @@ class RichReporter:
         loaded = counters.extra.get("loaded_before", 0) + counters.inserted
         rate_now = self.rate_now(counters.inserted)
         rate_avg = counters.inserted / elapsed if elapsed > 0 else None
-        rate = rate_now or rate_avg
+        rate = self._eta_rate.update(now, counters.inserted) or rate_avg
         eta = max(0, total - loaded) / rate if total and rate else None
         figures = Figures(
             loaded=loaded,

@@ -13,17 +13,22 @@ from rich.text import Text
 
 from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
 from etl.fmt import human_duration
-from etl.read.views import NO_INGEST, RunRow, StatusSnapshot
+from etl.read.views import RunRow, StatusSnapshot, no_ingest
 
 
-def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> RenderableType:
-    """What ``etl status`` prints: the same figures as the live view, read from the tables."""
+def render_status(
+    snapshot: StatusSnapshot, *, max_shard_rows: int = 32, where: str = ""
+) -> RenderableType:
+    """What ``etl status`` prints: the same figures as the live view, read from the tables.
+
+    ``where`` names the database it looked at (password redacted)."""
     s = snapshot
     if not s.initialized:
-        return Text(NO_INGEST)
+        return Text(no_ingest(where))
+    parts: list[RenderableType] = [Text(f"database: {where}", style="dim")] if where else []
     run = s.run
     if run is None:
-        head = Text("no run recorded yet")
+        parts.append(Text("no run recorded yet"))
     else:
         ended = f", ended {run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else ""
         head = Text.assemble(
@@ -34,14 +39,28 @@ def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> Rend
         if run.status == "running" and s.heartbeat_age_s is not None:
             head.append(f" · heartbeat {human_duration(s.heartbeat_age_s)} ago")
         if run.error:
-            head.append(f"\nerror: {run.error}", "red")
+            label = "why" if run.status == "incomplete" else "error"
+            head.append(f"\n{label}: {run.error}", "red")
+        parts.append(head)
+    load = s.load
+    if run is not None and load is not None and load is not run:
+        parts.append(
+            Text(
+                f"run {run.run_id} found nothing new; rates and elapsed below are those of run "
+                f"{load.run_id}, the last that loaded events"
+                f" ({load.inserted:,}, ended {_when(load.ended_at)} UTC)",
+                style="dim",
+            )
+        )
+    if not s.shards and run is not None and run.status != "running":
+        parts.append(Text("no sync state: the next `etl ingest` plans a full sync", style="dim"))
     figures = Figures(
         loaded=s.loaded,
         total=s.expected_total,
         rate_now=s.rate_now_per_s,
         rate_avg=s.rate_avg_per_s,
         eta_s=s.eta_s,
-        elapsed_s=run.duration_s if run else None,
+        elapsed_s=load.duration_s if load else None,
         requests=run.requests if run else 0,
         rate_limited=run.rate_limited if run else 0,
         retries=run.retries if run else 0,
@@ -50,7 +69,8 @@ def render_status(snapshot: StatusSnapshot, *, max_shard_rows: int = 32) -> Rend
         duplicates=s.duplicates,
     )
     lines = [ShardLine(r.shard_id, r.status, r.events, r.position) for r in s.shards]
-    return Group(head, figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows))
+    parts += [figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows)]
+    return Group(*parts)
 
 
 _RUN_STYLE = {
@@ -63,12 +83,16 @@ _RUN_STYLE = {
 
 
 async def watch_status(
-    console: Console, read: Callable[[], Awaitable[StatusSnapshot]], *, interval_s: float
+    console: Console,
+    read: Callable[[], Awaitable[StatusSnapshot]],
+    *,
+    interval_s: float,
+    where: str = "",
 ) -> None:
     """Redraw the status view every ``interval_s`` until cancelled (Ctrl-C)."""
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            live.update(render_status(await read()), refresh=True)
+            live.update(render_status(await read(), where=where), refresh=True)
             await asyncio.sleep(interval_s)
 
 

@@ -22,6 +22,11 @@ _SHARDS_SQL = (
 _RUN_SQL = (
     f"SELECT {RUN_COLS} FROM ingest_runs ORDER BY status = 'running' DESC, run_id DESC LIMIT 1"
 )
+# The newest finished run that loaded events: its rate is the real one after no-op runs.
+_LAST_LOAD_SQL = (
+    f"SELECT {RUN_COLS} FROM ingest_runs WHERE inserted > 0 AND status <> 'running'"
+    " ORDER BY run_id DESC LIMIT 1"
+)
 # The newest deliveries of one run (index on (run_id, id)), summed over the recent window.
 _RECENT_SQL = """
 SELECT coalesce(sum(rows_written), 0)::bigint FROM (
@@ -58,6 +63,10 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
         )
         row = await conn.fetchrow(_RUN_SQL)
         run = run_from_row(row) if row else None
+        last_load = None
+        if run is not None and run.status != "running" and run.inserted == 0:
+            found = await conn.fetchrow(_LAST_LOAD_SQL)
+            last_load = run_from_row(found) if found else None
         rate_now = None
         if run is not None and run.status == "running":
             since = head["now"] - dt.timedelta(seconds=RATE_WINDOW_S)
@@ -73,6 +82,7 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
         shards=shards,
         run=run,
         rate_now_per_s=rate_now,
+        last_load=last_load,
     )
 
 

@@ -13,7 +13,10 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
                  "items": [{"id": str, "status": str, "events": int,
                             "position": iso8601 | null, "updated_at": iso8601,
                             "heartbeat_at": iso8601 | null}]},
-      "run": null | run                # the running run, else the last one
+      "run": null | run,               # the running run, else the last one
+      "last_load": null | run,         # when "run" ended loading nothing (up to date): the
+                                       # newest run that loaded events (its real rate)
+      "database": str                  # where it looked (password redacted), when known
     }
     run = {"id": int, "status": "running|succeeded|partial|failed|incomplete",
            "strategy": str, "started_at": iso8601, "ended_at": iso8601 | null,
@@ -25,7 +28,8 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
 
 ``expected`` comes from the run's ``extra.expected_total`` (the total the API reported); it is
 null when unknown. ``rate.now_per_s`` is over the last ``RATE_WINDOW_S`` of the running run's
-deliveries; ``average_per_s`` is the run's inserted rows over its duration.
+deliveries; ``average_per_s`` is the run's inserted rows over its duration (``last_load``'s
+when the last run loaded nothing).
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ from etl.models import RUN_COUNTERS
 
 SCHEMA = 1
 NO_INGEST = "no ingest has run against this database yet"
+
+
+def no_ingest(where: str) -> str:
+    """What status and runs say about a database with no ingest yet, naming the database."""
+    return f"no ingest has run against {where} yet" if where else NO_INGEST
+
+
 RATE_WINDOW_S = 30.0
 
 
@@ -91,6 +102,9 @@ class StatusSnapshot:
     shards: tuple[ShardRow, ...] = ()
     run: RunRow | None = None
     rate_now_per_s: float | None = None
+    # when the last run finished without loading anything (up to date): the newest run that
+    # did load, whose rate and duration are the real figures of a load
+    last_load: RunRow | None = None
 
     @property
     def expected_total(self) -> int | None:
@@ -103,9 +117,10 @@ class StatusSnapshot:
 
     @property
     def rate_avg_per_s(self) -> float | None:
-        if self.run is None or self.run.duration_s <= 0:
+        load = self.load
+        if load is None or load.duration_s <= 0:
             return None
-        return self.run.inserted / self.run.duration_s
+        return load.inserted / load.duration_s
 
     @property
     def eta_s(self) -> float | None:
@@ -114,6 +129,12 @@ class StatusSnapshot:
             return None
         rate = self.rate_now_per_s or self.rate_avg_per_s
         return max(0, total - self.loaded) / rate if rate else None
+
+    @property
+    def load(self) -> RunRow | None:
+        """The run whose rate and duration to show: the last one, or when it loaded nothing
+        (an up-to-date incremental run), the newest that did."""
+        return self.last_load or self.run
 
     @property
     def heartbeat_age_s(self) -> float | None:
@@ -183,4 +204,5 @@ def snapshot_to_json(snapshot: StatusSnapshot) -> dict[str, Any]:
             ],
         },
         "run": run_to_json(s.run, taken_at=s.taken_at) if s.run else None,
+        "last_load": run_to_json(s.last_load) if s.last_load else None,
     }
