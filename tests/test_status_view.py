@@ -71,9 +71,12 @@ def test_smoothed_rate_follows_time_not_the_number_of_updates() -> None:
 
 def test_the_shard_table_explains_its_column_and_leaves_out_empty_slices() -> None:
     """The open-ended oldest shard that found no event is counted, not listed as
-    a "done 0" row with no time; the time column says what it is."""
+    a "done 0" row with no time; the time column says what it is and never shows a time
+    below the shard's own slice."""
     shards = [
-        ShardState("full-00", 1, 2, Position(T0_MS), status="done", events=500),
+        ShardState(
+            "full-00", T0_MS - 60_000, T0_MS, Position(T0_MS - 86_400_000), None, "done", 500
+        ),
         ShardState("full-15", None, 1, status="done"),
     ]
     con = console()
@@ -82,6 +85,9 @@ def test_the_shard_table_explains_its_column_and_leaves_out_empty_slices() -> No
     assert "full-15" not in text
     assert "1 empty (no event in its time slice), not listed" in text
     assert "read down to (UTC)" in text and "at (UTC)" not in text
+    # its last page reached a day below its slice (the next shard's events): it shows the
+    # bottom of its own slice
+    assert "full-00 done 500 2026-01-27 18:59:00" in text
     assert "newest first" in text
 
 

@@ -46,7 +46,7 @@ def runs(
     dupes: already in the table (a re-read at a shard boundary, an incremental overlap,
     rows kept by a reset) or repeated on a page. quar.: invalid, kept in the quarantine
     table with the reason. out of range: on a page of one shard but inside another shard's
-    time slice, which loads it.
+    time slice, which loads it. A long error is cut in the table; --json has all of it.
     """
     del api_url, api_key  # accepted for uniformity with the other commands
     try:

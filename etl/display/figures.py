@@ -38,6 +38,15 @@ class ShardLine:
     status: str
     events: int
     position: dt.datetime | None
+    lower: dt.datetime | None = None  # the slice's older bound
+
+    @property
+    def reached(self) -> dt.datetime | None:
+        """How far down its slice the shard has read: its last event, but never below the
+        slice (the last page of a shard reaches into the next one's, which loads those)."""
+        if self.position is None or self.lower is None:
+            return self.position
+        return max(self.position, self.lower)
 
 
 def _rate(value: float | None) -> str:
@@ -88,7 +97,7 @@ def shard_table(lines: Sequence[ShardLine], max_rows: int) -> RenderableType:
     table.add_column("events", justify="right")
     table.add_column("read down to (UTC)")
     for s in shown:
-        at = s.position.strftime("%Y-%m-%d %H:%M:%S") if s.position else "–"
+        at = s.reached.strftime("%Y-%m-%d %H:%M:%S") if s.reached else "–"
         table.add_row(
             s.shard_id, Text(s.status, _STATUS_STYLE.get(s.status, "")), f"{s.events:,}", at
         )

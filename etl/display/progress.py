@@ -102,6 +102,10 @@ class LogReporter:
         )
 
 
+def _utc(ts_ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
+
+
 class SmoothedRate:
     """An exponentially weighted rate over time (time constant ``tau_s``), for the ETA.
 
@@ -214,7 +218,8 @@ class RichReporter:
                 s.shard_id,
                 s.status,
                 s.events,
-                dt.datetime.fromtimestamp(s.position.ts_ms / 1000, dt.UTC) if s.position else None,
+                _utc(s.position.ts_ms) if s.position else None,
+                _utc(s.lower_ts) if s.lower_ts is not None else None,
             )
             for s in shards
         ]

@@ -68,7 +68,7 @@ def render_status(
         quarantined=s.quarantined,
         duplicates=s.duplicates,
     )
-    lines = [ShardLine(r.shard_id, r.status, r.events, r.position) for r in s.shards]
+    lines = [ShardLine(r.shard_id, r.status, r.events, r.position, r.lower) for r in s.shards]
     parts += [figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows)]
     return Group(*parts)
 
@@ -100,6 +100,13 @@ def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "–"
 
 
+ERROR_CHARS = 120  # of a run's error in the table (`etl runs --json` has all of it)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1].rstrip() + "…"
+
+
 def runs_table(runs: list[RunRow]) -> Table:
     """`etl runs`: one row per run, newest first."""
     table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
@@ -125,6 +132,6 @@ def runs_table(runs: list[RunRow]) -> Table:
             f"{r.requests:,}",
             f"{r.retries:,}",
             f"{r.rate_limited:,}",
-            r.error or "",
+            _short(r.error or ""),
         )
     return table

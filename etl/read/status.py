@@ -16,7 +16,7 @@ from etl.read.runs import RUN_COLS, run_from_row
 from etl.read.views import RATE_WINDOW_S, ShardRow, StatusSnapshot
 
 _SHARDS_SQL = (
-    "SELECT shard_id, status, events, position_ts, updated_at, heartbeat_at"
+    "SELECT shard_id, status, events, position_ts, lower_ts, updated_at, heartbeat_at"
     " FROM ingest_progress ORDER BY created_at, shard_id"
 )
 _RUN_SQL = (
@@ -58,6 +58,7 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
                 position=_ts_ms_to_utc(r["position_ts"]),
                 updated_at=r["updated_at"],
                 heartbeat_at=r["heartbeat_at"],
+                lower=_ts_ms_to_utc(r["lower_ts"]),
             )
             for r in await conn.fetch(_SHARDS_SQL)
         )

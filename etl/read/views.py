@@ -11,8 +11,8 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
       "rate": {"now_per_s": float | null, "average_per_s": float | null, "eta_s": float | null},
       "shards": {"total": int, "done": int, "running": int, "pending": int,
                  "items": [{"id": str, "status": str, "events": int,
-                            "position": iso8601 | null, "updated_at": iso8601,
-                            "heartbeat_at": iso8601 | null}]},
+                            "position": iso8601 | null, "lower": iso8601 | null,
+                            "updated_at": iso8601, "heartbeat_at": iso8601 | null}]},
       "run": null | run,               # the running run, else the last one
       "last_load": null | run,         # when "run" ended loading nothing (up to date): the
                                        # newest run that loaded events (its real rate)
@@ -60,6 +60,7 @@ class ShardRow:
     position: dt.datetime | None  # time of the last committed event
     updated_at: dt.datetime
     heartbeat_at: dt.datetime | None
+    lower: dt.datetime | None = None  # the slice's older bound (None: down to the oldest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ def snapshot_to_json(snapshot: StatusSnapshot) -> dict[str, Any]:
                     "status": r.status,
                     "events": r.events,
                     "position": _iso(r.position),
+                    "lower": _iso(r.lower),
                     "updated_at": _iso(r.updated_at),
                     "heartbeat_at": _iso(r.heartbeat_at),
                 }
