@@ -1,6 +1,7 @@
 #!/bin/sh
 # One command, fresh clone: load every DataSync event into PostgreSQL.
-#   With a working `docker compose`: PostgreSQL (host port 5434) + sandbox + ingest in containers.
+#   With a working `docker compose`: PostgreSQL (127.0.0.1:5434) + sandbox + ingest in containers;
+#   PostgreSQL keeps running afterwards (`docker compose down` stops it), the sandbox is stopped.
 #   Without Docker: a local .venv, an embedded PostgreSQL and the bundled sandbox.
 # SANDBOX_EVENTS=N  smaller sandbox dataset for a quick check (default 3,000,000).
 # DATASYNC_API_URL / DATASYNC_API_KEY  ingest from that API instead of the sandbox.
@@ -10,22 +11,27 @@ cd "$(dirname "$0")"
 export SANDBOX_EVENTS="${SANDBOX_EVENTS:-3000000}"
 export SANDBOX_TIME_SCALE="${SANDBOX_TIME_SCALE:-10}"
 if [ -n "${DATASYNC_API_URL:-}" ]; then
-  export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-300}"   # the real API's throttle window
+  export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-300}"   # the real API's throttle window (spec)
 else
   export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-$(awk "BEGIN { print 300 / $SANDBOX_TIME_SCALE }")}"
 fi
 
 if [ -z "${ETL_NO_DOCKER:-}" ] && command -v docker >/dev/null 2>&1 \
    && docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  echo "== docker compose: postgres (localhost:5434), sandbox, ingest =="
+  echo "== docker compose: postgres (127.0.0.1:${POSTGRES_PORT:-5434}), sandbox, ingest =="
+  docker compose build etl            # one image for etl and the sandbox, built once, now
+  code=0
   if [ -n "${DATASYNC_API_URL:-}" ]; then
-    docker compose up --build -d postgres
-    docker compose run --rm --no-deps etl ingest "$@"
+    docker compose up -d postgres
+    docker compose run --rm --no-deps etl ingest "$@" || code=$?
   else
-    docker compose up --build -d postgres sandbox
-    docker compose run --rm etl ingest "$@"
+    docker compose up -d postgres sandbox
+    docker compose run --rm etl ingest "$@" || code=$?
+    docker compose stop sandbox       # it only served this run
   fi
-  exit $?
+  echo "PostgreSQL keeps running with the data (127.0.0.1:${POSTGRES_PORT:-5434}, user etl);" \
+       "stop it with: docker compose down   (add -v to delete the data)"
+  exit "$code"
 fi
 
 echo "== no Docker engine: local virtualenv + embedded PostgreSQL =="

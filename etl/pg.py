@@ -10,7 +10,8 @@ asyncpg cannot parse is a configuration error (exit 2).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
@@ -36,8 +37,57 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def describe(exc: BaseException, dsn: str) -> str:
-    """``"<ExceptionType>: <message>"`` with the DSN and its password masked."""
-    return scrub(f"{type(exc).__name__}: {exc}", dsn)
+    """What happened, in words, with the DSN and its password masked: the system's words for
+    an OS error (``connection refused``), the server's message for a PostgreSQL error; the
+    exception's type name only when it has no message at all."""
+    if isinstance(exc, OSError) and exc.errno:
+        text = os.strerror(exc.errno).lower()
+    elif isinstance(exc, TimeoutError):
+        text = "no answer in time"
+    else:
+        text = str(exc) or type(exc).__name__
+    return scrub(text, dsn)
+
+
+#: A server that is not up yet (a container's first boot): worth waiting for a little.
+NOT_UP_YET: tuple[type[BaseException], ...] = (
+    OSError,  # refused, or a host name not resolvable yet
+    TimeoutError,
+    asyncpg.CannotConnectNowError,  # "the database system is starting up"
+)
+
+
+async def wait_until_up(
+    dsn: str,
+    *,
+    within_s: float,
+    on_wait: Callable[[str], None] | None = None,
+    interval_s: float = 0.5,
+) -> None:
+    """Return once the server accepts a connection; while it is "not up yet" (refused,
+    starting up) try again every ``interval_s`` for ``within_s`` seconds (``on_wait`` hears
+    about the first failure). Any other failure, or the last one, raises as ``connect`` does.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    told = False
+    while True:
+        try:
+            conn = await connect(dsn, connect_timeout_s=min(CONNECT_TIMEOUT_S, max(1.0, within_s)))
+        except SinkError as exc:
+            if not isinstance(exc.__cause__, NOT_UP_YET) or loop.time() >= deadline:
+                raise
+            if on_wait is not None and not told:
+                told = True
+                reason = describe(exc.__cause__, dsn)
+                on_wait(
+                    f"waiting for PostgreSQL at {redact_dsn(dsn)} ({reason}); "
+                    f"trying for up to {within_s:g} s"
+                )
+            await asyncio.sleep(interval_s)
+            continue
+        await conn.close()
+        return
 
 
 def db_error(what: str, exc: BaseException, dsn: str) -> SinkError:

@@ -72,6 +72,7 @@ class Settings:
     startup_attempts: int = 3  # tries to connect at all before the API has ever answered
     request_timeout_s: float = 60.0
     db_outage_s: float = 120.0  # a database outage this long is ridden through (then exit 6)
+    db_wait_s: float = 10.0  # a DATABASE_URL server still booting (refused) is waited for
     max_runtime_s: float | None = None
     overlap_ms: int = 1_000
     sandbox_events: int = 3_000_000
@@ -118,6 +119,7 @@ class Settings:
             ("startup_attempts", self.startup_attempts, 1, 1000),
             ("--request-timeout", self.request_timeout_s, 0.1, 3600),
             ("--db-outage", self.db_outage_s, 0, 86_400),
+            ("--db-wait", self.db_wait_s, 0, 3600),
             ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
             ("--sandbox-events", self.sandbox_events, 0, 100_000_000),
             ("--progress-interval", self.progress_interval_s, 0.1, 86_400),

@@ -260,3 +260,50 @@ def test_ctrl_c_during_start_up_stops_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in err and "second signal" not in out + err
     assert "stopped by SIGINT during start-up; nothing was loaded" in out
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+# -- a database still booting ---------------------------------------------------------------
+
+
+async def test_the_first_database_connection_waits_for_a_server_still_booting(
+    sandbox: Any, db_url: str, tmp_path: Path
+) -> None:
+    """DATABASE_URL's server refuses connections at first (a container's first boot): the
+    ingest says it is waiting, and once the server listens it carries on and completes."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from etl.sandbox import SystemClock
+
+    sb = await sandbox(events=1_000, clock=SystemClock(), rate_limit=10_000, feed_throttle=10_000)
+    real = urlsplit(db_url)
+    port = closed_port()
+    late_url = db_url.replace(f"{real.hostname}:{real.port}", f"127.0.0.1:{port}")
+    env = clean_env(
+        DATABASE_URL=late_url, DATASYNC_API_URL=sb.base_url, DATASYNC_API_KEY=sb.api_key
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "etl", "ingest", "--db-wait", "60", "--data-dir", str(tmp_path),
+        env=env, stdin=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 60)
+    assert b"waiting for PostgreSQL at" in line and b"connection refused" in line, line
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(real.hostname, real.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(forward, "127.0.0.1", port)  # the server is up now
+    async with server:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    assert "ingest complete" in out.decode()

@@ -136,13 +136,18 @@ async def test_wrong_api_key_is_an_auth_error(sandbox: Any, db_url: str) -> None
 
 
 async def test_unreachable_database_is_a_database_error(sandbox: Any) -> None:
-    """No database at the URL: exit 6 and a clear message without the password."""
+    """No database at the URL: after --db-wait, exit 6 and a clear message in words, without
+    the password."""
     sb = await sandbox(api_keys=(SECRET_KEY,), clock=SystemClock())
     url = "postgresql://etl:Sup3rS3cretPw@127.0.0.1:1/etl"
-    code, output = await run_etl(*ingest_args(sb, url), env=env_for(DATASYNC_API_KEY=SECRET_KEY))
+    code, output = await run_etl(
+        *ingest_args(sb, url, "--db-wait", "0.5"), env=env_for(DATASYNC_API_KEY=SECRET_KEY)
+    )
     assert code == ExitCode.DATABASE, output
     assert "Sup3rS3cretPw" not in output
-    assert "cannot connect" in output
+    assert "waiting for PostgreSQL at postgresql://etl:***@127.0.0.1:1/etl" in output
+    assert "cannot connect to PostgreSQL at" in output and "connection refused" in output
+    assert "Error" not in output  # words, not exception class names
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from etl.fmt import human_duration
 from etl.identity import SourceIdentity, api_label, key_id
 from etl.metrics import write_metrics
 from etl.models import Reporter, RunCounters, ShardState
+from etl.pg import wait_until_up
 from etl.pipeline import Outcome, Run
 from etl.sandbox.config import DEMO_API_KEY
 from etl.settings import Settings
@@ -189,6 +190,8 @@ async def _ingest(
             dsn = await stack.enter_async_context(EmbeddedPostgres(pgdata))
         else:
             dsn = settings.database_url
+            if settings.db_wait_s > 0:
+                await wait_until_up(dsn, within_s=settings.db_wait_s, on_wait=reporter.message)
         api_url, api_key = settings.api_url, settings.api_key
         delivery = stack.enter_context(DeliveryLog(settings.data_dir / "delivery.jsonl"))
         sink = await stack.enter_async_context(

@@ -86,6 +86,14 @@ def ingest(
             help="Seconds a database outage is ridden through (reconnect, retake the lock).",
         ),
     ] = _D["db_outage_s"],
+    db_wait: Annotated[
+        float,
+        typer.Option(
+            envvar="ETL_DB_WAIT",
+            help="Seconds to wait for a DATABASE_URL server that refuses connections or is "
+            "starting up (a container's first boot) before giving up (exit 6).",
+        ),
+    ] = _D["db_wait_s"],
     max_attempts: Annotated[
         int, typer.Option(envvar="ETL_MAX_ATTEMPTS", help="Tries per page on transient faults.")
     ] = _D["max_attempts"],
@@ -156,6 +164,7 @@ def ingest(
             queue_batches=queue_batches,
             max_runtime_s=max_runtime,
             request_timeout_s=request_timeout,
+            db_wait_s=db_wait,
             max_attempts=max_attempts,
             db_outage_s=db_outage,
             sandbox_events=sandbox_events,

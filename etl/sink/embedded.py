@@ -14,6 +14,19 @@ The server process survives a SIGKILL of its owner; the next start finds and reu
 
 Root. PostgreSQL refuses to run as root; pgserver then creates a system user ``pgserver``, runs
 the server as that user and makes ``data_dir``'s parent directories traversable (o+rx).
+
+pgserver's API. pgserver is pinned (``==0.1.4``, in pyproject.toml and the lock files). We use
+its public API: ``get_server(pgdata, cleanup_mode=...)``, the handle's ``__enter__``/
+``__exit__`` (its reference count), ``get_uri()`` and ``psql()``. One private part remains,
+on purpose: ``_prune_dead_handles`` reads and rewrites ``<pgdata>/.handle_pids.json`` under
+``PostgresServer._lock`` (the inter-process lock pgserver itself takes around that file),
+because pgserver counts a server's users by pid in that file and has no public way to drop
+the pid of a process that died by SIGKILL; without it such a death keeps the server up
+forever. Moving to a new pgserver means re-checking that file's format and that lock.
+
+Not installed. The Docker image leaves pgserver (and its ~34 MB of PostgreSQL binaries) out:
+it always runs against DATABASE_URL. Without pgserver, a command that would start the
+embedded server stops with a ConfigError (exit 2) saying to set DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from etl.errors import SinkError
+from etl.errors import ConfigError, SinkError
 
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -39,7 +52,13 @@ def _pgserver() -> Any:
     # it then falls back to /tmp/runtime-<uid>, which is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        try:
+            import pgserver
+        except ImportError:
+            raise ConfigError(
+                "no DATABASE_URL, and this installation has no embedded PostgreSQL (the "
+                "Docker image leaves it out): set DATABASE_URL or --database-url"
+            ) from None
     return pgserver
 
 
@@ -94,18 +113,20 @@ class EmbeddedPostgres:
         """Start or reuse the server, create the database if missing; returns its DSN."""
         if self._dsn is not None:
             return self._dsn
+        pgserver = _pgserver()
         try:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            pgserver = _pgserver()
             _prune_dead_handles(pgserver, self.data_dir)
             server = pgserver.get_server(
                 self.data_dir, cleanup_mode="stop" if self.stop_on_exit else None
             )
             server.__enter__()  # reference count: stop only when the last user leaves
         except Exception as exc:
+            reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
+            log = self.data_dir / "log"
+            where = f" (server log: {log})" if log.is_file() else ""
             raise SinkError(
-                f"cannot start the embedded PostgreSQL in {self.data_dir}: "
-                f"{type(exc).__name__}: {exc} (server log: {self.data_dir / 'log'})"
+                f"cannot start the embedded PostgreSQL in {self.data_dir}: {reason}{where}"
             ) from exc
         self._server = server
         try:
@@ -117,31 +138,24 @@ class EmbeddedPostgres:
         return self._dsn
 
     def _create_database(self) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        psql = Path(POSTGRES_BIN_PATH) / "psql"
-        uri = self._server.get_uri("postgres")
-
-        def run(sql: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [str(psql), uri, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-
+        """CREATE DATABASE unless it exists, through pgserver's public ``psql()``; the
+        advisory lock keeps two processes starting at once from both creating it."""
+        marker = "etl-database-present:"
+        script = (
+            "SELECT pg_advisory_lock(724501);\n"
+            f"SELECT 'CREATE DATABASE \"{self.database}\"' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec\n"
+            "SELECT pg_advisory_unlock(724501);\n"
+            f"SELECT '{marker}' || datname FROM pg_database WHERE datname = '{self.database}';\n"
+        )
         try:
-            found = run(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
-            if found.returncode == 0 and found.stdout.strip() == "1":
-                return
-            created = run(f'CREATE DATABASE "{self.database}"')
+            output = self._server.psql(script)
         except (OSError, subprocess.SubprocessError) as exc:
             raise SinkError(f"cannot create database {self.database!r}: {exc}") from exc
-        if created.returncode != 0 and "already exists" not in created.stderr:
+        if f"{marker}{self.database}" not in output:
             raise SinkError(
-                f"cannot create database {self.database!r} in the embedded PostgreSQL: "
-                f"{(created.stderr or found.stderr).strip()}"
+                f"cannot create database {self.database!r} in the embedded PostgreSQL "
+                f"(server log: {self.data_dir / 'log'})"
             )
 
     def stop(self) -> None:
