@@ -16,6 +16,7 @@
     ├── LockHeld                  another run holds the single-instance lock      exit 7
     ├── NothingIngested           no ingest has loaded the database asked about   exit 9
     ├── SourceMismatch            the state was built from a different dataset    exit 10
+    ├── ThresholdsError           thresholds file/service unavailable or garbage  exit 13
     └── TimestampError            a value no known timestamp format can express
 
 Third-party exceptions (aiohttp, asyncpg, ...) are translated into this tree at the
@@ -41,6 +42,8 @@ class ExitCode:
     NOTHING_INGESTED = 9  # `etl export-ids` on a database no ingest has loaded
     SOURCE_MISMATCH = 10  # the database holds a sync of a different dataset; nothing fetched
     INCOMPLETE = 11  # every shard done, yet fewer events than the source states
+    FINDINGS = 12  # a check found something: rollup differences, anomalies, breaches
+    THRESHOLDS = 13  # `etl anomalies`: thresholds (file or benchmark service) unavailable
 
 
 # One line each, for `etl --help` (README.md's table says the same at more length).
@@ -57,6 +60,8 @@ EXIT_MEANINGS: dict[int, str] = {
     ExitCode.NOTHING_INGESTED: "etl export-ids: nothing has been ingested there",
     ExitCode.SOURCE_MISMATCH: "etl ingest: the database holds a different dataset's sync",
     ExitCode.INCOMPLETE: "etl ingest: every shard done, yet fewer events than the source states",
+    ExitCode.FINDINGS: "etl rollups --verify / etl anomalies: something was found",
+    ExitCode.THRESHOLDS: "etl anomalies: the thresholds file or service failed",
 }
 
 
@@ -124,6 +129,10 @@ class NothingIngested(EtlError):
 
 class SourceMismatch(EtlError):
     exit_code = ExitCode.SOURCE_MISMATCH
+
+
+class ThresholdsError(EtlError):
+    exit_code = ExitCode.THRESHOLDS
 
 
 class TimestampError(EtlError, ValueError):

@@ -144,6 +144,13 @@ def sandbox(
         TsRule, _o("TIMESTAMP_RULE", "Format chosen by page position or per event.")
     ] = TsRule.page,
     fault_seed: Annotated[int, _o("FAULT_SEED", "Seed of the fault draws.")] = _D.fault_seed,
+    thresholds_fault: Annotated[
+        str,
+        _o(
+            "THRESHOLDS_FAULT",
+            "/benchmarks/thresholds misbehaves: none, down, garbage, bad_rules or slow.",
+        ),
+    ] = _D.thresholds_fault,
     p_500: Annotated[float, _o("P_500", "Probability of an ALB 500 per data request.")] = 0.0,
     p_502: Annotated[float, _o("P_502", "Probability of an ALB 502.")] = 0.0,
     p_503: Annotated[float, _o("P_503", "Probability of an ALB 503.")] = 0.0,
@@ -229,6 +236,7 @@ def sandbox(
             timestamp_formats=timestamp_formats.value,
             timestamp_rule=timestamp_rule.value,
             fault_seed=fault_seed,
+            thresholds_fault=thresholds_fault,
             p_500=p_500,
             p_502=p_502,
             p_503=p_503,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from etl.sandbox import events, faults, feed, responses, sessions, submissions
+from etl.sandbox import benchmarks, events, faults, feed, responses, sessions, submissions
 from etl.sandbox.clock import SandboxClock, SystemClock
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.databox.config import DATABOX_PREFIX
@@ -110,6 +110,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if request.path.startswith(DATABOX_PREFIX + "/"):
         return await state.databox.handle(request)
+    if request.path == benchmarks.BENCHMARKS_PATH and request.method == "GET":
+        return await benchmarks.serve(state)
     label, group = _route(request.method, request.path)
     resp = await _handle(state, request, label, group)
     state.stats.record(label, resp.status)

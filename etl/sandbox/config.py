@@ -93,6 +93,8 @@ class SandboxConfig:
     slow_seconds: float = 5.0
     p_missing_fields: float = 0.0
     invalid_events: float = 0.0  # share of events served invalid (bad timestamp / no id)
+    # GET /benchmarks/thresholds (etl.sandbox.benchmarks): none, down, garbage, bad_rules, slow
+    thresholds_fault: str = "none"
     # submissions
     max_submissions: int = 5
     unlimited: bool = False
@@ -170,6 +172,8 @@ def _problems(c: SandboxConfig) -> list[str]:
         out.append("time_scale must be > 0")
     if c.timestamp_formats not in ("recorded", "mixed", "ms"):
         out.append("timestamp_formats must be recorded, mixed or ms")
+    if c.thresholds_fault not in ("none", "down", "garbage", "bad_rules", "slow"):
+        out.append("thresholds_fault must be none, down, garbage, bad_rules or slow")
     if c.timestamp_rule not in ("page", "event"):
         out.append("timestamp_rule must be page or event")
     if c.query_auth_pool not in ("shared", "separate"):

@@ -11,6 +11,10 @@ direct  COPY straight into ``events``. No stage, no sort, no second insert: Post
 staged  COPY into the connection's TEMP stage (``etl.sink.schema.STAGE_DDL``), then
         ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``: absorbs re-reads.
 
+Either way the rows that were new are added to the rollups in the same transaction
+(``etl.sink.rollups``: summed in Python for a direct COPY, from ``RETURNING`` when staged),
+and a repair of stripped rows moves them between rollup groups.
+
 A batch that failed is recorded by ``log_failure`` in a transaction of its own.
 """
 
@@ -28,6 +32,7 @@ import asyncpg
 from etl.errors import SinkError
 from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
 from etl.pg import Conn
+from etl.sink import rollups
 from etl.sink.schema import STAGE_TABLE, STRIPPED_SQL
 
 
@@ -39,7 +44,8 @@ def _stripped(alias: str) -> str:
 _COLS = ", ".join(EVENT_COLUMNS)
 # ORDER BY id: concurrent transactions take index locks in the same order, so overlapping
 # batches wait for each other instead of deadlocking.
-_INSERT_EVENTS = (
+# ... with the rows it really inserted added to the rollups; returns their count
+_INSERT_EVENTS = rollups.staged_insert(
     f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} ORDER BY id "
     "ON CONFLICT (id) DO NOTHING"
 )
@@ -85,14 +91,7 @@ _UPSERT_INCOMPLETE = (
 )
 # A stripped row (see schema.STRIPPED_SQL) completed from the copy in the stage; the
 # predicate repeats the partial index's so that only stripped rows are looked at.
-_REPAIR_EVENTS = f"""
-UPDATE events AS e SET
-    session_id = coalesce(e.session_id, s.session_id),
-    user_id = coalesce(e.user_id, s.user_id),
-    name = coalesce(e.name, s.name),
-    session = coalesce(e.session, s.session),
-    properties = CASE WHEN e.properties = '{{}}'::jsonb THEN s.properties ELSE e.properties END
-FROM {STAGE_TABLE} AS s
+_REPAIR_WHERE = f"""
 WHERE e.id = s.id AND {_stripped("e")} AND (
     (e.session_id IS NULL AND s.session_id IS NOT NULL)
     OR (e.user_id IS NULL AND s.user_id IS NOT NULL)
@@ -100,6 +99,22 @@ WHERE e.id = s.id AND {_stripped("e")} AND (
     OR (e.session IS NULL AND s.session IS NOT NULL)
     OR (e.properties = '{{}}'::jsonb AND s.properties <> '{{}}'::jsonb))
 """
+# The repair moves the rows between rollup groups (device, browser, user, page): the rows
+# before (selected with the same predicate) are subtracted, the rows after added.
+_REPAIR_EVENTS = rollups.replace_rows(
+    "SELECT DISTINCT ON (e.id) "
+    + ", ".join(f"e.{c}" for c in rollups.RETURNED.split(", "))
+    + f" FROM events AS e, {STAGE_TABLE} AS s"
+    + _REPAIR_WHERE,
+    """UPDATE events AS e SET
+    session_id = coalesce(e.session_id, s.session_id),
+    user_id = coalesce(e.user_id, s.user_id),
+    name = coalesce(e.name, s.name),
+    session = coalesce(e.session, s.session),
+    properties = CASE WHEN e.properties = '{}'::jsonb THEN s.properties ELSE e.properties END"""
+    + f"\nFROM {STAGE_TABLE} AS s"
+    + _REPAIR_WHERE,
+)
 _RESOLVE_QUARANTINE = """
 UPDATE quarantine SET resolved_at = now()
 WHERE event_id = ANY($1::text[]) AND missing IS NOT NULL AND resolved_at IS NULL
@@ -259,13 +274,17 @@ async def _write(
         if direct:
             await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
             inserted = n_records
+            await rollups.apply(conn, rollups.aggregate(batch.records))
         elif n_records:
             await conn.copy_records_to_table(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
             )
             if repairs.stripped:
-                repaired = _count(await conn.execute(_REPAIR_EVENTS))
-            inserted = _count(await conn.execute(_INSERT_EVENTS))
+                repaired = int(await conn.fetchval(_REPAIR_EVENTS))
+                if repaired:
+                    for sql in rollups.DROP_EMPTY:
+                        await conn.execute(sql)
+            inserted = int(await conn.fetchval(_INSERT_EVENTS))
         if repairs.unresolved and n_records:
             waiting = [r[0] for r in batch.records if r[0] in repairs.unresolved]
             if waiting:

@@ -11,6 +11,7 @@ shard must be issued in order by the caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -39,6 +40,7 @@ from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
 from etl.sink.dsn import redact_dsn, scrub
 from etl.sink.lock import IngestLock
 from etl.sink.outage import Outage, is_connection_loss, quiet_asyncpg
+from etl.sink.purge import PurgeFilter, drop_purged, load_rules
 from etl.sink.schema import STAGE_DDL, STRIPPED_SQL, migrate
 from etl.timestamps import EPOCH, to_utc
 
@@ -130,6 +132,8 @@ class PostgresSink:
             dsn, ride_s=outage_s, relock=self._relock, lock_lost=self._lock_lost, stop=stop
         )
         quiet_asyncpg()
+        # events `etl purge` deleted and asked not to reload (etl.sink.purge)
+        self._purged: tuple[PurgeFilter, ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,6 +166,7 @@ class PostgresSink:
         ) as conn:
             await migrate(conn)
             self._repairs = await _load_repairs(conn)
+            self._purged = await load_rules(conn)
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -345,6 +350,11 @@ class PostgresSink:
         t0 = time.perf_counter()
         failure: BaseException | None = None
         shard_id = batch.checkpoint.shard_id
+        purged = 0
+        if self._purged:  # events `etl purge` removed stay out; counted as duplicates
+            received = len(batch.records)
+            batch = drop_purged(batch, self._purged)
+            purged = received - len(batch.records)
         direct = self._direct_copy and self._fresh.get(shard_id, True)
 
         async def once() -> WriteResult:
@@ -380,6 +390,8 @@ class PostgresSink:
             except _FAILURES as exc:
                 failure = exc
             else:
+                if purged:
+                    result = dataclasses.replace(result, duplicates=result.duplicates + purged)
                 self._notify(batch, sent_at, t0, result, None)
                 return result
             break

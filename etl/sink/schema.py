@@ -14,6 +14,7 @@ Tables
     delivery_log      one row per batch written (or failed)
     ingest_source     which dataset the state belongs to (``etl.identity``; one row; schema 3)
     schema_version    applied migration steps
+    rollup_*, purges  hourly/user/page rollups kept by the loader (``etl.sink.rollups``)
 View
     ingest_totals     sums of the progress counters (live + archived): what ``etl status``
                       reports instead of COUNT(*) over events
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 from etl.errors import SinkError
 from etl.pg import Conn
+from etl.sink.findings import FINDINGS_DDL
+from etl.sink.rollups import ROLLUPS_DDL
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -185,7 +188,16 @@ ALTER TABLE ingest_runs ADD CONSTRAINT ingest_runs_status_check
     CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'incomplete'));
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, ROLLUPS_DDL),
+    # `etl events --user`: a user's events newest first, one index range scan
+    (5, "CREATE INDEX IF NOT EXISTS events_user_idx ON events (user_id, occurred_at)"),
+    # `etl anomalies`: each run and what it found
+    (6, FINDINGS_DDL),
+)
 
 STAGE_TABLE = "etl_stage"
 # Per-connection staging table for COPY; emptied by every commit. Defined without reference
