@@ -13,6 +13,8 @@ def ev(n: int, ts: int) -> RawEvent:
 
 
 def test_a_middle_page_keeps_the_shard_running_at_the_cursor() -> None:
+    """A page with more to come keeps its in-range rows and leaves the shard running at the API's
+    next cursor, positioned on its last event."""
     shard = ShardState("s", lower_ts=T - 100_000, upper_ts=T)
     page = Page([ev(1, T - 10), ev(2, T - 20)], has_more=True, next_cursor="c2")
     batch = advance(shard, page)
@@ -28,6 +30,8 @@ def test_a_middle_page_keeps_the_shard_running_at_the_cursor() -> None:
 
 def test_the_cursor_position_wins_over_the_last_event() -> None:
     # whole-second timestamps read early: the API's cursor names the exact millisecond
+    """The position the API's cursor names (exact to the ms) is the checkpoint, not the last
+    event's own (maybe rounded) time."""
     shard = ShardState("s", lower_ts=None, upper_ts=None)
     exact = Position(T - 19, ev(2, 0).id)
     advance(shard, Page([ev(1, T - 10), ev(2, T - 20)], True, "c", cursor_position=exact))
@@ -35,6 +39,8 @@ def test_the_cursor_position_wins_over_the_last_event() -> None:
 
 
 def test_reaching_below_the_lower_bound_ends_the_shard_after_the_slack() -> None:
+    """Events within a second below the lower bound are re-read slack and keep the shard going; one
+    past the slack ends it."""
     lower = T - 1_000_000
     shard = ShardState("s", lower_ts=lower, upper_ts=T)
     inside_slack = lower - BOUNDARY_SLACK_MS + 1  # re-read, kept by neither bound check
@@ -47,6 +53,7 @@ def test_reaching_below_the_lower_bound_ends_the_shard_after_the_slack() -> None
 
 
 def test_an_empty_last_page_ends_the_shard_and_keeps_its_position() -> None:
+    """An empty final page ends the shard without losing the position already committed."""
     shard = ShardState("s", None, T, position=Position(T - 5, ev(9, 0).id), cursor="c")
     batch = advance(shard, Page([], has_more=False, next_cursor=None))
     assert (shard.status, shard.cursor, shard.position) == (
@@ -58,6 +65,8 @@ def test_an_empty_last_page_ends_the_shard_and_keeps_its_position() -> None:
 
 
 def test_merge_sums_pages_and_keeps_the_last_checkpoint() -> None:
+    """Merged pages of one shard are one transaction: their rows in order, the pages summed, the
+    last checkpoint kept; one page merges to itself."""
     shard = ShardState("s", None, None)
     a = advance(shard, Page([ev(1, T - 1)], True, "c1"))
     b = advance(shard, Page([ev(2, T - 2)], False, None))

@@ -194,6 +194,8 @@ def test_secrets_never_printed(command: list[str]) -> None:
 
 @pytest.mark.parametrize("command", ["status", "runs", "health"])
 def test_help_lists_shared_options(command: str) -> None:
+    """Every read command accepts the shared connection options, so one environment serves them
+    all."""
     result = invoke([command, "--help"], {})
     assert result.exit_code == 0
     for option in ("--database-url", "--data-dir", "--api-url", "--api-key", "--json"):

@@ -20,6 +20,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]
 
 
 def test_cli_prints_url_and_demo_key_and_stops_on_sigterm() -> None:
+    """`etl sandbox` prints its URL and the demo key, and SIGTERM stops it cleanly."""
     proc = _cli("--port", "0", env={"SANDBOX_EVENTS": "2000"})
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -34,6 +35,7 @@ def test_cli_prints_url_and_demo_key_and_stops_on_sigterm() -> None:
 
 
 def test_cli_bad_value_exits_2() -> None:
+    """A sandbox knob out of range is a configuration error: exit 2 with the reason."""
     proc = _cli("--p-502", "2")
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2

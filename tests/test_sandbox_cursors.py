@@ -30,6 +30,8 @@ async def page(sb: SandboxHandle, http: aiohttp.ClientSession, **params: str) ->
 
 
 async def test_next_cursor_format_and_lifetime(sandbox: SandboxFactory) -> None:
+    """nextCursor is unpadded base64 of compact JSON naming the last event, expiring in about 116
+    s, as the real API's."""
     sb = await sandbox()
     now_ms = round(sb.clock.time() * 1000)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -47,6 +49,8 @@ async def test_next_cursor_format_and_lifetime(sandbox: SandboxFactory) -> None:
 
 
 async def test_expired_cursor_is_400_and_a_refreshed_one_works(sandbox: SandboxFactory) -> None:
+    """A cursor past its lifetime is refused with 400 CURSOR_EXPIRED; a fresh one for the same
+    place works."""
     sb = await sandbox(unlimited=True)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         first = await page(sb, http, limit="10")
@@ -72,6 +76,7 @@ async def test_expired_cursor_is_400_and_a_refreshed_one_works(sandbox: SandboxF
 
 
 async def test_forged_cursors_position_by_ts_with_id_tie_break(sandbox: SandboxFactory) -> None:
+    """A forged cursor positions strictly after (ts, id), ties at one timestamp broken by id."""
     sb = await sandbox(unlimited=True)
     ds = sb.dataset
     ts = ds.timestamps()
@@ -107,6 +112,8 @@ async def test_forged_cursors_position_by_ts_with_id_tie_break(sandbox: SandboxF
 
 
 async def test_malformed_cursors_are_invalid_cursor(sandbox: SandboxFactory) -> None:
+    """Cursors that are not base64, not JSON or of the wrong shape are refused with 400
+    INVALID_CURSOR."""
     sb = await sandbox(unlimited=True)
     exp = round(sb.clock.time() * 1000) + 100_000
     bad = [
@@ -126,6 +133,7 @@ async def test_malformed_cursors_are_invalid_cursor(sandbox: SandboxFactory) -> 
 
 
 async def test_sessions_cursor_pages_in_started_at_order(sandbox: SandboxFactory) -> None:
+    """Walking /sessions by cursor returns every session once, in started_at order."""
     sb = await sandbox(unlimited=True)
     seen: list[dict[str, object]] = []
     cursor = None

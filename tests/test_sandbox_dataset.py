@@ -19,6 +19,8 @@ from tests.fixtures_sandbox import SandboxFactory, fetch
 
 
 def test_deterministic_from_seed() -> None:
+    """The dataset is a function of its seed: the same seed gives the same events, another seed
+    other ids."""
     a = Dataset(SandboxConfig(events=5000, seed=1))
     b = Dataset(SandboxConfig(events=5000, seed=1))
     c = Dataset(SandboxConfig(events=5000, seed=2))
@@ -28,6 +30,8 @@ def test_deterministic_from_seed() -> None:
 
 
 def test_shape_of_the_default_dataset_at_small_scale() -> None:
+    """The generated data has the real dataset's shape: newest timestamp, a month of span, about
+    0.1 % timestamp ties, the type mix."""
     ds = Dataset(SandboxConfig(events=60_000))
     ts = ds.timestamps()
     assert ts[0] == REAL_NEWEST_TS_MS
@@ -51,6 +55,7 @@ def test_shape_of_the_default_dataset_at_small_scale() -> None:
 
 
 def test_sessions_fit_an_hour_at_the_real_density() -> None:
+    """A session's events stay within about an hour, as at the real data's density."""
     ds = Dataset(SandboxConfig(events=40_000, span_days=30 * 40_000 / 3_000_000))
     spans: dict[int, list[int]] = defaultdict(list)
     for p in range(ds.size):
@@ -59,6 +64,7 @@ def test_sessions_fit_an_hour_at_the_real_density() -> None:
 
 
 def test_lookup_maps_every_id_back() -> None:
+    """Every id maps back to its position; unknown or malformed ids map to nothing."""
     ds = Dataset(SandboxConfig(events=3000))
     for p, event_id in enumerate(ds.ids()):
         assert ds.lookup(event_id) == p
@@ -67,6 +73,8 @@ def test_lookup_maps_every_id_back() -> None:
 
 
 async def test_live_events_appear_at_the_head(sandbox: SandboxFactory) -> None:
+    """With --live-rate, new events appear above the newest static one as time passes and the total
+    grows."""
     sb = await sandbox(live_rate=10.0, unlimited=True)
     start_ms = round(sb.clock.time() * 1000)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -107,5 +115,6 @@ async def test_live_events_appear_at_the_head(sandbox: SandboxFactory) -> None:
     ],
 )
 def test_bad_config_is_a_config_error(changes: dict[str, object]) -> None:
+    """An invalid sandbox setting raises ConfigError (exit 2), never a traceback."""
     with pytest.raises(ConfigError):
         SandboxConfig(**changes)  # type: ignore[arg-type]

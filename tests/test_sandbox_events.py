@@ -29,6 +29,7 @@ async def walk(http: aiohttp.ClientSession, url: str, **params: str) -> list[dic
 
 
 async def test_index_and_envelope(sandbox: SandboxFactory) -> None:
+    """The API index lists the endpoints and /events answers with the documented envelope."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         r = await fetch(http, "GET", sb.base_url)
@@ -61,6 +62,7 @@ async def test_index_and_envelope(sandbox: SandboxFactory) -> None:
 
 
 async def test_limit_is_capped_silently_at_5000(sandbox: SandboxFactory) -> None:
+    """A limit above 5000 is served as 5000 without an error, as the real API does."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         big = await fetch(http, "GET", sb.base_url + "/events", params={"limit": "10000"})
@@ -72,6 +74,8 @@ async def test_limit_is_capped_silently_at_5000(sandbox: SandboxFactory) -> None
 
 
 async def test_walk_by_cursor_returns_exactly_the_dataset_in_order(sandbox: SandboxFactory) -> None:
+    """Following nextCursor from the head returns every event exactly once, newest first (ts, then
+    id, descending)."""
     sb = await sandbox(unlimited=True)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         events = await walk(http, sb.base_url + "/events", limit="5000")
@@ -85,6 +89,7 @@ async def test_walk_by_cursor_returns_exactly_the_dataset_in_order(sandbox: Sand
 
 
 async def test_type_and_session_filters(sandbox: SandboxFactory) -> None:
+    """?type= and ?sessionId= filter exactly; an unknown type gives an empty page, not an error."""
     sb = await sandbox(unlimited=True)
     all_events = [sb.dataset.event(p) for p in range(sb.dataset.size)]
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -99,6 +104,8 @@ async def test_type_and_session_filters(sandbox: SandboxFactory) -> None:
 
 
 async def test_event_by_id_and_not_found(sandbox: SandboxFactory) -> None:
+    """/events/{id} returns that event; unknown ids and undocumented paths are 404 with the API's
+    body."""
     sb = await sandbox()
     wanted = sb.dataset.event(777)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -121,6 +128,8 @@ async def test_event_by_id_and_not_found(sandbox: SandboxFactory) -> None:
 
 
 async def test_head_counts_and_options_is_a_gateway_timeout(sandbox: SandboxFactory) -> None:
+    """HEAD spends a rate-limit token without a body or cache headers; OPTIONS on /events times out
+    at the load balancer (504)."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         head = await fetch(http, "HEAD", sb.base_url + "/events")
@@ -134,6 +143,7 @@ async def test_head_counts_and_options_is_a_gateway_timeout(sandbox: SandboxFact
 
 
 async def test_health_metrics_and_stats(sandbox: SandboxFactory) -> None:
+    """/health and /internal/stats need no key; /metrics needs one."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         health = await fetch(http, "GET", sb.root_url + "/health")

@@ -14,6 +14,8 @@ from tests.fixtures_sandbox import SandboxFactory, fetch
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_gateway_errors_are_alb_html(sandbox: SandboxFactory, status: int) -> None:
+    """An injected 5xx looks like the load balancer's: HTML body, awselb server header, counted in
+    the stats."""
     sb = await sandbox(**{f"p_{status}": 1.0})
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         r = await fetch(http, "GET", sb.base_url + "/events")
@@ -25,6 +27,8 @@ async def test_gateway_errors_are_alb_html(sandbox: SandboxFactory, status: int)
 
 
 async def test_truncated_body_has_valid_framing_but_cut_json(sandbox: SandboxFactory) -> None:
+    """A truncated body keeps correct HTTP framing but its JSON is cut, so only the decoder
+    notices."""
     sb = await sandbox(p_truncate=1.0)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         r = await fetch(http, "GET", sb.base_url + "/events", params={"limit": "1000"})
@@ -37,6 +41,7 @@ async def test_truncated_body_has_valid_framing_but_cut_json(sandbox: SandboxFac
 
 
 async def test_dropped_connection_mid_body(sandbox: SandboxFactory) -> None:
+    """A dropped connection breaks the body mid-way; the server keeps serving afterwards."""
     sb = await sandbox(p_drop=1.0)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -78,6 +83,8 @@ async def test_missing_fields_on_an_empty_page_say_none_applicable(
 
 
 async def test_invalid_events_knob(sandbox: SandboxFactory) -> None:
+    """--invalid-events mixes events without an id or with an unparseable timestamp into real
+    pages, at about the asked share."""
     sb = await sandbox(invalid_events=0.02, unlimited=False)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         r = await fetch(http, "GET", sb.base_url + "/events", params={"limit": "5000"})
@@ -90,6 +97,8 @@ async def test_invalid_events_knob(sandbox: SandboxFactory) -> None:
 
 
 async def test_faults_are_reproducible_from_the_seed(sandbox: SandboxFactory) -> None:
+    """The same fault seed gives the same injected failures in the same order; another, others."""
+
     async def statuses(seed: int) -> list[int]:
         sb = await sandbox(p_502=0.3, p_503=0.2, fault_seed=seed, unlimited=False, rate_limit=100)
         async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -106,6 +115,7 @@ async def test_faults_are_reproducible_from_the_seed(sandbox: SandboxFactory) ->
 
 
 async def test_slow_responses(sandbox: SandboxFactory) -> None:
+    """p_slow delays responses by slow_seconds, enough for a client timeout to fire."""
     sb = await sandbox(p_slow=1.0, slow_seconds=0.8)
     timeout = aiohttp.ClientTimeout(total=0.2)
     async with aiohttp.ClientSession(headers=sb.headers, timeout=timeout) as http:
@@ -114,6 +124,7 @@ async def test_slow_responses(sandbox: SandboxFactory) -> None:
 
 
 async def test_unlimited_turns_faults_off(sandbox: SandboxFactory) -> None:
+    """--unlimited turns every fault off, whatever the fault knobs say."""
     sb = await sandbox(p_500=1.0, unlimited=True)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         r = await fetch(http, "GET", sb.base_url + "/events")

@@ -40,6 +40,8 @@ async def feed_walk(
 
 
 async def test_stream_access_needs_a_browser_user_agent(sandbox: SandboxFactory) -> None:
+    """The dashboard's stream-access endpoint refuses non-browser user agents and issues a token to
+    a browser one."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         denied = await fetch(http, "POST", sb.stream_access_url, headers={"User-Agent": "curl/8"})
@@ -61,6 +63,8 @@ async def test_stream_access_needs_a_browser_user_agent(sandbox: SandboxFactory)
 async def test_feed_walk_returns_every_id_with_epoch_ms_and_no_limit_headers(
     sandbox: SandboxFactory,
 ) -> None:
+    """The feed serves every id once, timestamps in epoch ms, and no rate-limit headers (its
+    throttle is hidden)."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         tok = await token(sb, http)
@@ -73,6 +77,7 @@ async def test_feed_walk_returns_every_id_with_epoch_ms_and_no_limit_headers(
 
 
 async def test_feed_token_missing_unknown_or_expired_is_403(sandbox: SandboxFactory) -> None:
+    """The feed refuses a missing, unknown or expired stream token with 403."""
     sb = await sandbox()
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         old = await token(sb, http)
@@ -91,6 +96,7 @@ async def test_feed_token_missing_unknown_or_expired_is_403(sandbox: SandboxFact
 
 
 async def test_feed_since_until_inclusive_by_default(sandbox: SandboxFactory) -> None:
+    """The feed's since/until bounds include their endpoints by default."""
     sb = await sandbox()
     ts = sb.dataset.timestamps()
     ids = sb.dataset.ids()
@@ -103,6 +109,7 @@ async def test_feed_since_until_inclusive_by_default(sandbox: SandboxFactory) ->
 
 
 async def test_feed_bounds_exclusive_knob(sandbox: SandboxFactory) -> None:
+    """With feed_bounds_inclusive off, the feed's bounds exclude their endpoints."""
     sb = await sandbox(feed_bounds_inclusive=False)
     ts = sb.dataset.timestamps()
     ids = sb.dataset.ids()
@@ -114,6 +121,7 @@ async def test_feed_bounds_exclusive_knob(sandbox: SandboxFactory) -> None:
 
 
 async def test_feed_teapot_knob_refuses_bounds_outside_the_data(sandbox: SandboxFactory) -> None:
+    """With feed_teapot, bounds outside the data's range are refused with 418."""
     sb = await sandbox(feed_teapot=True)
     ts = sb.dataset.timestamps()
     newest, oldest = ts[0], ts[-1]
@@ -136,6 +144,7 @@ async def test_feed_teapot_knob_refuses_bounds_outside_the_data(sandbox: Sandbox
 
 
 async def test_feed_down_after_knob_fails_every_later_request(sandbox: SandboxFactory) -> None:
+    """With feed_down_after=N, the feed fails every request after the N-th."""
     sb = await sandbox(feed_down_after=2)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         h = {"X-Stream-Token": await token(sb, http)}
@@ -146,11 +155,14 @@ async def test_feed_down_after_knob_fails_every_later_request(sandbox: SandboxFa
 
 
 def test_feed_down_after_must_not_be_negative() -> None:
+    """A negative feed_down_after is a configuration error."""
     with pytest.raises(ConfigError, match="feed_down_after must be >= 0"):
         SandboxConfig(events=10, feed_down_after=-1)
 
 
 async def test_hidden_feed_throttle_is_a_sliding_window(sandbox: SandboxFactory) -> None:
+    """The feed's hidden throttle counts requests over a sliding window: 429 past the count, served
+    again as old requests leave the window."""
     sb = await sandbox(feed_throttle=3, feed_window=300)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         tok = await token(sb, http)
@@ -173,6 +185,7 @@ async def test_hidden_feed_throttle_is_a_sliding_window(sandbox: SandboxFactory)
 
 
 async def test_feed_retry_after_knob(sandbox: SandboxFactory) -> None:
+    """With feed_retry_after, the feed's 429 carries a Retry-After header."""
     sb = await sandbox(feed_throttle=1, feed_retry_after=True)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         h = {"X-Stream-Token": await token(sb, http)}
@@ -182,6 +195,7 @@ async def test_feed_retry_after_knob(sandbox: SandboxFactory) -> None:
 
 
 async def test_feed_accepts_forged_cursors(sandbox: SandboxFactory) -> None:
+    """The feed accepts a forged cursor (upper + 1, zero id), which is how a shard starts."""
     import base64
     import json
 

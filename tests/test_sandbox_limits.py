@@ -9,6 +9,7 @@ from tests.fixtures_sandbox import SandboxFactory, fetch
 
 
 async def test_missing_and_unknown_keys_get_401_with_a_clear_body(sandbox: SandboxFactory) -> None:
+    """No key and an unknown key are both 401, each with its own code and message."""
     sb = await sandbox(api_keys=("ds_" + "a" * 32,))
     async with aiohttp.ClientSession() as http:
         missing = await fetch(http, "GET", sb.base_url + "/events")
@@ -25,6 +26,8 @@ async def test_missing_and_unknown_keys_get_401_with_a_clear_body(sandbox: Sandb
 
 
 async def test_events_limit_10_per_fixed_window_then_429(sandbox: SandboxFactory) -> None:
+    """/events allows 10 requests per fixed window with X-RateLimit-* headers, then 429 with Retry-
+    After until the window resets."""
     sb = await sandbox()
     url = sb.base_url + "/events"
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -61,6 +64,7 @@ async def test_events_limit_10_per_fixed_window_then_429(sandbox: SandboxFactory
 
 
 async def test_query_param_auth_has_the_lower_limit(sandbox: SandboxFactory) -> None:
+    """A key sent as ?api_key= gets the lower query-auth limit."""
     sb = await sandbox()
     async with aiohttp.ClientSession() as http:
         statuses = []
@@ -75,6 +79,8 @@ async def test_query_param_auth_has_the_lower_limit(sandbox: SandboxFactory) -> 
 
 
 async def test_separate_query_pool_knob(sandbox: SandboxFactory) -> None:
+    """With query_auth_pool=separate, query-param requests spend their own bucket, not the header
+    one."""
     sb = await sandbox(query_auth_pool="separate")
     async with aiohttp.ClientSession() as http:
         for i in range(5):
@@ -85,6 +91,7 @@ async def test_separate_query_pool_knob(sandbox: SandboxFactory) -> None:
 
 
 async def test_keys_have_their_own_buckets(sandbox: SandboxFactory) -> None:
+    """Each API key has its own rate-limit bucket."""
     keys = ("ds_" + "1" * 32, "ds_" + "2" * 32)
     sb = await sandbox(api_keys=keys, rate_limit=2)
     async with aiohttp.ClientSession() as http:
@@ -103,6 +110,8 @@ async def test_keys_have_their_own_buckets(sandbox: SandboxFactory) -> None:
 async def test_cache_hit_within_ttl_and_it_spends_a_token_by_default(
     sandbox: SandboxFactory,
 ) -> None:
+    """The same GET within the cache TTL is a cache hit (X-Cache: HIT, same request id) and still
+    spends a token by default."""
     sb = await sandbox()
     url = sb.base_url + "/events"
     async with aiohttp.ClientSession(headers=sb.headers) as http:
@@ -122,6 +131,7 @@ async def test_cache_hit_within_ttl_and_it_spends_a_token_by_default(
 
 
 async def test_cache_hits_can_be_free(sandbox: SandboxFactory) -> None:
+    """With cache_hit_consumes off, a cache hit spends no token."""
     sb = await sandbox(cache_hit_consumes=False)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         a = await fetch(http, "GET", sb.base_url + "/events")
@@ -131,6 +141,7 @@ async def test_cache_hits_can_be_free(sandbox: SandboxFactory) -> None:
 
 
 async def test_time_scale_divides_windows(sandbox: SandboxFactory) -> None:
+    """--time-scale divides the rate-limit windows: a window of 60 s passes in 1 s at scale 60."""
     sb = await sandbox(time_scale=60.0, rate_limit=1)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         ok = await fetch(http, "GET", sb.base_url + "/events", params={"limit": "1"})
@@ -143,6 +154,7 @@ async def test_time_scale_divides_windows(sandbox: SandboxFactory) -> None:
 
 
 async def test_unlimited_turns_limits_off(sandbox: SandboxFactory) -> None:
+    """--unlimited turns the rate limits off."""
     sb = await sandbox(unlimited=True, rate_limit=1)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         statuses = [(await fetch(http, "GET", sb.base_url + "/events")).status for _ in range(5)]

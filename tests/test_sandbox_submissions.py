@@ -14,6 +14,8 @@ REPO = "https://github.com/example/etl"
 async def test_text_plain_submission_reports_correct_missing_unknown_duplicates(
     sandbox: SandboxFactory,
 ) -> None:
+    """A text/plain submission is scored: correct, missing, unknown and duplicate ids counted
+    exactly."""
     sb = await sandbox()
     ids = sb.dataset.ids()
     sent = [*ids[:15_000], ids[0], ids[1], "00000000-0000-4000-8000-000000000000", "junk"]
@@ -56,6 +58,7 @@ async def test_text_plain_submission_reports_correct_missing_unknown_duplicates(
 
 
 async def test_json_bodies_and_the_limit_of_five(sandbox: SandboxFactory) -> None:
+    """JSON submissions are accepted too, and a key may submit at most five times."""
     sb = await sandbox()
     ids = sb.dataset.ids()
     url = sb.base_url + "/submissions"

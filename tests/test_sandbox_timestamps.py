@@ -31,6 +31,8 @@ def instant_ms(value: object) -> int:
 
 
 async def test_recorded_mix_follows_page_position(sandbox: SandboxFactory) -> None:
+    """With the recorded mix, an event's timestamp format follows its position in the page, as in
+    the real API."""
     sb = await sandbox(unlimited=True)
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         first = (await fetch(http, "GET", sb.base_url + "/events", params={"limit": "9"})).json()
@@ -49,6 +51,7 @@ async def test_recorded_mix_follows_page_position(sandbox: SandboxFactory) -> No
 
 
 async def test_per_event_rule_keeps_an_events_format_across_pages(sandbox: SandboxFactory) -> None:
+    """With timestamp_rule=event, an event keeps its format whichever page it lands on."""
     sb = await sandbox(unlimited=True, timestamp_rule="event")
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         a = (await fetch(http, "GET", sb.base_url + "/events", params={"limit": "50"})).json()
@@ -66,6 +69,8 @@ async def test_per_event_rule_keeps_an_events_format_across_pages(sandbox: Sandb
 
 
 async def test_mixed_formats_keep_the_true_instant(sandbox: SandboxFactory) -> None:
+    """Every mixed timestamp format still denotes the event's true instant (to the precision the
+    format has)."""
     sb = await sandbox(unlimited=True, timestamp_formats="mixed")
     async with aiohttp.ClientSession(headers=sb.headers) as http:
         body = (await fetch(http, "GET", sb.base_url + "/events", params={"limit": "500"})).json()

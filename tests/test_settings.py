@@ -19,6 +19,7 @@ def test_repr_never_shows_the_key_or_the_database_password() -> None:
 
 
 def test_redact_url_masks_only_the_password() -> None:
+    """redact_url masks the password and nothing else."""
     assert redact_url("postgresql://etl:hunter2@db:5432/etl") == "postgresql://etl:***@db:5432/etl"
     assert redact_url("postgresql://etl@db/etl") == "postgresql://etl@db/etl"
 
@@ -36,6 +37,8 @@ def test_redact_url_masks_only_the_password() -> None:
 def test_bad_values_are_refused_with_a_clear_message(
     kwargs: dict[str, object], message: str
 ) -> None:
+    """Each out-of-range setting is refused with a message naming the flag, never echoing a
+    password."""
     base: dict[str, object] = {"api_url": None, "api_key": "k"}
     with pytest.raises(ConfigError, match=message) as info:
         Settings(**{**base, **kwargs})  # type: ignore[arg-type]

@@ -119,6 +119,7 @@ async def test_migration_is_idempotent(db_url: str) -> None:
 
 
 async def test_concurrent_migrations(db_url: str) -> None:
+    """Four processes migrating at once: exactly one applies the schema, the others find it done."""
     conns = [await asyncpg.connect(db_url) for _ in range(4)]
     try:
         applied = await asyncio.gather(*(migrate(c) for c in conns))
@@ -129,6 +130,8 @@ async def test_concurrent_migrations(db_url: str) -> None:
 
 
 async def test_concurrent_sinks_start(db_url: str) -> None:
+    """Several sinks opening the same fresh database at once all start."""
+
     async def open_one() -> None:
         async with PostgresSink(db_url) as s:
             assert await s.load_shards() == []
@@ -140,6 +143,7 @@ async def test_concurrent_sinks_start(db_url: str) -> None:
 
 
 async def test_write_inserts_and_counts_duplicates(shard_sink: PostgresSink, db_url: str) -> None:
+    """A batch repeating loaded ids inserts only the new ones and counts the rest as duplicates."""
     recs = [make_record(i) for i in range(100)]
     r1 = await shard_sink.write(make_batch(recs[:60]))
     assert (r1.inserted, r1.duplicates, r1.quarantined) == (60, 0, 0)
@@ -171,6 +175,8 @@ async def test_write_inserts_and_counts_duplicates(shard_sink: PostgresSink, db_
 async def test_fresh_shard_overlapping_loaded_rows(shard_sink: PostgresSink, db_url: str) -> None:
     # s2 has only loaded new rows so far; its next batch overlaps s1's rows (a shard
     # boundary's slack): the overlap is counted as duplicates, the rest lands, nothing fails
+    """A shard's first batch that overlaps rows another shard loaded falls back to the staged
+    upsert: same counts, no error."""
     results = [
         await shard_sink.write(make_batch([make_record(i) for i in ids], shard=shard))
         for shard, ids in (
@@ -202,6 +208,7 @@ async def test_fresh_shard_overlapping_loaded_rows(shard_sink: PostgresSink, db_
 
 
 async def test_checkpoint_roundtrip_and_empty_batch(shard_sink: PostgresSink) -> None:
+    """A batch moves its shard's checkpoint (position, cursor, pages); so does an empty one."""
     recs = [make_record(i) for i in range(10)]
     await shard_sink.write(make_batch(recs, cursor="abc"))
     (s1,) = [s for s in await shard_sink.load_shards() if s.shard_id == "s1"]
@@ -255,6 +262,7 @@ async def test_a_record_that_cannot_be_encoded_is_a_bug_not_a_database_failure(
 
 
 async def test_write_unknown_shard_fails(sink: PostgresSink, db_url: str) -> None:
+    """A batch for a shard without a progress row fails and commits nothing."""
     with pytest.raises(SinkError, match="no progress row"):
         await sink.write(make_batch([make_record(1)], shard="nope"))
     assert await one(db_url, "SELECT count(*) FROM events") == 0
@@ -262,6 +270,8 @@ async def test_write_unknown_shard_fails(sink: PostgresSink, db_url: str) -> Non
 
 async def test_concurrent_writes(shard_sink: PostgresSink, db_url: str) -> None:
     # two loaders, overlapping ids, different shards: no deadlock, exact counts
+    """Two loaders writing overlapping ids for different shards at once: no deadlock, each id once,
+    exact counts."""
     a = [make_record(i) for i in range(3000)]
     b = [make_record(i) for i in range(2000, 5000)]
     results = await asyncio.gather(
@@ -275,6 +285,8 @@ async def test_concurrent_writes(shard_sink: PostgresSink, db_url: str) -> None:
 
 
 async def test_quarantine_upsert(shard_sink: PostgresSink, db_url: str) -> None:
+    """Quarantine keeps one row per event and reason, counting repeats; events without an id are
+    keyed by their payload."""
     q = [
         Quarantined("unparseable timestamp", json.dumps({"id": "e1", "timestamp": "x"}), "e1"),
         Quarantined("unparseable timestamp", json.dumps({"id": "e1", "timestamp": "x"}), "e1"),
@@ -306,6 +318,8 @@ async def test_quarantine_upsert(shard_sink: PostgresSink, db_url: str) -> None:
 
 
 async def test_delivery_log_and_hook(db_url: str) -> None:
+    """Each batch written is a delivery_log row and one call of the on_delivery hook, with the same
+    figures."""
     seen: list[Delivery] = []
     async with PostgresSink(db_url, run_id=42, provider="datasync", on_delivery=seen.append) as s:
         await s.add_shards([ShardState("s1", None, None)])
@@ -323,6 +337,7 @@ async def test_delivery_log_and_hook(db_url: str) -> None:
 
 
 async def test_shards_roundtrip(sink: PostgresSink) -> None:
+    """Shards added are loaded back as they were; adding a known id again changes nothing."""
     shards = [
         ShardState("a", None, 1_000),
         ShardState("b", 1_000, 2_000, Position(1_500, "x"), "cur", "running", 0, 0),
@@ -334,6 +349,8 @@ async def test_shards_roundtrip(sink: PostgresSink) -> None:
 
 
 async def test_replace_shard_and_reset(shard_sink: PostgresSink, db_url: str) -> None:
+    """A shard can be replaced by others once (its counts archived, totals kept); a reset retires
+    every shard without touching events."""
     await shard_sink.write(make_batch([make_record(i) for i in range(10)], shard="s2"))
     halves = [ShardState("s2a", 0, 500), ShardState("s2b", 500, 1000)]
     assert await shard_sink.replace_shard("s2", halves) is True
@@ -351,6 +368,7 @@ async def test_replace_shard_and_reset(shard_sink: PostgresSink, db_url: str) ->
 
 
 async def test_runs_lifecycle(sink: PostgresSink, db_url: str) -> None:
+    """A run is recorded from start to end with its counters and extra figures."""
     run_id = await sink.start_run("feed")
     assert sink.run_id == run_id
     counters = RunCounters(received=10, inserted=8, duplicates=2, requests=3, retries=1)
@@ -370,6 +388,8 @@ async def test_runs_lifecycle(sink: PostgresSink, db_url: str) -> None:
 
 
 async def test_stale_runs_marked_failed(db_url: str) -> None:
+    """A run left running by a crash is marked failed by the next start, once its heartbeat is
+    stale."""
     async with PostgresSink(db_url) as s:
         old = await s.start_run("events")  # never finished: a crash
         fresh = await s.start_run("events")
@@ -395,6 +415,8 @@ async def test_stale_runs_marked_failed(db_url: str) -> None:
 
 
 async def test_lock_contention(db_url: str) -> None:
+    """A second ingest on the same database is refused at once with LockHeld naming the holder; the
+    lock frees when the first closes."""
     async with PostgresSink(db_url) as first, PostgresSink(db_url) as second:
         await first.try_lock()
         assert first.locked
@@ -426,6 +448,7 @@ async def test_lock_contention(db_url: str) -> None:
     ],
 )
 def test_redact_dsn(dsn: str, expected: str) -> None:
+    """Every DSN form (URL, query password, key=value) prints with its password masked."""
     assert redact_dsn(dsn) == expected
 
 
@@ -467,6 +490,7 @@ async def test_errors_never_contain_the_password(
 
 
 async def test_wrong_database_name(pg_server_url: str) -> None:
+    """A database that does not exist is a clear SinkError, not a traceback."""
     from tests.fixtures_db import with_database
 
     with pytest.raises(SinkError, match="does not exist"):

@@ -18,6 +18,8 @@ async def _count_shards(dsn: str) -> int:
 
 
 async def test_embedded_starts_reuses_data_and_stops(tmp_path: Path) -> None:
+    """The embedded PostgreSQL starts in the data dir, keeps its data across restarts and stops
+    afterwards."""
     data_dir = tmp_path / "pg"
     async with EmbeddedPostgres(data_dir) as dsn:
         assert dsn.startswith("postgresql://") and "/etl?" in dsn
@@ -37,6 +39,7 @@ async def test_embedded_starts_reuses_data_and_stops(tmp_path: Path) -> None:
 
 
 def test_embedded_cannot_start(tmp_path: Path) -> None:
+    """A data dir that cannot be created is a clear SinkError."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(SinkError, match="cannot start the embedded PostgreSQL"):
@@ -44,6 +47,7 @@ def test_embedded_cannot_start(tmp_path: Path) -> None:
 
 
 def test_server_left_by_killed_process_is_reused_then_stopped(tmp_path: Path) -> None:
+    """An embedded server a killed process left running is reused by the next, then stopped."""
     import os
     import signal
     import subprocess
