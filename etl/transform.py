@@ -160,150 +160,197 @@ def transform_page(
     upper_ts: int | None = None,
     required: RequiredFields | None = None,
 ) -> TransformResult:
-    """Validate and convert one page. ``shard_id`` is only carried into the result."""
+    """Validate and convert one page. ``shard_id`` is only carried into the result.
+
+    Two passes: ``_placed`` keeps the events with a valid id and time inside the shard
+    (steps 1-2 of the module docstring), ``_convert`` turns those into rows (4-5); then
+    repeats and incomplete events are settled (3)."""
     out = TransformResult(shard_id=shard_id)
-    # required fields: the scalar ones in one call per event; properties/session where they
-    # are looked at anyway (an absent or null one takes the rare branch there)
-    req = required if required is not None and required.fields else None
-    lacks = req.scalar_getter if req is not None else None
-    need_props = req is not None and req.requires("properties")
-    need_session = req is not None and req.requires("session")
-    records = out.records
-    append = records.append
-    quarantine = out.quarantined.append
     lo = _NO_BOUND_LO if lower_ts is None else lower_ts
     hi = _NO_BOUND_HI if upper_ts is None else upper_ts
-    ids_ok = _all_canonical([ev.id for ev in events])
-    good_refs: set[str] = set()  # session/user ids already validated on this page
-    uuid_ok = _UUID.match
-    from_ts, utc, ms_lo, ms_hi = dt.datetime.fromtimestamp, dt.UTC, _MS_LO, MAX_EPOCH_MS
-    last_ts = last_id = None
-    min_ts: int | None = None
-    below = False  # an event below lower_ts was seen: the rest of the page is below too
-
-    for ev in events:
-        eid = ev.id
-        if not ids_ok and (type(eid) is not str or not uuid_ok(eid)):
-            eid = canonical_uuid(eid)
-            if eid is None:
-                if below or _outside(ev.timestamp, lo, hi):  # another shard's to judge
-                    out.out_of_range += 1
-                else:
-                    quarantine(_reject(ev, _id_problem(ev), None))
-                continue
-        ts = ev.timestamp
-        if type(ts) is int and ms_lo <= ts < ms_hi:  # epoch ms, the common case: inlined
-            occurred = from_ts(ts / 1000, utc)
-            ts_ms = ts
-            ts_raw = str(ts)
-        else:
-            try:
-                occurred = to_utc(ts)
-            except TimestampError as exc:
-                if below:
-                    out.out_of_range += 1
-                else:
-                    quarantine(_reject(ev, _ts_problem(ts, exc), eid))
-                continue
-            ts_ms = (occurred - EPOCH) // _ONE_MS
-            ts_raw = ts if type(ts) is str else timestamp_raw(ts)
-        last_ts, last_id = ts_ms, eid
-        if min_ts is None or ts_ms < min_ts:
-            min_ts = ts_ms
-        if ts_ms <= lo or ts_ms > hi:
-            out.out_of_range += 1
-            below = below or ts_ms <= lo
-            continue
-        if lacks is not None and None in lacks(ev):
-            out.incomplete.append(_incomplete(ev, req, eid))
-            continue
-
-        typ = ev.type
-        if type(typ) is not str or not typ or "\x00" in typ:
-            quarantine(_reject(ev, _text_problem("type", typ, required=True), eid))
-            continue
-        name = ev.name
-        if name is not None and (type(name) is not str or "\x00" in name):
-            quarantine(_reject(ev, _text_problem("name", name, required=False), eid))
-            continue
-        sid = ev.sessionId
-        if sid is not None and (type(sid) is not str or sid not in good_refs):
-            sid = canonical_uuid(sid)
-            if sid is None:
-                quarantine(_reject(ev, "sessionId is not a UUID", eid))
-                continue
-            good_refs.add(sid)
-        uid = ev.userId
-        if uid is not None and (type(uid) is not str or uid not in good_refs):
-            uid = canonical_uuid(uid)
-            if uid is None:
-                quarantine(_reject(ev, "userId is not a UUID", eid))
-                continue
-            good_refs.add(uid)
-
-        raw = ev.properties
-        try:
-            props = "{}" if raw is None else str(raw, "utf-8")
-        except UnicodeDecodeError:
-            props = None
-        if need_props and raw is None:
-            props = ""
-        if props is None or props[:1] != "{":
-            if props in ("", "null"):
-                if need_props:
-                    out.incomplete.append(_incomplete(ev, req, eid))
-                    continue
-                props = "{}"
-            else:
-                quarantine(_reject(ev, _json_problem("properties", props), eid))
-                continue
-        elif "\\u" in props and (problem := _jsonb_problem(props)):
-            quarantine(_reject(ev, f"properties {problem}", eid))
-            continue
-        raw = ev.session
-        try:
-            session = None if raw is None else str(raw, "utf-8")
-        except UnicodeDecodeError:
-            quarantine(_reject(ev, "session is not valid UTF-8", eid))
-            continue
-        if need_session and raw is None:
-            session = ""
-        if session is not None and session[:1] != "{":
-            if session in ("", "null") and need_session:
-                out.incomplete.append(_incomplete(ev, req, eid))
-                continue
-            if session in ("", "null"):
-                session = None
-            else:
-                quarantine(_reject(ev, _json_problem("session", session), eid))
-                continue
-        elif session is not None and "\\u" in session and (problem := _jsonb_problem(session)):
-            quarantine(_reject(ev, f"session {problem}", eid))
-            continue
-
-        append(
-            (
-                eid,
-                sid,
-                uid,
-                typ,
-                name,
-                occurred,
-                props,
-                session,
-                ts_raw,
-            )
-        )
-
+    placed = _placed(events, lo, hi, out)
+    _convert(placed, out, required if required is not None and required.fields else None)
+    records = out.records
     if len({r[0] for r in records}) != len(records):
         out.records, out.duplicates = _first_of_each_id(records)
     if out.incomplete:  # a complete copy on the same page wins
         loaded = {r[0] for r in out.records}
         out.incomplete = [q for q in out.incomplete if q.event_id not in loaded]
-    if last_id is not None and last_ts is not None:
-        out.last = Position(last_ts, last_id)
-    out.min_ts = min_ts
     return out
+
+
+# One event with a valid id and timestamp inside the shard: (event, id, instant, raw time).
+_Placed = tuple[RawEvent, str, dt.datetime, str]
+
+
+def _placed(events: list[RawEvent], lo: int, hi: int, out: TransformResult) -> list[_Placed]:
+    """Steps 1-2: the events whose id and timestamp are valid and whose time is in
+    ``(lo, hi]``; sets ``out.last``/``out.min_ts``, counts ``out_of_range`` and quarantines
+    bad ids and timestamps (past an event below ``lo``, those are the next shard's)."""
+    kept: list[_Placed] = []
+    keep = kept.append
+    ids_ok = _all_canonical([ev.id for ev in events])
+    from_ts, utc, ms_lo, ms_hi = dt.datetime.fromtimestamp, dt.UTC, _MS_LO, MAX_EPOCH_MS
+    last: tuple[int, str] | None = None
+    min_ts = _NO_BOUND_HI
+    below = False  # an event below lower_ts was seen: the rest of the page is below too
+    when: tuple[dt.datetime, int, str] | None
+    for ev in events:
+        eid = ev.id if ids_ok else _odd_id(ev, lo, hi, below, out)
+        if eid is None:
+            continue
+        ts = ev.timestamp
+        if type(ts) is int and ms_lo <= ts < ms_hi:  # epoch ms, the common case: inlined
+            when = (from_ts(ts / 1000, utc), ts, str(ts))
+        else:
+            when = _odd_timestamp(ev, eid, below, out)
+            if when is None:
+                continue
+        occurred, ts_ms, ts_raw = when
+        last = (ts_ms, eid)
+        if ts_ms < min_ts:
+            min_ts = ts_ms
+        if ts_ms <= lo:
+            below = True
+            out.out_of_range += 1
+        elif ts_ms > hi:
+            out.out_of_range += 1
+        else:
+            keep((ev, eid, occurred, ts_raw))
+    if last is not None:
+        out.last = Position(*last)
+        out.min_ts = min_ts
+    return kept
+
+
+def _odd_id(ev: RawEvent, lo: int, hi: int, below: bool, out: TransformResult) -> str | None:
+    """The canonical id of an event on a page where not every id is canonical; None (the
+    event quarantined, or counted out of range when it is another shard's) if it has none."""
+    eid = ev.id
+    if type(eid) is str and _UUID.match(eid):
+        return eid
+    eid = canonical_uuid(eid)
+    if eid is None:
+        if below or _outside(ev.timestamp, lo, hi):  # another shard's to judge
+            out.out_of_range += 1
+        else:
+            out.quarantined.append(_reject(ev, _id_problem(ev), None))
+    return eid
+
+
+def _odd_timestamp(
+    ev: RawEvent, eid: str, below: bool, out: TransformResult
+) -> tuple[dt.datetime, int, str] | None:
+    """(instant, epoch ms, raw text) of a timestamp that is not plain epoch ms; None (the
+    event quarantined, or counted out of range past the shard's bottom) if it cannot parse."""
+    ts = ev.timestamp
+    try:
+        occurred = to_utc(ts)
+    except TimestampError as exc:
+        if below:
+            out.out_of_range += 1
+        else:
+            out.quarantined.append(_reject(ev, _ts_problem(ts, exc), eid))
+        return None
+    return occurred, (occurred - EPOCH) // _ONE_MS, ts if type(ts) is str else timestamp_raw(ts)
+
+
+def _convert(placed: list[_Placed], out: TransformResult, req: RequiredFields | None) -> None:
+    """Steps 4-5: each placed event becomes a row of ``out.records``, or goes to
+    ``out.quarantined`` (invalid) or ``out.incomplete`` (lacking a required field)."""
+    lacks = req.scalar_getter if req is not None else None
+    # properties/session are checked where they are looked at anyway
+    need = (req.requires("properties"), req.requires("session")) if req is not None else None
+    append = out.records.append
+    refs: set[str] = set()  # session/user ids already validated on this page
+    for ev, eid, occurred, ts_raw in placed:
+        if lacks is not None and None in lacks(ev):
+            out.incomplete.append(_incomplete(ev, req, eid))
+            continue
+        texts = _texts(ev, refs)
+        if isinstance(texts, str):
+            out.quarantined.append(_reject(ev, texts, eid))
+            continue
+        docs = _documents(ev, need)
+        if isinstance(docs, tuple):
+            typ, name, sid, uid = texts
+            append((eid, sid, uid, typ, name, occurred, docs[0], docs[1], ts_raw))
+        elif docs is None:
+            out.incomplete.append(_incomplete(ev, req, eid))
+        else:
+            out.quarantined.append(_reject(ev, docs, eid))
+
+
+def _texts(ev: RawEvent, refs: set[str]) -> tuple[str, str | None, str | None, str | None] | str:
+    """(type, name, sessionId, userId) as stored, or why the event is invalid."""
+    typ, name = ev.type, ev.name
+    if type(typ) is not str or not typ or "\x00" in typ:
+        return _text_problem("type", typ, required=True)
+    if name is not None and (type(name) is not str or "\x00" in name):
+        return _text_problem("name", name, required=False)
+    sid, uid = ev.sessionId, ev.userId
+    if sid is not None and (type(sid) is not str or sid not in refs):
+        sid = canonical_uuid(sid)
+        if sid is None:
+            return "sessionId is not a UUID"
+        refs.add(sid)
+    if uid is not None and (type(uid) is not str or uid not in refs):
+        uid = canonical_uuid(uid)
+        if uid is None:
+            return "userId is not a UUID"
+        refs.add(uid)
+    return typ, name, sid, uid
+
+
+def _documents(ev: RawEvent, need: tuple[bool, bool] | None) -> tuple[str, str | None] | str | None:
+    """(properties, session) as JSON text for jsonb; None when a required one is absent or
+    null (the event is incomplete); else why the event is invalid. ``need``: whether
+    properties / session are required."""
+    raw = ev.properties
+    if raw is None:  # absent: no properties, unless they are required
+        if need is not None and need[0]:
+            return None
+        props = "{}"
+    else:
+        try:
+            props = str(raw, "utf-8")
+        except UnicodeDecodeError:
+            return _json_problem("properties", None)
+        if props[:1] != "{":
+            odd = _odd_document("properties", props, need is not None and need[0])
+            if odd is None or odd[:1] != "{":
+                return odd
+            props = odd
+        elif "\\u" in props and (problem := _jsonb_problem(props)):
+            return f"properties {problem}"
+    raw = ev.session
+    if raw is None:
+        return None if need is not None and need[1] else (props, None)
+    try:
+        session = str(raw, "utf-8")
+    except UnicodeDecodeError:
+        return "session is not valid UTF-8"
+    if session[:1] != "{":
+        return _odd_session(props, session, need is not None and need[1])
+    if "\\u" in session and (problem := _jsonb_problem(session)):
+        return f"session {problem}"
+    return props, session
+
+
+def _odd_document(what: str, text: str, required: bool) -> str | None:
+    """A properties text that is not an object: ``{}`` for an empty or null one (None when
+    required: incomplete), else why it is invalid."""
+    if text in ("", "null"):
+        return None if required else "{}"
+    return _json_problem(what, text)
+
+
+def _odd_session(props: str, session: str, required: bool) -> tuple[str, None] | str | None:
+    """(props, None) for an empty or null session (None when required: incomplete), else
+    why it is invalid."""
+    if session in ("", "null"):
+        return None if required else (props, None)
+    return _json_problem("session", session)
 
 
 def _incomplete(ev: RawEvent, required: RequiredFields | None, eid: str) -> Quarantined:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,38 +60,62 @@ class _Invalid(ValueError):
     pass
 
 
+def _text(column: Column, value: Any) -> Any:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _integer(column: Column, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _Invalid(f"{column.name}: expected an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise _Invalid(f"{column.name}: expected an integer") from None
+    limit = 2**31 if column.type == "integer" else 2**63
+    if not -limit <= number < limit:
+        raise _Invalid(f"{column.name}: {number} is out of range for {column.type}")
+    return number
+
+
+def _number(column: Column, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _Invalid(f"{column.name}: expected a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise _Invalid(f"{column.name}: expected a number") from None
+
+
+def _boolean(column: Column, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise _Invalid(f"{column.name}: expected true or false")
+    return value
+
+
+def _timestamp(column: Column, value: Any) -> Any:
+    try:
+        return to_utc(value)
+    except (TimestampError, ValueError, TypeError, OverflowError):
+        raise _Invalid(f"{column.name}: not a timestamp") from None
+
+
+def _json(column: Column, value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False)
+
+
+_CONVERTERS: dict[str, Callable[[Column, Any], Any]] = {
+    "text": _text,
+    "integer": _integer,
+    "bigint": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "timestamp": _timestamp,
+}
+
+
 def _convert(column: Column, value: Any) -> Any:
-    kind = column.type
-    if kind == "text":
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if kind in ("integer", "bigint"):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise _Invalid(f"{column.name}: expected an integer")
-        try:
-            number = int(value)
-        except ValueError:
-            raise _Invalid(f"{column.name}: expected an integer") from None
-        limit = 2**31 if kind == "integer" else 2**63
-        if not -limit <= number < limit:
-            raise _Invalid(f"{column.name}: {number} is out of range for {kind}")
-        return number
-    if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise _Invalid(f"{column.name}: expected a number")
-        try:
-            return float(value)
-        except ValueError:
-            raise _Invalid(f"{column.name}: expected a number") from None
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise _Invalid(f"{column.name}: expected true or false")
-        return value
-    if kind == "timestamp":
-        try:
-            return to_utc(value)
-        except (TimestampError, ValueError, TypeError, OverflowError):
-            raise _Invalid(f"{column.name}: not a timestamp") from None
-    return json.dumps(value, ensure_ascii=False)  # json
+    """``value`` as its column's type stores it, or ``_Invalid`` saying why not."""
+    return _CONVERTERS.get(column.type, _json)(column, value)
 
 
 def to_row(stream: StreamSpec, record: Any) -> Row | Rejected:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -72,33 +73,39 @@ def state_of(app: web.Application) -> State:
     return app[STATE]
 
 
+# path -> (label, rate-limit group, methods answered; None: any)
+_EXACT: dict[str, tuple[str, str | None, frozenset[str] | None]] = {
+    "/health": ("health", None, None),
+    "/internal/health": ("internal_health", None, None),
+    "/internal/stats": ("stats", None, None),
+    "/internal/dashboard/stream-access": ("stream_access", None, frozenset({"POST"})),
+    API: ("index", None, None),
+    API + "/": ("index", None, None),
+    feed.FEED_PATH: ("feed", None, frozenset({"GET", "HEAD"})),
+    API + "/events": ("events", "events", frozenset({"GET", "HEAD", "OPTIONS"})),
+    API + "/sessions": ("sessions", "sessions", frozenset({"GET", "HEAD"})),
+    API + "/metrics": ("metrics", "metrics", frozenset({"GET", "HEAD"})),
+    API + "/submissions": ("submissions", None, frozenset({"GET", "POST"})),
+}
+_PREFIXES: tuple[tuple[str, str, str, frozenset[str]], ...] = (
+    (API + "/events/", "event", "events", frozenset({"GET", "HEAD"})),
+    (API + "/sessions/", "session", "sessions", frozenset({"GET", "HEAD"})),
+)
+
+
 def _route(method: str, path: str) -> tuple[str, str | None]:
     """(label, rate-limit group) of a request."""
-    if path == "/health":
-        return "health", None
-    if path == "/internal/health":
-        return "internal_health", None
-    if path == "/internal/stats":
-        return "stats", None
-    if path == "/internal/dashboard/stream-access":
-        return ("stream_access", None) if method == "POST" else ("not_found", None)
-    if path in (API, API + "/"):
-        return "index", None
-    if path == feed.FEED_PATH:
-        return ("feed", None) if method in ("GET", "HEAD") else ("not_found", None)
-    if path == API + "/events":
-        return ("events", "events") if method in ("GET", "HEAD", "OPTIONS") else ("not_found", None)
-    if path.startswith(API + "/events/"):
-        return ("event", "events") if method in ("GET", "HEAD") else ("not_found", None)
-    if path == API + "/sessions":
-        return ("sessions", "sessions") if method in ("GET", "HEAD") else ("not_found", None)
-    if path.startswith(API + "/sessions/"):
-        return ("session", "sessions") if method in ("GET", "HEAD") else ("not_found", None)
-    if path == API + "/metrics":
-        return ("metrics", "metrics") if method in ("GET", "HEAD") else ("not_found", None)
-    if path == API + "/submissions":
-        return ("submissions", None) if method in ("GET", "POST") else ("not_found", None)
-    return "not_found", None
+    exact = _EXACT.get(path)
+    if exact is not None:
+        label, group, methods = exact
+    else:
+        match = next((p for p in _PREFIXES if path.startswith(p[0])), None)
+        if match is None:
+            return "not_found", None
+        _, label, group, methods = match
+    if methods is not None and method not in methods:
+        return "not_found", None
+    return label, group
 
 
 _PUBLIC = frozenset({"health", "internal_health", "not_found"})
@@ -121,7 +128,29 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 async def _handle(
     state: State, request: web.Request, label: str, group: str | None
 ) -> web.StreamResponse:
-    c = state.config
+    """One request through the API's layers, as the real one stacks them: public routes,
+    the key, the rate limit and the cache, injected faults, then the route itself."""
+    public = _public(request, label)
+    if public is not None:
+        return public
+    key = _authenticate(state, request)
+    if isinstance(key, web.StreamResponse):
+        return key
+    api_key, via = key
+    gate = _Gate(rid=responses.request_id())
+    if group is not None and state.config.limits_enabled:
+        early = _limit_and_cache(state, request, label, group, api_key, via, gate)
+        if early is not None:
+            return early
+    plan, early = await _faults(state, label)
+    if early is not None:
+        return early
+    resp = await _serve(state, request, label, api_key, plan, gate.rid)
+    return await _finish(state, request, resp, plan, gate)
+
+
+def _public(request: web.Request, label: str) -> web.StreamResponse | None:
+    """The answer of a route that needs no key (or of an OPTIONS the load balancer eats)."""
     if label == "not_found":
         return responses.error(404, *NOT_FOUND)
     if label == "health":
@@ -130,69 +159,106 @@ async def _handle(
         return responses.json_response({"status": "ok", "database": "ok", "redis": "ok"})
     if label == "events" and request.method == "OPTIONS":
         return responses.alb_error(504)
+    return None
+
+
+def _authenticate(state: State, request: web.Request) -> tuple[str, str] | web.StreamResponse:
+    """(key, where it came from), or the 401 to answer."""
     api_key, via = _api_key(request)
     if api_key is None:
         return responses.error(
             401, "MISSING_API_KEY", "API key required. Provide it in the X-API-Key header."
         )
-    if api_key not in c.keys:
+    if api_key not in state.config.keys:
         return responses.error(401, "INVALID_API_KEY", "Invalid API key")
     state.first_seen.setdefault(api_key, state.now())
-    rid = responses.request_id()
-    rate_headers: dict[str, str] = {}
-    cache_key = None
+    return api_key, via
+
+
+@dataclass
+class _Gate:
+    """What the rate limit and the cache decided for a request that goes on."""
+
+    rid: str
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    cache_key: str | None = None
+
+
+def _limit_and_cache(
+    state: State,
+    request: web.Request,
+    label: str,
+    group: str,
+    api_key: str,
+    via: str,
+    gate: _Gate,
+) -> web.StreamResponse | None:
+    """Spend the request's rate-limit token (a cache hit may be free): a 429, a cached
+    answer, or None (go on; ``gate`` says what to add to the response)."""
+    c = state.config
     cached = None
-    if group is not None and c.limits_enabled:
-        if label in _CACHED and request.method == "GET":
-            cache_key = _cache_key(request)
-            cached = state.cache.get(cache_key, state.now())
-        spend = cached is None or c.cache_hit_consumes
-        verdict = state.limiter.hit(
-            _bucket(c, api_key, via, group), _limit(c, group, via), state.now(), spend=spend
+    if label in _CACHED and request.method == "GET":
+        gate.cache_key = _cache_key(request)
+        cached = state.cache.get(gate.cache_key, state.now())
+    spend = cached is None or c.cache_hit_consumes
+    verdict = state.limiter.hit(
+        _bucket(c, api_key, via, group), _limit(c, group, via), state.now(), spend=spend
+    )
+    gate.rate_headers = verdict.headers()
+    if not verdict.allowed:
+        gate.rate_headers["Retry-After"] = str(verdict.reset)
+        return responses.error(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            f"Rate limit exceeded. Try again in {verdict.reset} seconds.",
+            headers=gate.rate_headers,
+            extra={
+                "rateLimit": {
+                    "limit": verdict.limit,
+                    "remaining": 0,
+                    "reset": verdict.reset,
+                    "retryAfter": verdict.reset,
+                }
+            },
         )
-        rate_headers = verdict.headers()
-        if not verdict.allowed:
-            rate_headers["Retry-After"] = str(verdict.reset)
-            return responses.error(
-                429,
-                "RATE_LIMIT_EXCEEDED",
-                f"Rate limit exceeded. Try again in {verdict.reset} seconds.",
-                headers=rate_headers,
-                extra={
-                    "rateLimit": {
-                        "limit": verdict.limit,
-                        "remaining": 0,
-                        "reset": verdict.reset,
-                        "retryAfter": verdict.reset,
-                    }
-                },
+    if cached is None:
+        return None
+    state.stats.cache_hits += 1
+    body, cached_rid = cached
+    headers = {**gate.rate_headers, "X-Cache": "HIT", "X-Cache-TTL": _ttl_text(c)}
+    return responses.json_response(body, rid=cached_rid, headers=headers)
+
+
+async def _faults(state: State, label: str) -> tuple[faults.Plan, web.StreamResponse | None]:
+    """The faults drawn for this request; an ALB error answers at once."""
+    if label not in ("events", "feed", "sessions", "stream_access"):
+        return faults.NO_FAULT, None
+    plan = state.faults.plan(body_faults=label != "stream_access")
+    if plan.any:
+        state.stats.faults.update(
+            k
+            for k, on in (
+                (plan.exclusive or "", plan.exclusive is not None),
+                ("slow", plan.slow),
+                ("missingFields", plan.missing_fields),
             )
-        if cached is not None:
-            state.stats.cache_hits += 1
-            body, cached_rid = cached
-            headers = {**rate_headers, "X-Cache": "HIT", "X-Cache-TTL": _ttl_text(c)}
-            return responses.json_response(body, rid=cached_rid, headers=headers)
-    plan = faults.NO_FAULT
-    if label in ("events", "feed", "sessions", "stream_access"):
-        plan = state.faults.plan(body_faults=label != "stream_access")
-        if plan.any:
-            state.stats.faults.update(
-                k
-                for k, on in (
-                    (plan.exclusive or "", plan.exclusive is not None),
-                    ("slow", plan.slow),
-                    ("missingFields", plan.missing_fields),
-                )
-                if on
-            )
-        if plan.slow:
-            await state.faults.slow()
-        if plan.exclusive in ("500", "502", "503", "504"):
-            return responses.alb_error(int(plan.exclusive))
-    resp = await _serve(state, request, label, api_key, plan, rid)
-    if rate_headers:
-        resp.headers.update(rate_headers)
-    if cache_key is not None:
+            if on
+        )
+    if plan.slow:
+        await state.faults.slow()
+    if plan.exclusive in ("500", "502", "503", "504"):
+        return plan, responses.alb_error(int(plan.exclusive))
+    return plan, None
+
+
+async def _finish(
+    state: State, request: web.Request, resp: web.Response, plan: faults.Plan, gate: _Gate
+) -> web.StreamResponse:
+    """Rate and cache headers, the cache fill, and the faults that damage the body."""
+    c = state.config
+    if gate.rate_headers:
+        resp.headers.update(gate.rate_headers)
+    if gate.cache_key is not None:
         resp.headers["X-Cache"] = "MISS"
         resp.headers["X-Cache-TTL"] = _ttl_text(c)
         if (
@@ -200,7 +266,7 @@ async def _handle(
             and isinstance(resp.body, bytes)
             and "X-Chaos-Applied" not in resp.headers
         ):
-            state.cache.put(cache_key, state.now(), resp.body, rid)
+            state.cache.put(gate.cache_key, state.now(), resp.body, gate.rid)
     if request.method == "HEAD":
         resp.headers.popall("X-Cache", None)
         resp.headers.popall("X-Cache-TTL", None)

@@ -135,6 +135,17 @@ class SandboxConfig:
 
 
 def _problems(c: SandboxConfig) -> list[str]:
+    """Every reason ``c`` is not a usable sandbox, as one line each (empty: valid)."""
+    return [
+        *_dataset_problems(c),
+        *_limit_problems(c),
+        *_duration_problems(c),
+        *_choice_problems(c),
+        *_fault_problems(c),
+    ]
+
+
+def _dataset_problems(c: SandboxConfig) -> list[str]:
     out: list[str] = []
     if not 1 <= c.events <= 100_000_000:
         out.append(f"events must be between 1 and 100,000,000 (got {c.events})")
@@ -146,9 +157,15 @@ def _problems(c: SandboxConfig) -> list[str]:
         out.append("tie_fraction must be in [0, 0.5)")
     if not 0 <= c.live_rate <= 1000:
         out.append("live_rate must be in [0, 1000] events/s")
-    for key in c.api_keys:
-        if not key or any(ch.isspace() for ch in key) or len(key) > 200:
-            out.append(f"api key {key[:12]!r}... must be non-empty without whitespace")
+    return out
+
+
+def _limit_problems(c: SandboxConfig) -> list[str]:
+    out = [
+        f"api key {key[:12]!r}... must be non-empty without whitespace"
+        for key in c.api_keys
+        if not key or any(ch.isspace() for ch in key) or len(key) > 200
+    ]
     if not 1 <= c.default_limit <= c.max_limit:
         out.append("default_limit must be in [1, max_limit]")
     for name in ("rate_limit", "query_auth_limit", "sessions_limit", "metrics_limit"):
@@ -160,16 +177,28 @@ def _problems(c: SandboxConfig) -> list[str]:
         out.append("max_submissions must be >= 0")
     if c.feed_down_after < 0:
         out.append("feed_down_after must be >= 0")
-    for name in ("window", "feed_window", "cursor_ttl", "sessions_cursor_ttl", "token_ttl"):
-        value = getattr(c, name)
-        if not (value > 0 and math.isfinite(value)):
-            out.append(f"{name} must be > 0 seconds")
-    for name in ("cache_ttl", "latency_per_page", "slow_seconds"):
-        value = getattr(c, name)
-        if not (value >= 0 and math.isfinite(value)):
-            out.append(f"{name} must be >= 0 seconds")
+    return out
+
+
+def _duration_problems(c: SandboxConfig) -> list[str]:
+    positive = ("window", "feed_window", "cursor_ttl", "sessions_cursor_ttl", "token_ttl")
+    out = [
+        f"{name} must be > 0 seconds"
+        for name in positive
+        if not (getattr(c, name) > 0 and math.isfinite(getattr(c, name)))
+    ]
+    out += [
+        f"{name} must be >= 0 seconds"
+        for name in ("cache_ttl", "latency_per_page", "slow_seconds")
+        if not (getattr(c, name) >= 0 and math.isfinite(getattr(c, name)))
+    ]
     if not (c.time_scale > 0 and math.isfinite(c.time_scale)):
         out.append("time_scale must be > 0")
+    return out
+
+
+def _choice_problems(c: SandboxConfig) -> list[str]:
+    out: list[str] = []
     if c.timestamp_formats not in ("recorded", "mixed", "ms"):
         out.append("timestamp_formats must be recorded, mixed or ms")
     if c.thresholds_fault not in ("none", "down", "garbage", "bad_rules", "slow"):
@@ -178,10 +207,15 @@ def _problems(c: SandboxConfig) -> list[str]:
         out.append("timestamp_rule must be page or event")
     if c.query_auth_pool not in ("shared", "separate"):
         out.append("query_auth_pool must be shared or separate")
-    for name in _PROBABILITIES:
-        value = getattr(c, name)
-        if not 0 <= value <= 1:
-            out.append(f"{name} must be a probability in [0, 1] (got {value})")
+    return out
+
+
+def _fault_problems(c: SandboxConfig) -> list[str]:
+    out = [
+        f"{name} must be a probability in [0, 1] (got {getattr(c, name)})"
+        for name in _PROBABILITIES
+        if not 0 <= getattr(c, name) <= 1
+    ]
     exclusive = c.p_500 + c.p_502 + c.p_503 + c.p_504 + c.p_truncate + c.p_drop
     if exclusive > 1:
         out.append("p_500 + p_502 + p_503 + p_504 + p_truncate + p_drop must be <= 1")

@@ -89,6 +89,11 @@ class GithubConfig:
 
 
 def _problems(c: GithubConfig) -> list[str]:
+    """Every reason ``c`` is not a usable GitHub sandbox (empty: valid)."""
+    return [*_size_problems(c), *_timing_problems(c), *_fault_problems(c)]
+
+
+def _size_problems(c: GithubConfig) -> list[str]:
     out: list[str] = []
     if not 0 <= c.issues <= 1_000_000:
         out.append(f"issues must be between 0 and 1,000,000 (got {c.issues})")
@@ -99,6 +104,11 @@ def _problems(c: GithubConfig) -> list[str]:
     for name in ("primary_limit", "secondary_per_minute", "device_interval"):
         if getattr(c, name) < 1:
             out.append(f"{name} must be >= 1")
+    return out
+
+
+def _timing_problems(c: GithubConfig) -> list[str]:
+    out: list[str] = []
     for name in (
         "span_days",
         "access_token_ttl",
@@ -115,6 +125,11 @@ def _problems(c: GithubConfig) -> list[str]:
         out.append("latency must be in [0, 60] seconds")
     if c.device_auto_approve < 0:
         out.append("device_auto_approve must be >= 0 seconds")
+    return out
+
+
+def _fault_problems(c: GithubConfig) -> list[str]:
+    out: list[str] = []
     for name in ("primary_status", "secondary_status"):
         if getattr(c, name) not in (403, 429):
             out.append(f"{name} must be 403 or 429")
