@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from etl import identity as ident
 from etl import planner
 from etl.aio import first_error, until_stopped
-from etl.batching import advance, merge, transform_for
-from etl.errors import AuthError, EtlError, SourceError, StoppedInOutage
+from etl.batching import advance, transform_for
+from etl.errors import AuthError, EtlError, SourceError
+from etl.heartbeat import tick
+from etl.loading import Loaders
 from etl.models import (
-    Batch,
     Clock,
     Destination,
     FinalStatus,
@@ -33,8 +34,10 @@ from etl.models import (
     Source,
     StateStore,
 )
+from etl.planning import plan_run
 from etl.scheduler import ShardScheduler
 from etl.settings import DEFAULTS
+from etl.splitting import Splitter
 from etl.transform import RequiredFields, TransformResult, fill_incomplete
 
 
@@ -100,63 +103,29 @@ class Run:
         self.stop_reason = ""
         self.error: EtlError | None = None
         self.shards: list[ShardState] = []
-        self._loader_of: dict[str, int] = {}
         self._by_id: dict[str, ShardState] = {}
-        self._fetchers = 0
-        self._split_lock = asyncio.Lock()
         self._retired: set[str] = set()
         self._lane_names: list[str] = []
-        self._queues: list[asyncio.Queue[Batch | None]] = []
-        self._pages = asyncio.Semaphore(1)
+        self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
+        self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
-        self._abandoned = False  # stopped during a database outage: write nothing more
         self._planned = True  # False: stopped before the plan was made
         self._required = RequiredFields(tuple(source.required_fields))
 
-    # -- planning -------------------------------------------------------------------
     async def plan(self) -> tuple[str, int | None]:
-        shards = await self.store.load_shards()
-        # the head probe retries an unreachable API with back-off: a stop ends it at once
-        ok, found = await until_stopped(self.source.head(), self.stop)
-        if not ok or found is None:
-            self.shards = shards
-            self._planned = False
-            return "stopped before planning", None
-        head, total = found
-        shards = await self._same_dataset(shards, head, total)
-        unfinished = [s for s in shards if s.status != "done"]
-        if unfinished:
-            self.shards = shards
-            return f"resuming {len(unfinished)} unfinished shard(s)", total
-        if head is None:
-            self.shards = shards
-            return "the API has no events", total
-        covered = planner.covered_upper(shards)
-        if covered is None:
-            new = planner.full_plan(head, shards=self.options.shards, span_ms=self.options.span_ms)
-            how = f"full sync in {len(new)} shards"
-        else:
-            new = planner.incremental_plan(
-                covered,
-                head,
-                overlap_ms=self.options.overlap_ms,
-                shards=self.options.shards,
-                events_per_ms=planner.density(shards),
-                events_per_shard=self.options.page_size * 10,
-            )
-            how = (
-                f"incremental: events newer than {covered} in {len(new)} shard(s)"
-                if new
-                else "up to date: no events newer than the last sync"
-            )
-        repairs = planner.repair_plan(await self.store.repair_targets(), shards)
-        if repairs:
-            how += f"; re-reading {len(repairs)} range(s) to complete incomplete events"
-            new = new + repairs
-        if new:
-            await self.store.add_shards(new)
-        self.shards = shards + new
-        return how, total
+        """Decide the shards of this run (see ``etl.planning``)."""
+        plan = await plan_run(
+            self.source, self.store, self.options, self.stop, same_dataset=self._same_dataset
+        )
+        self.shards = plan.shards
+        self._planned = plan.made
+        return plan.how, plan.total
+
+    def _adopt(self, shard: ShardState) -> None:
+        """A shard split off a busy one joins the run."""
+        self._by_id[shard.shard_id] = shard
+        self._loading.assign(shard)
+        self.shards.append(shard)
 
     async def _same_dataset(
         self, shards: list[ShardState], head: Position | None, total: int | None
@@ -212,18 +181,12 @@ class Run:
         planned, total = await self.plan()
         loaded_before = (await self.store.tally()).events
         todo = [s for s in self.shards if s.status != "done"]
-        for index, shard in enumerate(todo):
-            self._loader_of[shard.shard_id] = index % self.options.loaders
-        self._by_id = {s.shard_id: s for s in self.shards}
-        self._fetchers = sum(lane.concurrency for lane in self.source.lanes())
-        self._lane_names = [lane.name for lane in self.source.lanes()]
-        self._queues = [
-            asyncio.Queue(maxsize=self.options.queue_batches) for _ in range(self.options.loaders)
-        ]
-        opts = self.options
-        self._pages = asyncio.Semaphore(
-            opts.max_pages or opts.loaders * (opts.queue_batches + 1) + 2
-        )
+        self._by_id.update((s.shard_id, s) for s in self.shards)
+        for shard in todo:
+            self._loading.assign(shard)
+        lanes = self.source.lanes()
+        self._splitter.fetchers = sum(lane.concurrency for lane in lanes)
+        self._lane_names = [lane.name for lane in lanes]
         scheduler = ShardScheduler(todo)
         self._halt.clear()
         if self.stop.is_set():
@@ -232,21 +195,39 @@ class Run:
         self.counters.extra["loaded_before"] = loaded_before
         self.reporter.message(planned)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._ticker())
-                loaders = [tg.create_task(self._loader(q)) for q in self._queues]
-                tg.create_task(self._halt_when(scheduler))
-                async with asyncio.TaskGroup() as fetchers:
-                    for lane in self.source.lanes():
-                        for _ in range(lane.concurrency):
-                            fetchers.create_task(self._fetcher(lane, scheduler))
-                for q in self._queues:
-                    await q.put(None)
-                await asyncio.gather(*loaders)
-                self._finished.set()
+            await self._run_tasks(lanes, scheduler)
         except* EtlError as group:
             raise first_error(group) from None
         self.reporter.update(self.counters, self.shards)
+        return await self._outcome(planned, total, loaded_before)
+
+    async def _run_tasks(self, lanes: list[Lane], scheduler: ShardScheduler) -> None:
+        """Fetchers, loaders, the heartbeat and the halt watch, in one TaskGroup: the
+        loaders drain what is queued once every fetcher has ended."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(
+                tick(
+                    clock=self.clock,
+                    options=self.options,
+                    store=self.store,
+                    reporter=self.reporter,
+                    counters=self.counters,
+                    shards=self.shards,
+                    finished=self._finished,
+                    request_stop=self.request_stop,
+                )
+            )
+            loaders = [tg.create_task(self._loading.run(q)) for q in self._loading.queues]
+            tg.create_task(self._halt_when(scheduler))
+            async with asyncio.TaskGroup() as fetchers:
+                for lane in lanes:
+                    for _ in range(lane.concurrency):
+                        fetchers.create_task(self._fetcher(lane, scheduler))
+            await self._loading.close()
+            await asyncio.gather(*loaders)
+            self._finished.set()
+
+    async def _outcome(self, planned: str, total: int | None, loaded_before: int) -> Outcome:
         unfinished = [s for s in self.shards if s.status != "done"]
         complete = not unfinished and self.error is None and self._planned
         status: FinalStatus = "succeeded" if complete else "partial"
@@ -300,7 +281,7 @@ class Run:
             # A page credit first: fetched-but-unwritten pages are bounded whatever the
             # number of fetchers (they hide API latency; waiting loaders should not cost
             # memory). Taken before the lane's budget, so no rate token waits on memory.
-            ok, _ = await until_stopped(self._pages.acquire(), self._halt)
+            ok, _ = await until_stopped(self._loading.credits.acquire(), self._halt)
             if not ok:
                 return
             queued = False
@@ -308,7 +289,7 @@ class Run:
                 go_on, queued = await self._fetch_one(lane, scheduler)
             finally:
                 if not queued:  # a queued page's credit goes back when it is written
-                    self._pages.release()
+                    self._loading.credits.release()
             if not go_on:
                 return
 
@@ -318,7 +299,7 @@ class Run:
         if not ok:
             return False, False
         if self.options.split and not scheduler.has_idle:
-            await self._steal(scheduler)
+            await self._splitter.steal(scheduler)
         shard = await scheduler.take()
         if shard is None:
             return False, False
@@ -344,7 +325,7 @@ class Run:
         # page (its raw JSON values keep the whole response body alive). The shard stays
         # ours until its batch is queued.
         del page
-        await self._queues[self._loader_of[shard.shard_id]].put(batch)
+        await self._loading.put(batch)
         await scheduler.release(shard)
         return True, True
 
@@ -379,106 +360,3 @@ class Run:
             f"{', '.join(fields)} after re-reading the page; quarantined until a complete "
             "copy arrives"
         )
-
-    async def _loader(self, queue: asyncio.Queue[Batch | None]) -> None:
-        ended = False
-        while not ended:
-            first = await queue.get()
-            if first is None:
-                return
-            group = [first]
-            size = len(first.records)
-            while not queue.empty() and size < self.options.batch_size:
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    ended = True
-                    break
-                if nxt.checkpoint.shard_id != group[0].checkpoint.shard_id:
-                    await self._write_pages(group)
-                    group, size = [nxt], 0
-                else:
-                    group.append(nxt)
-                size += len(nxt.records)
-            await self._write_pages(group)
-
-    async def _write_pages(self, group: list[Batch]) -> None:
-        if not self._abandoned:
-            try:
-                await self._write(merge(group))
-            except StoppedInOutage:
-                # stopped while the database was down: what is queued is dropped (its
-                # pages are fetched again by the next run), and the run ends partial
-                self._abandoned = True
-        for _ in group:  # one credit per page (see _fetcher)
-            self._pages.release()
-
-    async def _steal(self, scheduler: ShardScheduler) -> None:
-        """A fetcher found no idle shard: split the busy one with the most left, if worth it.
-
-        Only when fewer shards remain than fetchers, and only a shard with at least
-        ``split_min_pages`` pages to go (each split costs a request or two).
-        """
-        async with self._split_lock:
-            unfinished = [s for s in scheduler.shards if s.status != "done"]
-            if scheduler.has_idle or not unfinished or len(unfinished) >= self._fetchers:
-                return
-            best = max(unfinished, key=lambda s: planner.remaining_events(s) or 0.0)
-            left = planner.remaining_events(best)
-            if left is None or left < self.options.split_min_pages * self.options.page_size:
-                return
-            new = planner.split(best)
-            if new is None:
-                return
-            # Persisted first, applied after: a page of ``best`` in flight meanwhile is
-            # filtered by the old bound (a few events read twice, none lost).
-            if not await self.store.split_shard(best, new):
-                return
-            best.lower_ts = new.upper_ts
-            self._loader_of[new.shard_id] = len(self._by_id) % self.options.loaders
-            self._by_id[new.shard_id] = new
-            self.shards.append(new)
-            self.counters.extra["splits"] = self.counters.extra.get("splits", 0) + 1
-            await scheduler.add(new)
-
-    async def _write(self, batch: Batch) -> None:
-        result = await self.destination.write(batch)
-        shard = self._by_id.get(batch.checkpoint.shard_id)
-        if shard is not None:
-            shard.events += result.inserted
-        c = self.counters  # received = inserted + duplicates + quarantined + out_of_range
-        c.received += batch.received
-        c.inserted += result.inserted
-        c.duplicates += result.duplicates + batch.repeats
-        c.quarantined += result.quarantined
-        c.out_of_range += batch.out_of_range
-        if result.repaired or result.resolved:
-            extra = self.counters.extra
-            extra["repaired"] = extra.get("repaired", 0) + result.repaired + result.resolved
-            self.reporter.message(
-                f"shard {batch.checkpoint.shard_id}: completed "
-                + " and ".join(
-                    text
-                    for n, text in (
-                        (result.repaired, f"{result.repaired} stripped row(s) in place"),
-                        (result.resolved, f"{result.resolved} quarantined incomplete event(s)"),
-                    )
-                    if n
-                )
-                + " from a complete copy"
-            )
-
-    async def _ticker(self) -> None:
-        started = self.clock.now()
-        last_beat = started
-        deadline = self.options.max_runtime_s
-        while not self._finished.is_set():
-            ok, _ = await until_stopped(self.clock.sleep(self.options.tick_s), self._finished)
-            if not ok:
-                return
-            now = self.clock.now()
-            if deadline is not None and now - started >= deadline:
-                self.request_stop(f"--max-runtime {deadline:g}s reached")
-            self.reporter.update(self.counters, self.shards)
-            if now - last_beat >= self.options.heartbeat_s:
-                last_beat = now
-                await self.store.heartbeat(self.counters)
