@@ -107,51 +107,55 @@ class _Lane:
                 self._observe(resp)
                 page = to_page(resp, self.name, token_auth=self.token_auth)
             except RateLimited as exc:
-                self.counters.rate_limited += 1
                 limited += 1
-                if limited > MAX_RATE_LIMITED:
-                    raise PermanentSourceError(f"{self.name}: still rate limited: {exc}") from exc
-                self._throttled(exc)
+                self._rate_limited(exc, limited)
                 continue
             except CursorExpired as exc:
-                self.counters.cursor_resets += 1
                 resets += 1
-                if resets > MAX_CURSOR_RESETS:
-                    raise PermanentSourceError(f"{self.name}: cursor keeps failing: {exc}") from exc
-                # Rebuild from the position. A refused rebuilt cursor means our clock and the
-                # API's disagree: each further try lives 30x longer (110 s, 55 min, 27 h, ...).
-                fallback = start_position(shard)
-                cursor = (
-                    None
-                    if fallback is None
-                    else cursors.encode(
-                        fallback,
-                        now_ms=self.now_ms(),
-                        ttl_ms=cursors.CURSOR_TTL_MS * 30 ** (resets - 1),
-                    )
-                )
+                cursor = self._rebuilt_cursor(shard, exc, resets)
                 continue
             except StreamTokenError:
                 raise
             except TransientSourceError as exc:
                 failures += 1
-                attempts = self.retry.max_attempts
-                if isinstance(exc, Unreachable) and not self.http.reached:
-                    attempts = min(attempts, self.retry.startup_attempts)
-                if failures >= attempts:
-                    raise self._gave_up(exc, failures) from exc
-                self.counters.retries += 1
-                wait = self.retry.delay(failures)
-                if self.retry_log is not None:
-                    self.retry_log(self.name, str(exc), failures, attempts, wait)
-                await self.clock.sleep(wait)
+                await self._back_off(exc, failures)
                 continue
             self._succeeded()
-            if page.next_cursor is not None:
-                decoded = cursors.decode(page.next_cursor)
-                if decoded is not None:
-                    page = dataclasses.replace(page, cursor_position=decoded[0])
-            return page
+            return _with_cursor_position(page)
+
+    def _rate_limited(self, exc: RateLimited, times: int) -> None:
+        """A 429: throttle the lane, or give up past ``MAX_RATE_LIMITED`` in a row."""
+        self.counters.rate_limited += 1
+        if times > MAX_RATE_LIMITED:
+            raise PermanentSourceError(f"{self.name}: still rate limited: {exc}") from exc
+        self._throttled(exc)
+
+    def _rebuilt_cursor(self, shard: ShardState, exc: CursorExpired, resets: int) -> str | None:
+        """A cursor rebuilt from the shard's position after CURSOR_EXPIRED. A refused rebuilt
+        cursor means our clock and the API's disagree: each further try lives 30x longer
+        (110 s, 55 min, 27 h, ...)."""
+        self.counters.cursor_resets += 1
+        if resets > MAX_CURSOR_RESETS:
+            raise PermanentSourceError(f"{self.name}: cursor keeps failing: {exc}") from exc
+        fallback = start_position(shard)
+        if fallback is None:
+            return None
+        ttl_ms = cursors.CURSOR_TTL_MS * 30 ** (resets - 1)
+        return cursors.encode(fallback, now_ms=self.now_ms(), ttl_ms=ttl_ms)
+
+    async def _back_off(self, exc: TransientSourceError, failures: int) -> None:
+        """Wait before the next try of a transient failure, or give up after the attempts
+        allowed (fewer while the API has never answered: a wrong URL fails fast)."""
+        attempts = self.retry.max_attempts
+        if isinstance(exc, Unreachable) and not self.http.reached:
+            attempts = min(attempts, self.retry.startup_attempts)
+        if failures >= attempts:
+            raise self._gave_up(exc, failures) from exc
+        self.counters.retries += 1
+        wait = self.retry.delay(failures)
+        if self.retry_log is not None:
+            self.retry_log(self.name, str(exc), failures, attempts, wait)
+        await self.clock.sleep(wait)
 
     def _gave_up(self, exc: TransientSourceError, failures: int) -> PermanentSourceError:
         tries = f"{failures} attempt{'s' if failures > 1 else ''}"
@@ -161,6 +165,15 @@ class _Lane:
                 f"{tries}): check --api-url / DATASYNC_API_URL and that the server is up"
             )
         return PermanentSourceError(f"the API kept failing; gave up after {tries}: {exc}")
+
+
+def _with_cursor_position(page: Page) -> Page:
+    """``page`` with the exact position its next cursor names (when it can be read)."""
+    if page.next_cursor is not None:
+        decoded = cursors.decode(page.next_cursor)
+        if decoded is not None:
+            return dataclasses.replace(page, cursor_position=decoded[0])
+    return page
 
 
 class EventsLane(_Lane):
