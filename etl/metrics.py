@@ -78,6 +78,13 @@ def render_metrics(
         add("etl_events_loaded", "gauge", "Events in the table (progress counters).", loaded_total)
     if expected_total:
         add("etl_events_expected", "gauge", "Events the API reports in total.", expected_total)
+    if "missing" in c.extra:  # judged once every shard is done
+        add(
+            "etl_events_missing",
+            "gauge",
+            "Events the source states that the table lacks after a finished sync (0: complete).",
+            c.extra["missing"],
+        )
     running = run_status not in FINAL_STATUSES
     add("etl_run_in_progress", "gauge", "1 while a run is going on.", 1 if running else 0)
     add(

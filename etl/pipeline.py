@@ -168,6 +168,7 @@ class Run:
             return "succeeded", ""
         tally = await self.store.tally()
         missing = total - tally.events - tally.quarantined
+        self.counters.extra["missing"] = max(0, missing)  # kept with the run (extra)
         if missing <= 0:
             return "succeeded", ""
         return "incomplete", (

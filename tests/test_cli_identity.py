@@ -72,6 +72,7 @@ async def test_an_incomplete_run_is_reported_as_such_everywhere(
     prom = metrics.read_text()
     assert "\netl_last_run_success 0\n" in prom
     assert '\netl_last_run_status{status="incomplete"} 1\n' in prom
+    assert f"\netl_events_missing {FULL - SMALL}\n" in prom
     code, output = await run_etl("status", "--json", "--database-url", db_url, env=env)
     doc = json.loads(output)
     assert doc["run"]["status"] == "incomplete"
