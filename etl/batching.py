@@ -75,4 +75,5 @@ def merge(batches: list[Batch]) -> Batch:
         received=sum(b.received for b in batches),
         out_of_range=sum(b.out_of_range for b in batches),
         repeats=sum(b.repeats for b in batches),
+        overwrite=any(b.overwrite for b in batches),
     )

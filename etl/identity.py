@@ -63,6 +63,9 @@ class SourceIdentity:
     newest: Position | None = None
     oldest: Position | None = None
     total: int | None = None
+    # a re-sync over rows kept from an earlier sync is under way: a loaded row whose content
+    # differs from the source's copy is replaced (cleared once every shard is done)
+    refresh: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class SourceIdentity:
             "newest": _pos_json(self.newest),
             "oldest": _pos_json(self.oldest),
             "total": self.total,
+            "refresh": self.refresh,
         }
 
     @classmethod
@@ -82,6 +86,7 @@ class SourceIdentity:
             newest=_pos_from(doc.get("newest")),
             oldest=_pos_from(doc.get("oldest")),
             total=int(total) if isinstance(total, int) else None,
+            refresh=doc.get("refresh") is True,
         )
 
 
@@ -168,4 +173,5 @@ def after_sync(
         identity,
         oldest=identity.oldest or oldest,
         total=stated_total if stated_total is not None else identity.total,
+        refresh=False,
     )

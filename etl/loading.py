@@ -96,9 +96,14 @@ class Loaders:
         c = self.counters  # received = inserted + duplicates + quarantined + out_of_range
         c.received += batch.received
         c.inserted += result.inserted
-        c.duplicates += result.duplicates + batch.repeats
+        # an incomplete event whose complete row is already loaded is not quarantined
+        # again: it is a duplicate
+        unstored = max(0, len(batch.quarantined) - result.quarantined)
+        c.duplicates += result.duplicates + batch.repeats + unstored
         c.quarantined += result.quarantined
         c.out_of_range += batch.out_of_range
+        if result.refreshed:
+            c.extra["refreshed"] = c.extra.get("refreshed", 0) + result.refreshed
         if result.repaired or result.resolved:
             self._report_repairs(batch.checkpoint.shard_id, result)
 

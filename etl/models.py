@@ -149,6 +149,9 @@ class Batch:
     # received = records + quarantined + out_of_range + repeats
     out_of_range: int = 0  # outside the shard's bounds: another shard's to load
     repeats: int = 0  # an id seen earlier in the same page (first one kept)
+    # a re-sync over kept rows (--full-refresh, or after `etl reset`): a loaded row whose
+    # content differs from this copy is replaced by it, instead of the first copy winning
+    overwrite: bool = False
 
 
 LoadedBy = Literal["copy", "upsert"]  # straight into the table, or through a stage
@@ -163,6 +166,8 @@ class WriteResult:
     repaired: int = 0
     # incomplete events quarantined earlier whose complete copy this batch loaded
     resolved: int = 0
+    # loaded rows replaced by this batch's differing copy (``Batch.overwrite``)
+    refreshed: int = 0
     # how the events went in: "copy" straight into the table, or "upsert" through a stage
     loaded_by: LoadedBy = "upsert"
 

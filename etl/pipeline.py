@@ -109,6 +109,7 @@ class Run:
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
+        self._overwrite = False  # see Batch.overwrite
         self._planned = True  # False: stopped before the plan was made
         self._required = RequiredFields(tuple(source.required_fields))
 
@@ -151,7 +152,16 @@ class Run:
                 self.reporter.message(note)
             current = replace(stored, api=current.api, key_id=current.key_id)
         if stored is None:  # a new sync (or state kept before identities were): anchor it
-            current = replace(current, newest=head)
+            # a full sync over rows kept by a reset replaces the ones the source now has
+            # differently (not when adopting the shards of an etl that kept no identity)
+            kept = not shards and (await self.store.tally()).events > 0
+            current = replace(current, newest=head, refresh=kept)
+        if current.refresh:
+            self.reporter.message(
+                "re-syncing over rows kept from an earlier sync: a row whose content differs "
+                "from the source's is replaced by it"
+            )
+        self._overwrite = current.refresh
         self.identity = current
         await self.store.save_identity(current)
         return shards
@@ -322,6 +332,8 @@ class Run:
         if result.incomplete:
             await self._reread(lane, shard, result)
         batch = advance(shard, page, result)
+        if self._overwrite:
+            batch = replace(batch, overwrite=True)
         # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
         # page (its raw JSON values keep the whole response body alive). The shard stays
         # ours until its batch is queued.

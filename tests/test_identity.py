@@ -18,6 +18,7 @@ from etl.pipeline import PipelineOptions
 from etl.wiring import run_ingest
 from tests.fakes import T0_MS, FakeSource, MemoryStore, MemoryTable, make_events
 from tests.ingest_harness import LinkedClock, Recorder, ingest, loaded_ids, query
+from tests.test_cli_ingest import env_for, run_etl
 
 SMALL, FULL = 3_000, 12_000
 KEYS = ("ds_key_one_1111111111111111111111", "ds_key_two_2222222222222222222222")
@@ -71,7 +72,9 @@ async def test_full_refresh_after_a_change_ends_with_the_new_dataset(
     sandbox: Any, db_url: str
 ) -> None:
     """--full-refresh retires the old state and re-reads the source: the table then holds
-    every event of the new dataset, and the next plain run is a quiet incremental one."""
+    every event of the new dataset, with the new dataset's content where an id is reused
+    (the kept row is replaced, not the first copy kept), and the next plain run is a quiet
+    incremental one."""
     clock = FakeClock()
     small = await start(sandbox, clock, SMALL)
     await run(small, db_url, clock)
@@ -81,6 +84,14 @@ async def test_full_refresh_after_a_change_ends_with_the_new_dataset(
     assert any("--full-refresh" in m and "retired" in m for m in messages)
     assert set(await loaded_ids(db_url)) == set(full.ids())
     assert outcome.loaded_total == FULL == outcome.expected_total
+    # the small dataset's rows whose ids the full one reuses now hold the full one's content
+    rows = await query(
+        db_url,
+        "SELECT id::text AS id, (extract(epoch FROM occurred_at) * 1000)::bigint AS ms FROM events",
+    )
+    held = {r["id"]: r["ms"] for r in rows}
+    assert held == dict(zip(full.ids(), full.dataset.ts, strict=False))
+    assert 0 < outcome.counters.extra["refreshed"] <= SMALL
     again, _ = await run(full, db_url, clock)
     assert again.status == "succeeded" and "up to date" in again.planned
 
@@ -171,3 +182,24 @@ async def fake_run(
         counters=RunCounters(),
         identity=me,
     )
+
+
+async def test_after_etl_reset_a_plain_run_resyncs_with_the_new_content(
+    sandbox: Any, db_url: str
+) -> None:
+    """`etl reset --yes` (rows kept), then a plain `etl ingest` against the changed source:
+    no "different dataset" stop (the state was forgotten on purpose), and the table ends
+    with the new dataset's events and content."""
+    clock = FakeClock()
+    await run(await start(sandbox, clock, SMALL), db_url, clock)
+    code, output = await run_etl("reset", "--yes", "--database-url", db_url, env=env_for())
+    assert code == 0, output
+    full = await start(sandbox, clock, FULL)
+    outcome, messages = await run(full, db_url, clock)
+    assert outcome.status == "succeeded" and "full sync" in outcome.planned
+    assert any("re-syncing over rows kept" in m for m in messages)
+    rows = await query(
+        db_url,
+        "SELECT id::text AS id, (extract(epoch FROM occurred_at) * 1000)::bigint AS ms FROM events",
+    )
+    assert {r["id"]: r["ms"] for r in rows} == dict(zip(full.ids(), full.dataset.ts, strict=False))

@@ -55,6 +55,7 @@ def _repairs(c: RunCounters) -> str:
         for key, label in (
             ("incomplete_reread", "incomplete re-read complete"),
             ("repaired", "repaired"),
+            ("refreshed", "replaced by the source's differing copy"),
         )
         if c.extra.get(key)
     ]

@@ -115,6 +115,25 @@ _REPAIR_EVENTS = rollups.replace_rows(
     + f"\nFROM {STAGE_TABLE} AS s"
     + _REPAIR_WHERE,
 )
+# A re-sync over kept rows (``Batch.overwrite``): a loaded row whose content differs from the
+# source's copy in the stage takes it (timestamp_raw is not compared: the two lanes spell the
+# same instant differently). A stripped copy never replaces anything. Rollups move with it.
+_CONTENT = ("session_id", "user_id", "type", "name", "occurred_at", "properties", "session")
+_REFRESH_WHERE = f"""
+WHERE e.id = s.id AND NOT {_stripped("s")}
+  AND ({", ".join(f"e.{c}" for c in _CONTENT)})
+      IS DISTINCT FROM ({", ".join(f"s.{c}" for c in _CONTENT)})
+"""
+_REFRESH_EVENTS = rollups.replace_rows(
+    "SELECT DISTINCT ON (e.id) "
+    + ", ".join(f"e.{c}" for c in rollups.RETURNED.split(", "))
+    + f" FROM events AS e, {STAGE_TABLE} AS s"
+    + _REFRESH_WHERE,
+    "UPDATE events AS e SET "
+    + ", ".join(f"{c} = s.{c}" for c in (*_CONTENT, "timestamp_raw"))
+    + f"\nFROM {STAGE_TABLE} AS s"
+    + _REFRESH_WHERE,
+)
 _RESOLVE_QUARANTINE = """
 UPDATE quarantine SET resolved_at = now()
 WHERE event_id = ANY($1::text[]) AND missing IS NOT NULL AND resolved_at IS NULL
@@ -257,6 +276,15 @@ async def write_batch(
     return result
 
 
+async def _replace_rows(conn: Conn, sql: str) -> int:
+    """Run a ``rollups.replace_rows`` statement; drop the rollup rows it emptied."""
+    replaced = int(await conn.fetchval(sql))
+    if replaced:
+        for empty in rollups.DROP_EMPTY:
+            await conn.execute(empty)
+    return replaced
+
+
 async def _write(
     conn: Conn,
     batch: Batch,
@@ -270,7 +298,7 @@ async def _write(
     cp = batch.checkpoint
     n_records = len(batch.records)
     async with conn.transaction():
-        inserted = repaired = resolved = 0
+        inserted = repaired = resolved = refreshed = 0
         if direct:
             await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
             inserted = n_records
@@ -280,10 +308,9 @@ async def _write(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
             )
             if repairs.stripped:
-                repaired = int(await conn.fetchval(_REPAIR_EVENTS))
-                if repaired:
-                    for sql in rollups.DROP_EMPTY:
-                        await conn.execute(sql)
+                repaired = await _replace_rows(conn, _REPAIR_EVENTS)
+            if batch.overwrite:
+                refreshed = await _replace_rows(conn, _REFRESH_EVENTS)
             inserted = int(await conn.fetchval(_INSERT_EVENTS))
         if repairs.unresolved and n_records:
             waiting = [r[0] for r in batch.records if r[0] in repairs.unresolved]
@@ -320,6 +347,7 @@ async def _write(
             quarantined=n_quarantined,
             repaired=repaired,
             resolved=resolved,
+            refreshed=refreshed,
             loaded_by="copy" if direct else "upsert",
         )
         await _insert_delivery(
