@@ -15,6 +15,7 @@ from etl.errors import ExitCode, SourceMismatch
 from etl.identity import SourceIdentity, api_label, key_id
 from etl.models import RunCounters
 from etl.pipeline import PipelineOptions
+from etl.read.rollups import verify as verify_rollups
 from etl.wiring import run_ingest
 from tests.fakes import T0_MS, FakeSource, MemoryStore, MemoryTable, make_events
 from tests.ingest_harness import LinkedClock, Recorder, ingest, loaded_ids, query
@@ -92,6 +93,7 @@ async def test_full_refresh_after_a_change_ends_with_the_new_dataset(
     held = {r["id"]: r["ms"] for r in rows}
     assert held == dict(zip(full.ids(), full.dataset.ts, strict=False))
     assert 0 < outcome.counters.extra["refreshed"] <= SMALL
+    assert (await verify_rollups(db_url)).ok  # the replaced rows moved their rollup counts
     again, _ = await run(full, db_url, clock)
     assert again.status == "succeeded" and "up to date" in again.planned
 
