@@ -20,6 +20,7 @@ from etl import planner
 from etl.aio import first_error, until_stopped
 from etl.batching import advance, transform_for
 from etl.errors import AuthError, EtlError, SourceError
+from etl.guard import DatasetGuard
 from etl.heartbeat import tick
 from etl.loading import Loaders
 from etl.models import (
@@ -27,7 +28,6 @@ from etl.models import (
     Destination,
     FinalStatus,
     Lane,
-    Position,
     Reporter,
     RunCounters,
     ShardState,
@@ -91,7 +91,9 @@ class Run:
     ) -> None:
         """``identity``: who the source is (api, key id); None skips the dataset checks."""
         self.source = source
-        self.identity = identity
+        self._guard = DatasetGuard(
+            source, store, reporter, identity, full_refresh=options.full_refresh
+        )
         self.destination = destination
         self.store = store
         self.reporter = reporter
@@ -109,14 +111,13 @@ class Run:
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
-        self._overwrite = False  # see Batch.overwrite
         self._planned = True  # False: stopped before the plan was made
         self._required = RequiredFields(tuple(source.required_fields))
 
     async def plan(self) -> tuple[str, int | None]:
         """Decide the shards of this run (see ``etl.planning``)."""
         plan = await plan_run(
-            self.source, self.store, self.options, self.stop, same_dataset=self._same_dataset
+            self.source, self.store, self.options, self.stop, same_dataset=self._guard.check
         )
         self.shards = plan.shards
         self._planned = plan.made
@@ -127,65 +128,6 @@ class Run:
         self._by_id[shard.shard_id] = shard
         self._loading.assign(shard)
         self.shards.append(shard)
-
-    async def _same_dataset(
-        self, shards: list[ShardState], head: Position | None, total: int | None
-    ) -> list[ShardState]:
-        """Check the state belongs to this source's dataset (``etl.identity``); with
-        ``full_refresh``, retire it instead. Raises ``SourceMismatch`` before any fetch."""
-        current = self.identity
-        if current is None:
-            return shards
-        stored = await self.store.load_identity()
-        if self.options.full_refresh:
-            retired = await self.store.reset_progress() if shards else 0
-            self.reporter.message(
-                f"--full-refresh: {retired} shard(s) retired; re-reading the whole source "
-                "(rows already loaded stay and count)"
-            )
-            stored, shards = None, []
-        elif stored is not None:
-            verdict = await ident.verify(stored, current, total, self.source)
-            if not verdict.same:
-                raise ident.mismatch_error(stored, verdict)
-            for note in verdict.notes:
-                self.reporter.message(note)
-            current = replace(stored, api=current.api, key_id=current.key_id)
-        if stored is None:  # a new sync (or state kept before identities were): anchor it
-            # a full sync over rows kept by a reset replaces the ones the source now has
-            # differently (not when adopting the shards of an etl that kept no identity)
-            kept = not shards and (await self.store.tally()).events > 0
-            current = replace(current, newest=head, refresh=kept)
-        if current.refresh:
-            self.reporter.message(
-                "re-syncing over rows kept from an earlier sync: a row whose content differs "
-                "from the source's is replaced by it"
-            )
-        self._overwrite = current.refresh
-        self.identity = current
-        await self.store.save_identity(current)
-        return shards
-
-    async def _judge(self, total: int | None) -> tuple[FinalStatus, str]:
-        """After every shard finished: complete, or short of what the source states."""
-        # every shard read down to its bound and the open-ended one to the end of the data:
-        # the lowest position any shard handled is the oldest event
-        oldest = min((s.position for s in self.shards if s.position), default=None)
-        if self.identity is not None:
-            self.identity = ident.after_sync(self.identity, oldest, total)
-            await self.store.save_identity(self.identity)
-        if total is None:
-            return "succeeded", ""
-        tally = await self.store.tally()
-        missing = total - tally.events - tally.quarantined
-        self.counters.extra["missing"] = max(0, missing)  # kept with the run (extra)
-        if missing <= 0:
-            return "succeeded", ""
-        return "incomplete", (
-            f"every shard is done, but the table holds {tally.events:,} of the {total:,} events "
-            f"the source states ({tally.quarantined:,} quarantined, {missing:,} missing); "
-            "run `etl ingest --full-refresh` to re-read the source"
-        )
 
     # -- the run ----------------------------------------------------------------------
     async def execute(self) -> Outcome:
@@ -245,7 +187,7 @@ class Run:
         if self.error is not None:
             status = "failed"
         elif status == "succeeded":
-            status, self.stop_reason = await self._judge(total)
+            status, self.stop_reason = await self._guard.judge(self.shards, total, self.counters)
         return Outcome(
             status=status,
             counters=self.counters,
@@ -332,7 +274,7 @@ class Run:
         if result.incomplete:
             await self._reread(lane, shard, result)
         batch = advance(shard, page, result)
-        if self._overwrite:
+        if self._guard.overwrite:
             batch = replace(batch, overwrite=True)
         # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
         # page (its raw JSON values keep the whole response body alive). The shard stays
