@@ -57,7 +57,7 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)  # None: embedded PostgreSQL
     data_dir: Path = field(default_factory=lambda: default_data_dir({}))
     strategy: Strategy = "auto"
-    page_size: int = 5000
+    page_size: int = MAX_PAGE_SIZE  # the largest page the API serves: the fewest requests
     shards: int = 16
     span_days: float = 31.0
     events_concurrency: int = 2

@@ -59,9 +59,9 @@ async def from_url(url: str, timeout_s: float = TIMEOUT_S) -> list[Rule]:
 def _parse(text: str, where: str) -> list[Rule]:
     try:
         doc: Any = json.loads(text)
-    except ValueError:
-        raise ThresholdsError(f"{where} answered garbage: not JSON") from None
+    except ValueError as exc:
+        raise ThresholdsError(f"{where} answered garbage: not JSON") from exc
     try:
         return parse_rules(doc)
     except ValueError as exc:
-        raise ThresholdsError(f"{where} answered garbage: {exc}") from None
+        raise ThresholdsError(f"{where} answered garbage: {exc}") from exc

@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
+from etl.anomaly import Settings as AnomalySettings
 from etl.cli.db import fail
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
 from etl.cli.read import Types, Until, echo_json, run_read
 from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
 from etl.read.views import NO_INGEST
+
+_DEFAULTS = AnomalySettings()  # the detection's defaults, written once in etl.anomaly
 
 
 @app.command()
@@ -22,10 +25,18 @@ def anomalies(
     types: Types = None,
     bucket: Annotated[str, typer.Option("--bucket", "-b", help="hour or day (UTC).")] = "hour",
     until: Until = None,
-    training_days: Annotated[int, typer.Option("--training-days", min=1, max=365)] = 14,
-    detection_days: Annotated[int, typer.Option("--detection-days", min=1, max=60)] = 2,
-    sensitivity: Annotated[float, typer.Option("--sensitivity", min=0.1, max=100)] = 3.0,
-    min_points: Annotated[int, typer.Option("--min-training-points", min=2, max=10_000)] = 7,
+    training_days: Annotated[
+        int, typer.Option("--training-days", min=1, max=365)
+    ] = _DEFAULTS.training_days,
+    detection_days: Annotated[
+        int, typer.Option("--detection-days", min=1, max=60)
+    ] = _DEFAULTS.detection_days,
+    sensitivity: Annotated[
+        float, typer.Option("--sensitivity", min=0.1, max=100)
+    ] = _DEFAULTS.sensitivity,
+    min_points: Annotated[
+        int, typer.Option("--min-training-points", min=2, max=10_000)
+    ] = _DEFAULTS.min_training_points,
     thresholds: Annotated[
         Path | None, typer.Option("--thresholds", help="JSON file of threshold rules.")
     ] = None,

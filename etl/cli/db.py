@@ -62,7 +62,7 @@ def check_data_dir(data_dir: Path, *, embedded: bool) -> None:
         raise ConfigError(
             f"--data-dir {data_dir} is not writable ({reason.lower()}); it holds {what}: "
             "choose another with --data-dir or ETL_DATA_DIR"
-        ) from None
+        ) from exc
 
 
 def fail(exc: EtlError) -> typer.Exit:

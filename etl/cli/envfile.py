@@ -21,10 +21,10 @@ def load_env_file(path: Path = Path(".env")) -> None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a .env file") from None
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path} is a directory, not a .env file") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     if b"\0" in raw:
         line = raw[: raw.index(b"\0")].count(b"\n") + 1
         raise ConfigError(f"{path}: line {line} holds a NUL byte; is it a text file?")
@@ -32,7 +32,7 @@ def load_env_file(path: Path = Path(".env")) -> None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line} is not valid UTF-8 (save it as UTF-8)") from None
+        raise ConfigError(f"{path}: line {line} is not valid UTF-8 (save it as UTF-8)") from exc
     from dotenv import dotenv_values
 
     for key, value in dotenv_values(stream=io.StringIO(text)).items():

@@ -28,7 +28,7 @@ def check_output_file(path: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-        raise ConfigError(f"cannot write {path}: {reason}") from None
+        raise ConfigError(f"cannot write {path}: {reason}") from exc
 
 
 @app.command("export-ids")
@@ -71,7 +71,7 @@ def _read_ids(file: Path) -> tuple[int, int, int]:
         lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read {file}: {reason}") from None
+        raise ConfigError(f"cannot read {file}: {reason}") from exc
     ids = [line for line in lines if line]
     bad = 0
     for item in ids:

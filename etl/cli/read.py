@@ -203,7 +203,7 @@ def series(
                 horizon=horizon,
             )
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from exc
 
     report = run_read(database_url, data_dir, query)
     if report is None:

@@ -19,7 +19,7 @@ async def export_ids(dsn: str, path: Path) -> int:
     try:
         out = await asyncio.to_thread(open, tmp, "wb")  # closed below, after the COPY
     except OSError as exc:
-        raise ConfigError(f"cannot write {tmp}: {(exc.strerror or str(exc)).lower()}") from None
+        raise ConfigError(f"cannot write {tmp}: {(exc.strerror or str(exc)).lower()}") from exc
     with out:
         async with connection(dsn, "exporting the ids") as conn:
             try:

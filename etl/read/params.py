@@ -16,18 +16,18 @@ def parse_time(text: str, option: str) -> dt.datetime:
     without an offset is UTC."""
     try:
         value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
+    except ValueError as exc:
         raise ConfigError(
             f"{option} must be an ISO 8601 time like 2026-01-27T19:00:00Z, got {text!r}"
-        ) from None
+        ) from exc
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def parse_uuid(text: str, option: str) -> str:
     try:
         return str(uuid.UUID(text.strip()))
-    except ValueError:
-        raise ConfigError(f"{option} must be a UUID, got {text!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{option} must be a UUID, got {text!r}") from exc
 
 
 def parse_before(text: str) -> tuple[dt.datetime, str | None]:

@@ -97,8 +97,8 @@ def integer(ctx: Ctx, node: yaml.Node) -> int:
     value = _scalar(ctx, node, "an integer")
     try:
         return int(value)
-    except ValueError:
-        raise ctx.fail(node, "an integer") from None
+    except ValueError as exc:
+        raise ctx.fail(node, "an integer") from exc
 
 
 def boolean(ctx: Ctx, node: yaml.Node) -> bool:

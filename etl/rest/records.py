@@ -69,8 +69,8 @@ def _integer(column: Column, value: Any) -> Any:
         raise _Invalid(f"{column.name}: expected an integer")
     try:
         number = int(value)
-    except ValueError:
-        raise _Invalid(f"{column.name}: expected an integer") from None
+    except ValueError as exc:
+        raise _Invalid(f"{column.name}: expected an integer") from exc
     limit = 2**31 if column.type == "integer" else 2**63
     if not -limit <= number < limit:
         raise _Invalid(f"{column.name}: {number} is out of range for {column.type}")
@@ -82,8 +82,8 @@ def _number(column: Column, value: Any) -> Any:
         raise _Invalid(f"{column.name}: expected a number")
     try:
         return float(value)
-    except ValueError:
-        raise _Invalid(f"{column.name}: expected a number") from None
+    except ValueError as exc:
+        raise _Invalid(f"{column.name}: expected a number") from exc
 
 
 def _boolean(column: Column, value: Any) -> Any:
@@ -95,8 +95,8 @@ def _boolean(column: Column, value: Any) -> Any:
 def _timestamp(column: Column, value: Any) -> Any:
     try:
         return to_utc(value)
-    except (TimestampError, ValueError, TypeError, OverflowError):
-        raise _Invalid(f"{column.name}: not a timestamp") from None
+    except (TimestampError, ValueError, TypeError, OverflowError) as exc:
+        raise _Invalid(f"{column.name}: not a timestamp") from exc
 
 
 def _json(column: Column, value: Any) -> Any:

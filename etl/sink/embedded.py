@@ -54,11 +54,11 @@ def _pgserver() -> Any:
         warnings.simplefilter("ignore")
         try:
             import pgserver
-        except ImportError:
+        except ImportError as exc:
             raise ConfigError(
                 "no DATABASE_URL, and this installation has no embedded PostgreSQL (the "
                 "Docker image leaves it out): set DATABASE_URL or --database-url"
-            ) from None
+            ) from exc
     return pgserver
 
 
