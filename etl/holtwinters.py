@@ -16,7 +16,8 @@ Initial state (the classic one; statsmodels' default "heuristic" differs, so the
 fit in the tests passes these values with ``initialization_method="known"``): level = mean
 of the first period, trend = (mean of the second period - mean of the first) / m, seasonal =
 first period - level. a, b, g minimise the one-step squared error (Nelder-Mead on [0, 1]^3
-from three starting points). The interval is yhat +- z sigma sqrt(1 + sum_{j<h} c_j^2) with
+from two starting points, 80 iterations each: ~12 ms for two weeks of hours). The interval
+is yhat +- z sigma sqrt(1 + sum_{j<h} c_j^2) with
 c_j = a (1 + j b) + g [j mod m = 0] and sigma^2 the mean squared one-step error (FPP 8.7).
 """
 
@@ -140,8 +141,8 @@ def fit(
     init = initial_state(y, m)
     if params is None:
         best: tuple[list[float], float] | None = None
-        for start in ([0.3, 0.05, 0.1], [0.1, 0.01, 0.3], [0.6, 0.1, 0.05]):
-            x, v = _nelder_mead(lambda p: run(y, m, p[0], p[1], p[2], init)[3], start)
+        for start in ([0.3, 0.05, 0.1], [0.1, 0.01, 0.3]):  # two: one may stall at an edge
+            x, v = _nelder_mead(lambda p: run(y, m, p[0], p[1], p[2], init)[3], start, iters=80)
             if best is None or v < best[1]:
                 best = (x, v)
         assert best is not None

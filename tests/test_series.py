@@ -13,7 +13,7 @@ from etl.errors import ExitCode
 from etl.read.series import read_series
 from etl.read.stats import Series, stats
 from tests.fixtures_db import run_sync
-from tests.read_data import T0, event, load, mixed
+from tests.read_data import T0, USERS, event, load, mixed
 
 H = dt.timedelta(hours=1)
 
@@ -70,3 +70,20 @@ def test_cli_table_csv_json_and_forecast(db_url: str) -> None:
     points = doc["forecasts"][0]["points"]
     assert len(points) == 6
     assert all(p["low"] <= p["value"] <= p["high"] for p in points)
+
+
+async def test_distinct_users_are_exact_per_bucket(db_url: str) -> None:
+    """A user active in two hours of a day counts once for the day (never a sum of hours);
+    events without a user are not users."""
+    a, b = USERS[0], USERS[1]
+    recs = [
+        event(1, at=T0, user=a),
+        event(2, at=T0 + H, user=a),
+        event(3, at=T0 + H, user=b),
+        event(4, at=T0 + 2 * H, user=None),
+    ]
+    await load(db_url, [recs])
+    hourly = await read_series(db_url, total=True, users=True)
+    assert {s.name: s.values for s in hourly.series}["distinct_users"] == (1, 2, 0)
+    daily = await read_series(db_url, bucket="day", total=True, users=True)
+    assert {s.name: s.values for s in daily.series} == {"all": (4,), "distinct_users": (2,)}

@@ -10,10 +10,9 @@ import typer
 from etl.anomaly import Settings as AnomalySettings
 from etl.cli.db import fail
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
-from etl.cli.read import Types, Until, echo_json, run_read
+from etl.cli.read import Types, Until, echo_json, no_ingest, run_read
 from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
-from etl.read.views import NO_INGEST
 
 _DEFAULTS = AnomalySettings()  # the detection's defaults, written once in etl.anomaly
 
@@ -89,7 +88,7 @@ def anomalies(
 
     report = run_read(database_url, data_dir, go)
     if report is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
         return
     from etl.read.anomalies import AnomalyReport
 
@@ -97,7 +96,7 @@ def anomalies(
     if as_json:
         echo_json({**_doc(report), "found": report.found})
     else:
-        from etl.display.read import anomalies_text
+        from etl.plain import anomalies_text
 
         typer.echo(anomalies_text(report))
     if report.found:

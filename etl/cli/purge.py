@@ -9,10 +9,9 @@ import typer
 
 from etl.cli.db import fail
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
-from etl.cli.read import Since, Until, echo_json, run_read
+from etl.cli.read import Since, Until, echo_json, no_ingest, run_read
 from etl.cli.root import app
 from etl.errors import ConfigError, EtlError
-from etl.read.views import NO_INGEST
 
 
 @app.command()
@@ -57,7 +56,7 @@ def purge(
 
         n = run_read(database_url, data_dir, lambda dsn: run_query(dsn, "counting", count, f))
         if n is None:
-            typer.echo(NO_INGEST)
+            typer.echo(no_ingest())
             return
         if not typer.confirm(f"delete {n:,} events?", default=False):
             typer.echo("nothing deleted")
@@ -72,7 +71,7 @@ def purge(
 
     result = run_read(database_url, data_dir, go)
     if result is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
     elif as_json:
         echo_json(result)
     else:

@@ -1,7 +1,7 @@
 """Read commands over the loaded data: `etl rollups`, `etl events`, `etl series`, `etl top`.
 
 Each parses its arguments, runs one ``etl.read`` function under ``asyncio.run`` and prints a
-plain table (``etl.display.read``) or ``--json``. Bad input exits 2, a database failure 6.
+plain table (``etl.plain``) or ``--json``. Bad input exits 2, a database failure 6.
 """
 
 from __future__ import annotations
@@ -18,9 +18,16 @@ from etl.cli.db import fail, open_database
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
 from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
-from etl.read.views import NO_INGEST
 
 T = TypeVar("T")
+
+
+def no_ingest() -> str:
+    """The line printed when no database exists yet (imported late: etl.read.views pulls in
+    msgspec, ~40 ms a read command does not otherwise need)."""
+    from etl.read.views import NO_INGEST
+
+    return NO_INGEST
 
 
 def run_read(
@@ -59,13 +66,13 @@ def rollups(
     --verify recomputes every rollup from the events table (seconds on millions of rows)
     and lists the differences; exit 0 when there are none, 12 when there are.
     """
-    from etl.display.read import table
+    from etl.plain import table
     from etl.read import rollups as r
 
     if not verify:
         summary = run_read(database_url, data_dir, r.read_summary)
         if summary is None:
-            typer.echo(NO_INGEST)
+            typer.echo(no_ingest())
         elif as_json:
             echo_json(summary)
         else:
@@ -78,7 +85,7 @@ def rollups(
         return
     report = run_read(database_url, data_dir, r.verify)
     if report is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
         return
     if as_json:
         echo_json(report)
@@ -144,11 +151,11 @@ def events(
         ),
     )
     if page is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
     elif as_json:
         echo_json(page)
     else:
-        from etl.display.read import events_table
+        from etl.plain import events_table
 
         typer.echo(events_table(page))
 
@@ -162,6 +169,9 @@ def series(
     since: Since = None,
     until: Until = None,
     total: Annotated[bool, typer.Option("--total", help="One series: all types summed.")] = False,
+    users: Annotated[
+        bool, typer.Option("--users", help="Add distinct users per bucket (exact).")
+    ] = False,
     with_stats: Annotated[
         bool, typer.Option("--stats", help="count, min, max, mean, p50, p95, trend per series.")
     ] = False,
@@ -201,15 +211,16 @@ def series(
                 total=total,
                 with_stats=with_stats,
                 horizon=horizon,
+                users=users,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
 
     report = run_read(database_url, data_dir, query)
     if report is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
         return
-    from etl.display import read as show
+    from etl import plain as show
     from etl.read.stats import SeriesReport
 
     assert isinstance(report, SeriesReport)
@@ -253,11 +264,11 @@ def top(
         lambda dsn: read_top(dsn, what, by=by, limit=limit, since=lo, until=hi),  # type: ignore[arg-type]
     )
     if result is None:
-        typer.echo(NO_INGEST)
+        typer.echo(no_ingest())
     elif as_json:
         echo_json(result)
     else:
-        from etl.display.read import table
+        from etl.plain import table
 
         rows = [(r.rank, r.key, r.events, r.purchases) for r in result.rows]
         typer.echo(table(("#", what[:-1], "events", "purchases"), rows))

@@ -19,6 +19,7 @@ from etl.read.db import run_query
 Bucket = Literal["hour", "day"]
 WIDTH = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
 ALL = "all"  # the name of the summed series
+USERS = "distinct_users"  # the series of distinct users per bucket (all types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ async def _read(
     since: dt.datetime | None,
     until: dt.datetime | None,
     total: bool,
+    users: bool,
 ) -> SeriesSet:
     held = await conn.fetchrow(
         "SELECT count(DISTINCT type) AS n, min(hour) AS lo, max(hour) AS hi FROM rollup_hourly"
@@ -66,29 +68,42 @@ async def _read(
     if lo is None or hi is None or lo >= hi:
         empty = (ALL,) if total or not types else types
         return SeriesSet(bucket, (), tuple(Series(n, ()) for n in empty), int(held["n"]))
-    key = "hour" if bucket == "hour" else "date_trunc('day', hour, 'UTC')"
-    args: list[Any] = [lo, hi]
+    width = WIDTH[bucket]
+    # one row per type with two arrays (bucket index, events): 8 rows instead of thousands
+    index = "floor((extract(epoch FROM hour) - $3) / $4)::int"
+    args: list[Any] = [lo, hi, lo.timestamp(), width.total_seconds()]
     where = "hour >= $1 AND hour < $2"
     if types:
         args.append(list(types))
-        where += " AND type = ANY($3::text[])"
+        where += " AND type = ANY($5::text[])"
     rows = await conn.fetch(
-        f"SELECT {key} AS b, type, sum(events)::bigint AS n FROM rollup_hourly"
-        f" WHERE {where} GROUP BY 1, 2",
+        f"SELECT type, array_agg({index}) AS i, array_agg(events) AS n FROM rollup_hourly"
+        f" WHERE {where} GROUP BY type",
         *args,
     )
-    width = WIDTH[bucket]
     count = math.ceil((hi - lo) / width)
     buckets = tuple(lo + i * width for i in range(count))
-    names = list(types) if types else sorted({r["type"] for r in rows})
+    names = list(types) if types else sorted(r["type"] for r in rows)
     values: dict[str, list[int]] = {n: [0] * count for n in names}
     for r in rows:
-        values[r["type"]][(r["b"] - lo) // width] += int(r["n"])
+        v = values[r["type"]]
+        for i, n in zip(r["i"], r["n"], strict=True):
+            v[i] += n
     if total:
         summed = [sum(col) for col in zip(*values.values(), strict=True)] if values else [0] * count
         out: tuple[Series, ...] = (Series(ALL, tuple(summed)),)
     else:
         out = tuple(Series(n, tuple(v)) for n, v in values.items())
+    if users:
+        # exact: distinct ids over the bucket's per-hour user rows, never a sum of hours
+        distinct = [0] * count
+        for r in await conn.fetch(
+            f"SELECT {index} AS b, count(DISTINCT user_id) AS n FROM rollup_user_hours"
+            " WHERE hour >= $1 AND hour < $2 GROUP BY 1",
+            *args[:4],
+        ):
+            distinct[r["b"]] = int(r["n"])
+        out += (Series(USERS, tuple(distinct)),)
     return SeriesSet(bucket, buckets, out, int(held["n"]))
 
 
@@ -100,7 +115,11 @@ async def read_series(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     total: bool = False,
+    users: bool = False,
 ) -> SeriesSet:
     """Counts per bucket for ``types`` (every type held when empty), one series each, or
-    their sum as one series "all" when ``total``."""
-    return await run_query(target, "reading the series", _read, bucket, types, since, until, total)
+    their sum as one series "all" when ``total``; ``users`` adds the series
+    "distinct_users" (exact distinct user ids per bucket, all types)."""
+    return await run_query(
+        target, "reading the series", _read, bucket, types, since, until, total, users
+    )

@@ -118,11 +118,12 @@ async def series_report(
     total: bool = False,
     with_stats: bool = False,
     horizon: int = 0,
+    users: bool = False,
 ) -> SeriesReport:
     """The series, and on request their statistics and a ``horizon``-bucket forecast
     (``ValueError`` when a series is too short to forecast)."""
     data = await read_series(
-        target, bucket=bucket, types=types, since=since, until=until, total=total
+        target, bucket=bucket, types=types, since=since, until=until, total=total, users=users
     )
     st = tuple(stats(s) for s in data.series) if with_stats else ()
     fc: tuple[Forecast, ...] = ()

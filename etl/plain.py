@@ -1,4 +1,5 @@
-"""Plain-text tables for the read commands (no rich: these commands must start fast)."""
+"""Plain-text tables for the read commands (no rich: these commands must start fast; rich
+lives in etl.display)."""
 
 from __future__ import annotations
 
