@@ -66,7 +66,7 @@ def rollups(
     --verify recomputes every rollup from the events table (seconds on millions of rows)
     and lists the differences; exit 0 when there are none, 12 when there are.
     """
-    from etl.plain import table
+    from etl.plain import cell, table
     from etl.read import rollups as r
 
     if not verify:
@@ -79,8 +79,8 @@ def rollups(
             rows: list[tuple[object, ...]] = [(t.table, t.rows, t.events) for t in summary.tables]
             typer.echo(table(("table", "rows", "events"), rows))
             typer.echo(
-                f"{summary.series} series, hours {summary.first_hour or '–'} … "
-                f"{summary.last_hour or '–'} (UTC)"
+                f"{summary.series} series, hours {cell(summary.first_hour)} … "
+                f"{cell(summary.last_hour)} (UTC)"
             )
         return
     report = run_read(database_url, data_dir, r.verify)
