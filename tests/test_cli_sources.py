@@ -122,3 +122,26 @@ async def test_sigterm_stops_after_the_page_being_committed_with_exit_3(github_s
     code, rerun = await run_etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
     assert code == 0, rerun
     assert await loaded_issues(db_url) == expected_issues(gh)
+
+
+async def test_status_and_health_show_every_stream(github_sandbox, db_url):
+    """After `etl sync`, `etl status` lists each stream (rows, cursor, status) in text and
+    JSON; a stream whose last sync failed makes `etl health` degraded, naming it."""
+    gh = await github_sandbox(clock=SystemClock())
+    await sign_in(gh, db_url)
+    code, out = await run_etl("sync", "github", env=_env(gh, db_url))
+    assert code == 0, out
+    code, out = await run_etl("status", "--json", env=_env(gh, db_url))
+    streams = {s["stream"]: s for s in json.loads(out)["streams"]}
+    assert streams["issues"]["rows"] == 120 and streams["issues"]["status"] == "succeeded"
+    assert streams["issue_comments"]["table"] == "github_issue_comments"
+    code, out = await run_etl("status", env=_env(gh, db_url))
+    assert "github.issues" in out and "github.issue_comments" in out
+    code, out = await run_etl("health", env=_env(gh, db_url))
+    assert code == 0, out
+    gh.state.oauth.refresh.clear()
+    gh.state.oauth.access.clear()
+    code, out = await run_etl("sync", "github", env=_env(gh, db_url))
+    assert code == ExitCode.AUTH
+    code, out = await run_etl("health", env=_env(gh, db_url))
+    assert code != 0 and "stream github.issues failed" in out

@@ -123,7 +123,9 @@ async def test_json_schema(live_run: PostgresSink, db_url: str) -> None:
         "shards",
         "run",
         "last_load",
+        "streams",  # added by `etl sync` (issue 13); [] when no declarative source ran
     }
+    assert doc["streams"] == []
     assert doc["events"] == {
         "loaded": 8,
         "expected": 20,

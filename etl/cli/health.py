@@ -97,7 +97,24 @@ async def health_main(
     checks = [db, await api]
     if db.ok:
         checks.extend(run_checks(snapshot, stale_after_s=stale_s))
+        checks.extend(stream_checks(snapshot))
     return checks
+
+
+def stream_checks(snapshot: StatusSnapshot | None) -> list[Check]:
+    """One check per declarative stream (`etl sync`): degraded when its last sync failed."""
+    if snapshot is None:
+        return []
+    return [
+        Check(
+            f"stream {r.source}.{r.stream}",
+            r.status != "failed",
+            f"stream {r.source}.{r.stream} failed: {r.error or 'no error recorded'}"
+            if r.status == "failed"
+            else r.status,
+        )
+        for r in snapshot.streams
+    ]
 
 
 @app.command()

@@ -34,7 +34,7 @@ def _print(snapshot: StatusSnapshot | None, as_json: bool, where: str) -> None:
         doc["database"] = where
         typer.echo(json.dumps(doc))
         return
-    if snapshot is None or not snapshot.initialized:  # one plain line, never wrapped
+    if snapshot is None or not (snapshot.initialized or snapshot.streams):  # one plain line
         from etl.read.views import no_ingest
 
         typer.echo(no_ingest(where))

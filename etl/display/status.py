@@ -24,7 +24,8 @@ def render_status(
     ``where`` names the database it looked at (password redacted)."""
     s = snapshot
     if not s.initialized:
-        return Text(no_ingest(where))
+        nothing = Text(no_ingest(where))
+        return Group(nothing, *_streams(s)) if s.streams else nothing
     parts: list[RenderableType] = [Text(f"database: {where}", style="dim")] if where else []
     run = s.run
     if run is None:
@@ -70,7 +71,28 @@ def render_status(
     )
     lines = [ShardLine(r.shard_id, r.status, r.events, r.position, r.lower) for r in s.shards]
     parts += [figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows)]
-    return Group(*parts)
+    return Group(*parts, *_streams(s))
+
+
+def _streams(s: StatusSnapshot) -> list[RenderableType]:
+    """Declarative sources' streams (`etl sync`): one line each."""
+    if not s.streams:
+        return []
+    table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
+    for name in ("stream", "status", "rows", "quar.", "cursor"):
+        table.add_column(
+            name, no_wrap=True, justify="right" if name in ("rows", "quar.") else "left"
+        )
+    for r in s.streams:
+        table.add_row(
+            f"{r.source}.{r.stream}",
+            Text(r.status, _RUN_STYLE.get(r.status, "")),
+            f"{r.rows:,}",
+            f"{r.quarantined:,}",
+            (r.cursor or "–")[:19],
+        )
+    errors = [Text(f"{r.source}.{r.stream}: {r.error}", "red") for r in s.streams if r.error]
+    return [Text("streams", "bold"), table, *errors]
 
 
 _RUN_STYLE = {

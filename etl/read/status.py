@@ -13,11 +13,16 @@ import datetime as dt
 from etl.pg import Conn
 from etl.read.db import run_query
 from etl.read.runs import RUN_COLS, run_from_row
-from etl.read.views import RATE_WINDOW_S, ShardRow, StatusSnapshot
+from etl.read.views import RATE_WINDOW_S, ShardRow, StatusSnapshot, StreamRow
 
 _SHARDS_SQL = (
     "SELECT shard_id, status, events, position_ts, lower_ts, updated_at, heartbeat_at"
     " FROM ingest_progress ORDER BY created_at, shard_id"
+)
+_STREAMS_SQL = (
+    "SELECT source, stream, table_name, status, rows_written, quarantined, pages,"
+    " cursor_value, started_at, finished_at, updated_at, last_error"
+    " FROM stream_state ORDER BY source, stream"
 )
 _RUN_SQL = (
     f"SELECT {RUN_COLS} FROM ingest_runs ORDER BY status = 'running' DESC, run_id DESC LIMIT 1"
@@ -43,11 +48,13 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         head = await conn.fetchrow(
             "SELECT now() AS now, to_regclass('ingest_runs') IS NOT NULL"
-            " AND to_regclass('ingest_totals') IS NOT NULL AS ready"
+            " AND to_regclass('ingest_totals') IS NOT NULL AS ready,"
+            " to_regclass('stream_state') IS NOT NULL AS streams"
         )
         assert head is not None  # a SELECT without FROM returns one row
+        streams = await _read_streams(conn) if head["streams"] else ()
         if not head["ready"]:
-            return StatusSnapshot(taken_at=head["now"], initialized=False)
+            return StatusSnapshot(taken_at=head["now"], initialized=False, streams=streams)
         totals = await conn.fetchrow("SELECT events, duplicates, quarantined FROM ingest_totals")
         assert totals is not None  # an aggregate view: one row
         shards = tuple(
@@ -84,6 +91,28 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
         run=run,
         rate_now_per_s=rate_now,
         last_load=last_load,
+        streams=streams,
+    )
+
+
+async def _read_streams(conn: Conn) -> tuple[StreamRow, ...]:
+    """Every declared stream's progress row (one small table, one row per stream)."""
+    return tuple(
+        StreamRow(
+            source=r["source"],
+            stream=r["stream"],
+            table=r["table_name"],
+            status=r["status"],
+            rows=int(r["rows_written"]),
+            quarantined=int(r["quarantined"]),
+            pages=int(r["pages"]),
+            cursor=r["cursor_value"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            updated_at=r["updated_at"],
+            error=r["last_error"],
+        )
+        for r in await conn.fetch(_STREAMS_SQL)
     )
 
 

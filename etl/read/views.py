@@ -16,8 +16,13 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
       "run": null | run,               # the running run, else the last one
       "last_load": null | run,         # when "run" ended loading nothing (up to date): the
                                        # newest run that loaded events (its real rate)
-      "database": str                  # where it looked (password redacted), when known
+      "database": str,                 # where it looked (password redacted), when known
+      "streams": [stream]              # declarative sources' streams (`etl sync`), may be []
     }
+    stream = {"source": str, "stream": str, "table": str, "status": "new|running|succeeded|
+              partial|failed", "rows": int, "quarantined": int, "pages": int,
+              "cursor": str | null, "started_at": iso8601 | null, "finished_at": iso8601 | null,
+              "updated_at": iso8601, "error": str | null}
     run = {"id": int, "status": "running|succeeded|partial|failed|incomplete",
            "strategy": str, "started_at": iso8601, "ended_at": iso8601 | null,
            "heartbeat_at": iso8601, "heartbeat_age_s": float, "received": int,
@@ -94,6 +99,24 @@ class RunRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One stream of a declarative source (``stream_state``)."""
+
+    source: str
+    stream: str
+    table: str
+    status: str
+    rows: int
+    quarantined: int
+    pages: int
+    cursor: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    updated_at: dt.datetime
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSnapshot:
     taken_at: dt.datetime
     initialized: bool
@@ -106,6 +129,7 @@ class StatusSnapshot:
     # when the last run finished without loading anything (up to date): the newest run that
     # did load, whose rate and duration are the real figures of a load
     last_load: RunRow | None = None
+    streams: tuple[StreamRow, ...] = ()
 
     @property
     def expected_total(self) -> int | None:
@@ -207,4 +231,22 @@ def snapshot_to_json(snapshot: StatusSnapshot) -> dict[str, Any]:
         },
         "run": run_to_json(s.run, taken_at=s.taken_at) if s.run else None,
         "last_load": run_to_json(s.last_load) if s.last_load else None,
+        "streams": [stream_to_json(r) for r in s.streams],
+    }
+
+
+def stream_to_json(r: StreamRow) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "stream": r.stream,
+        "table": r.table,
+        "status": r.status,
+        "rows": r.rows,
+        "quarantined": r.quarantined,
+        "pages": r.pages,
+        "cursor": r.cursor,
+        "started_at": _iso(r.started_at),
+        "finished_at": _iso(r.finished_at),
+        "updated_at": _iso(r.updated_at),
+        "error": r.error,
     }
