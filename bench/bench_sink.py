@@ -84,6 +84,7 @@ async def run_variant(
     index: bool,
     batch: int,
     direct: bool,
+    declare: tuple[str, ...] = (),
 ) -> float:
     name = f"etl_bench_{secrets.token_hex(4)}"
     await admin(server_url, f'CREATE DATABASE "{name}"')
@@ -92,6 +93,13 @@ async def run_variant(
         async with PostgresSink(dsn, loaders=loaders, direct_copy=direct) as sink:
             if not index:
                 await admin(dsn, "DROP INDEX events_occurred_at_idx")
+            for name in declare:  # push datasets: each batch also writes its outbox rows
+                kind = "events" if name == "events" else "aggregate"
+                await admin(
+                    dsn,
+                    "INSERT INTO push_datasets (name, destination, kind)"
+                    f" VALUES ('{name}', 'databox', '{kind}')",
+                )
             await sink.add_shards([ShardState(f"s{k}", None, None) for k in range(loaders)])
             await admin(dsn, "CHECKPOINT")
             chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
@@ -117,7 +125,9 @@ async def run_variant(
         await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def bench(server_url: str, n: int, reps: int, batch: int) -> None:
+async def bench(
+    server_url: str, n: int, reps: int, batch: int, declare: tuple[str, ...] = ()
+) -> None:
     t = time.perf_counter()
     records = make_records(n)
     print(f"built {n:,} records in {time.perf_counter() - t:.1f}s; batches of {batch:,}")
@@ -129,7 +139,13 @@ async def bench(server_url: str, n: int, reps: int, batch: int) -> None:
         for loaders, index, direct in variants:
             results[(loaders, index, direct)].append(
                 await run_variant(
-                    server_url, records, loaders=loaders, index=index, batch=batch, direct=direct
+                    server_url,
+                    records,
+                    loaders=loaders,
+                    index=index,
+                    batch=batch,
+                    direct=direct,
+                    declare=declare,
                 )
             )
     print(
@@ -149,16 +165,25 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=500_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=5_000)
+    ap.add_argument(
+        "--declare",
+        action="append",
+        default=[],
+        help="push dataset declared before loading (repeatable): the outbox's cost",
+    )
     args = ap.parse_args()
+    declare = tuple(args.declare)
+    if declare:
+        print(f"push datasets declared: {', '.join(declare)} (each batch writes outbox rows)")
     if args.dsn:
-        asyncio.run(bench(args.dsn, args.n, args.reps, args.batch))
+        asyncio.run(bench(args.dsn, args.n, args.reps, args.batch, declare))
         return
     with (
         tempfile.TemporaryDirectory(prefix="etl-bench-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg", database="postgres") as dsn,
     ):
         print("embedded PostgreSQL (pgserver), stock settings")
-        asyncio.run(bench(dsn, args.n, args.reps, args.batch))
+        asyncio.run(bench(dsn, args.n, args.reps, args.batch, declare))
 
 
 if __name__ == "__main__":

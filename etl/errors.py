@@ -17,6 +17,10 @@
     ├── NothingIngested           no ingest has loaded the database asked about   exit 9
     ├── SourceMismatch            the state was built from a different dataset    exit 10
     ├── ThresholdsError           thresholds file/service unavailable or garbage  exit 13
+    ├── DestinationError          a push destination kept failing (Databox)       exit 15
+    │   ├── DestinationAuthError  the destination refused the key (401/403)       exit 14
+    │   ├── DestinationTransient  worth retrying: 429 (retry_after_s), 5xx, timeouts
+    │   └── DestinationRejected   4xx for the request: its ``errors`` envelope
     └── TimestampError            a value no known timestamp format can express
 
 Third-party exceptions (aiohttp, asyncpg, ...) are translated into this tree at the
@@ -44,6 +48,8 @@ class ExitCode:
     INCOMPLETE = 11  # every shard done, yet fewer events than the source states
     FINDINGS = 12  # a check found something: rollup differences, anomalies, breaches
     THRESHOLDS = 13  # `etl anomalies`: thresholds (file or benchmark service) unavailable
+    DESTINATION_AUTH = 14  # a push destination refused its key (401/403)
+    DESTINATION = 15  # a push destination kept failing after retries
 
 
 # One line each, for `etl --help` (README.md's table says the same at more length).
@@ -62,6 +68,8 @@ EXIT_MEANINGS: dict[int, str] = {
     ExitCode.INCOMPLETE: "etl ingest: every shard done, yet fewer events than the source states",
     ExitCode.FINDINGS: "etl rollups --verify / etl anomalies: something was found",
     ExitCode.THRESHOLDS: "etl anomalies: the thresholds file or service failed",
+    ExitCode.DESTINATION_AUTH: "etl push: the destination (Databox) refused its API key",
+    ExitCode.DESTINATION: "etl push: the destination kept failing; rerun resumes",
 }
 
 
@@ -137,3 +145,48 @@ class ThresholdsError(EtlError):
 
 class TimestampError(EtlError, ValueError):
     pass
+
+
+class DestinationError(EtlError):
+    """``http_status`` and ``request_id`` of the answer, when there was one."""
+
+    exit_code = ExitCode.DESTINATION
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class DestinationAuthError(DestinationError):
+    exit_code = ExitCode.DESTINATION_AUTH
+
+
+class DestinationTransient(DestinationError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, request_id=request_id)
+        self.retry_after_s = retry_after_s
+
+
+class DestinationRejected(DestinationError):
+    """The destination refused the request (4xx): ``errors`` holds its envelope's items."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[dict[str, object]] | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, request_id=request_id)
+        self.errors = errors or []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -148,3 +148,57 @@ class Settings:
 #: The defaults as one value, for code that takes a knob without going through the CLI
 #: (``PipelineOptions()``, ``PostgresSink(dsn)``, tests): they read it, never restate it.
 DEFAULTS = Settings(api_url=None, api_key="")
+
+
+DATABOX_URL = "https://api.databox.com"
+
+
+@dataclass(frozen=True, slots=True)
+class PushSettings:
+    """Every knob of `etl push` (and `etl ingest --push`), its default and its range.
+
+    ``databox_url`` None means Databox itself (``DATABOX_URL``), except under an `etl ingest`
+    that runs the bundled sandbox: then its Databox surface, with its demo key
+    (``bundled``)."""
+
+    databox_url: str | None = None
+    databox_key: str = field(default="", repr=False)
+    datasets: tuple[str, ...] = ()  # to declare (with a backfill) before draining
+    rate_per_s: float = 10.0  # requests/s (the legacy push API documented 10/s)
+    max_attempts: int = 10
+    request_timeout_s: float = 30.0
+    verify_every: int = 50
+    verify_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.databox_url is not None:
+            parts = urlsplit(self.databox_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(
+                    f"--databox-url must look like {DATABOX_URL}, got {self.databox_url!r}"
+                )
+        checks: list[tuple[str, float, float, float]] = [
+            ("--push-rate", self.rate_per_s, 0.01, 1000),
+            ("--push-attempts", self.max_attempts, 1, 1000),
+            ("--push-timeout", self.request_timeout_s, 0.1, 3600),
+            ("--verify-every", self.verify_every, 1, 100_000),
+            ("--verify-wait", self.verify_wait_s, 0, 86_400),
+        ]
+        for name, value, low, high in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+
+    @property
+    def url(self) -> str:
+        return self.databox_url or DATABOX_URL
+
+    def require_key(self) -> None:
+        if not self.databox_key:
+            raise ConfigError("a Databox API key is required (--databox-key / DATABOX_API_KEY)")
+
+    def bundled(self, databox_root: str, demo_key: str) -> PushSettings:
+        """These settings aimed at the bundled sandbox's Databox surface when no URL was
+        given (its demo key unless one was)."""
+        if self.databox_url is not None:
+            return self
+        return replace(self, databox_url=databox_root, databox_key=self.databox_key or demo_key)

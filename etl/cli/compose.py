@@ -7,12 +7,14 @@ import contextlib
 import gc
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from etl.cli import signals
 from etl.cli.bundled import bundled_sandbox
 from etl.cli.db import embedded_pgdata
 from etl.clock import MonotonicClock
 from etl.delivery import DeliveryLog
+from etl.errors import EtlError
 from etl.fmt import human_duration
 from etl.identity import SourceIdentity, api_label, key_id
 from etl.metrics import write_metrics
@@ -20,13 +22,17 @@ from etl.models import Reporter, RunCounters, ShardState
 from etl.pg import wait_until_up
 from etl.pipeline import Outcome, Run
 from etl.sandbox.config import DEMO_API_KEY
-from etl.settings import Settings
+from etl.sandbox.databox.config import DATABOX_DEMO_KEY, DATABOX_PREFIX
+from etl.settings import PushSettings, Settings
 from etl.sink.embedded import EmbeddedPostgres
 from etl.sink.outage import quiet_loop_errors
 from etl.sink.postgres import PostgresSink
 from etl.source.datasync import DataSyncSource
 from etl.source.http import Http
 from etl.wiring import pipeline_options, run_ingest, source_options
+
+if TYPE_CHECKING:
+    from etl.push.pusher import PushCounters
 
 
 def summary(outcome: Outcome, elapsed_s: float) -> str:
@@ -159,13 +165,18 @@ class _Stopper:
         self.run.request_stop(name)
 
 
-async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, float]:
-    """Run one ingest; SIGINT/SIGTERM are handled from the first line (see signals)."""
+async def ingest_main(
+    settings: Settings, reporter: Reporter, push: PushSettings | None = None
+) -> tuple[Outcome, float]:
+    """Run one ingest; SIGINT/SIGTERM are handled from the first line (see signals).
+
+    With ``push``, the outbox is drained into Databox as batches commit, and the rest once
+    the load has ended (the push's errors are raised after the run is recorded)."""
     stopper = _Stopper(asyncio.current_task())
     signals.listen(asyncio.get_running_loop(), stopper)
     quiet_loop_errors(asyncio.get_running_loop())
     try:
-        return await _ingest(settings, reporter, stopper)
+        return await _ingest(settings, reporter, stopper, push)
     except asyncio.CancelledError:
         if stopper.run is None and stopper.startup_signal is not None:
             raise StoppedAtStartup(stopper.startup_signal) from None
@@ -175,7 +186,7 @@ async def ingest_main(settings: Settings, reporter: Reporter) -> tuple[Outcome, 
 
 
 async def _ingest(
-    settings: Settings, reporter: Reporter, stopper: _Stopper
+    settings: Settings, reporter: Reporter, stopper: _Stopper, push: PushSettings | None
 ) -> tuple[Outcome, float]:
     # Pages make millions of short-lived objects and no reference cycles: collect the young
     # generation less often and leave start-up objects out of every scan.
@@ -218,6 +229,9 @@ async def _ingest(
                 f"no DATASYNC_API_URL: started the bundled sandbox ({settings.sandbox_events:,} "
                 f"events, time scale {settings.sandbox_time_scale:g}) at {api_url}"
             )
+            if push is not None:
+                root = api_url.removesuffix("/api/v1") + DATABOX_PREFIX
+                push = push.bundled(root, DATABOX_DEMO_KEY)
         http = await stack.enter_async_context(
             Http(api_url, api_key, timeout_s=settings.request_timeout_s)
         )
@@ -230,6 +244,10 @@ async def _ingest(
             log_interval_s=settings.progress_interval_s,
         )
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
+        follow = asyncio.Event()
+        pushing = None if push is None else start_push(dsn, push, clock, delivery, reporter, follow)
+        if pushing is not None:
+            stack.push_async_callback(_cancel, pushing)
 
         runs: list[Run] = []
 
@@ -257,4 +275,41 @@ async def _ingest(
             raise
         if tap is not None:
             tap.write(counters, outcome.shards, outcome.status)
+        if pushing is not None:
+            follow.set()
+            pushed = await pushing
+            reporter.message(
+                f"pushed {pushed.records:,} records in {pushed.chunks:,} requests; verified "
+                f"{pushed.verified:,} ingestions ({pushed.rejected:,} records rejected)"
+            )
     return outcome, time.monotonic() - started
+
+
+def start_push(
+    dsn: str,
+    push: PushSettings,
+    clock: MonotonicClock,
+    delivery: DeliveryLog,
+    reporter: Reporter,
+    follow: asyncio.Event,
+) -> asyncio.Task[PushCounters]:
+    """The pusher as a task beside the load: it drains until ``follow`` is set."""
+    from etl.push.run import push_main
+
+    return asyncio.create_task(
+        push_main(
+            dsn,
+            push,
+            clock,
+            on_delivery=lambda d: delivery.write_line(d.to_json()),
+            on_message=reporter.message,
+            follow=follow,
+        )
+    )
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, EtlError):
+            await task

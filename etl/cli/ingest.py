@@ -16,12 +16,14 @@ from typing import Annotated, Any
 import typer
 
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
+from etl.cli.push import DataboxKey, DataboxUrl, Datasets, PushRate, push_settings
 from etl.cli.root import app
 from etl.errors import EtlError, ExitCode
-from etl.settings import Settings
+from etl.settings import PushSettings, Settings
 
 # one source of truth for the defaults: the Settings dataclass
 _D: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
+_P: dict[str, Any] = {f.name: f.default for f in fields(PushSettings)}
 
 
 @app.command()
@@ -127,6 +129,16 @@ def ingest(
             "re-read the whole source, e.g. after it changed. Loaded rows are kept.",
         ),
     ] = _D["full_refresh"],
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push", envvar="ETL_PUSH", help="Also push to Databox as batches load (etl push)."
+        ),
+    ] = False,
+    databox_url: DataboxUrl = None,
+    databox_key: DataboxKey = "",
+    push_dataset: Datasets = None,
+    push_rate: PushRate = _P["rate_per_s"],
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""
     from etl.cli.compose import StoppedAtStartup, ingest_main, summary, summary_fields
@@ -176,6 +188,7 @@ def ingest(
             full_refresh=full_refresh,
         )
         check_data_dir(settings.data_dir, embedded=settings.database_url is None)
+        pushing = push_settings(databox_url, databox_key, push_dataset, push_rate) if push else None
     except EtlError as exc:
         say(str(exc), error=True)
         raise typer.Exit(exc.exit_code) from None
@@ -188,7 +201,7 @@ def ingest(
     )
     try:
         with reporter, route_logs(reporter):  # the sink's and delivery log's records too
-            outcome, elapsed = asyncio.run(ingest_main(settings, reporter))
+            outcome, elapsed = asyncio.run(ingest_main(settings, reporter, pushing))
     except EtlError as exc:
         say(str(exc), error=True)
         raise typer.Exit(exc.exit_code) from None

@@ -50,10 +50,12 @@ def _root(
 
 # Command modules register themselves on import (keep this list sorted).
 from etl.cli import anomalies as _anomalies  # noqa: E402,F401
+from etl.cli import deliveries as _deliveries  # noqa: E402,F401
 from etl.cli import export as _export  # noqa: E402,F401
 from etl.cli import health as _health  # noqa: E402,F401
 from etl.cli import ingest as _ingest  # noqa: E402,F401
 from etl.cli import purge as _purge  # noqa: E402,F401
+from etl.cli import push as _push  # noqa: E402,F401
 from etl.cli import read as _read  # noqa: E402,F401
 from etl.cli import reset as _reset  # noqa: E402,F401
 from etl.cli import runs as _runs  # noqa: E402,F401

@@ -1,8 +1,10 @@
 """Writing one batch: the transaction that loads its events and moves its shard's checkpoint.
 
 ``write_batch`` runs in ONE transaction on the given connection: the events, quarantine
-upserts, the shard's progress row and a ``delivery_log`` row. So after a crash at any moment
-the committed checkpoint and the committed rows agree. The events go in one of two ways:
+upserts, the shard's progress row, a ``delivery_log`` row and, when push datasets are
+declared, the outbox rows owing them the batch's new events (``etl.sink.outbox``). So
+after a crash at any moment the committed checkpoint and the committed rows agree. The
+events go in one of two ways:
 
 direct  COPY straight into ``events``. No stage, no sort, no second insert: PostgreSQL does
         about half the work per row. A batch holding an id that is already loaded fails with
@@ -32,7 +34,7 @@ import asyncpg
 from etl.errors import SinkError
 from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
 from etl.pg import Conn
-from etl.sink import rollups
+from etl.sink import outbox, rollups
 from etl.sink.schema import STAGE_TABLE, STRIPPED_SQL
 
 
@@ -45,9 +47,17 @@ _COLS = ", ".join(EVENT_COLUMNS)
 # ORDER BY id: concurrent transactions take index locks in the same order, so overlapping
 # batches wait for each other instead of deadlocking.
 # ... with the rows it really inserted added to the rollups; returns their count
-_INSERT_EVENTS = rollups.staged_insert(
+_INSERT_STAGED = (
     f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} ORDER BY id "
     "ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_EVENTS = rollups.staged_insert(_INSERT_STAGED)
+# The same, when push datasets are declared: also the new rows' ids and time range, which
+# the outbox owes them (etl.sink.outbox).
+_INSERT_EVENTS_OWED = rollups.add_from(
+    f"{_INSERT_STAGED} RETURNING {rollups.RETURNED}, id",
+    "SELECT (SELECT coalesce(sum(n), 0) FROM g) AS n, (SELECT array_agg(id) FROM src) AS ids,"
+    " (SELECT min(occurred_at) FROM src) AS lo, (SELECT max(occurred_at) FROM src) AS hi",
 )
 _UPDATE_PROGRESS = """
 UPDATE ingest_progress SET
@@ -285,6 +295,25 @@ async def _replace_rows(conn: Conn, sql: str) -> int:
     return replaced
 
 
+async def _owe_direct(conn: Conn, batch: Batch) -> None:
+    """Every record of a direct COPY is new: all are owed to the declared push datasets."""
+    records = batch.records
+    lo, hi = min(r[5] for r in records), max(r[5] for r in records)
+    await outbox.enqueue(conn, [r[0] for r in records], lo, hi)
+
+
+async def _insert_staged(conn: Conn, *, owe: bool) -> int:
+    """Insert the stage's new rows (rollups kept); with ``owe``, the rows that were new
+    (only those) are owed to the declared push datasets. Returns how many were new."""
+    if not owe:
+        return int(await conn.fetchval(_INSERT_EVENTS))
+    new = await conn.fetchrow(_INSERT_EVENTS_OWED)
+    assert new is not None
+    if new["n"]:
+        await outbox.enqueue(conn, list(new["ids"]), new["lo"], new["hi"])
+    return int(new["n"])
+
+
 async def _write(
     conn: Conn,
     batch: Batch,
@@ -299,10 +328,13 @@ async def _write(
     n_records = len(batch.records)
     async with conn.transaction():
         inserted = repaired = resolved = refreshed = 0
+        pushing = n_records > 0 and await outbox.declared(conn)
         if direct:
             await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
             inserted = n_records
             await rollups.apply(conn, rollups.aggregate(batch.records))
+            if pushing:
+                await _owe_direct(conn, batch)
         elif n_records:
             await conn.copy_records_to_table(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
@@ -311,7 +343,7 @@ async def _write(
                 repaired = await _replace_rows(conn, _REPAIR_EVENTS)
             if batch.overwrite:
                 refreshed = await _replace_rows(conn, _REFRESH_EVENTS)
-            inserted = int(await conn.fetchval(_INSERT_EVENTS))
+            inserted = await _insert_staged(conn, owe=pushing)
         if repairs.unresolved and n_records:
             waiting = [r[0] for r in batch.records if r[0] in repairs.unresolved]
             if waiting:

@@ -11,8 +11,10 @@ Tables
     ingest_runs       run history: status, counters, heartbeat, error, host/pid
     quarantine        events that could not be made valid; unique on (fingerprint, reason);
                       ``missing``/``resolved_at`` for incomplete events (schema 2)
-    delivery_log      one row per batch written (or failed)
+    delivery_log      one row per batch written (or failed), and per push request (schema 7)
     ingest_source     which dataset the state belongs to (``etl.identity``; one row; schema 3)
+    push_*            push destinations: datasets, the outbox, ingestions, rejects
+                      (``etl.sink.schema_push``; schema 7)
     schema_version    applied migration steps
     rollup_*, purges  hourly/user/page rollups kept by the loader (``etl.sink.rollups``)
 View
@@ -26,8 +28,9 @@ from etl.errors import SinkError
 from etl.pg import Conn
 from etl.sink.findings import FINDINGS_DDL
 from etl.sink.rollups import ROLLUPS_DDL
+from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -197,6 +200,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (5, "CREATE INDEX IF NOT EXISTS events_user_idx ON events (user_id, occurred_at)"),
     # `etl anomalies`: each run and what it found
     (6, FINDINGS_DDL),
+    # push destinations: the outbox, ingestions, rejects; delivery_log per request
+    (7, PUSH_DDL),
 )
 
 STAGE_TABLE = "etl_stage"

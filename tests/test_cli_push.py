@@ -1,0 +1,140 @@
+"""`etl push` and `etl deliveries` as a user runs them: real processes, exit codes, SIGKILLs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+from etl.sandbox.clock import SystemClock
+from etl.sandbox.databox.config import DATABOX_DEMO_KEY, DataboxConfig
+from tests.fixtures_sandbox import SandboxFactory, SandboxHandle
+from tests.push_harness import databox_url, load, make_records, query, remote
+
+
+async def etl(
+    args: list[str], env: dict[str, str], *, kill_after_s: float | None = None
+) -> tuple[int, str, str]:
+    """Run ``python -m etl ARGS`` (the test's loop keeps serving the sandbox meanwhile);
+    SIGKILL it after ``kill_after_s`` if given."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "etl",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1", "DATABASE_URL": "", **env},
+    )
+    if kill_after_s is None:
+        out, err = await proc.communicate()
+    else:
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), kill_after_s)
+        except TimeoutError:
+            proc.send_signal(signal.SIGKILL)
+            out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def live_sandbox(sandbox: SandboxFactory, **databox: object) -> SandboxHandle:
+    """A sandbox on the wall clock: the pusher is another process, on real time."""
+    return await sandbox(events=10, clock=SystemClock(), databox=DataboxConfig(**databox))  # type: ignore[arg-type]
+
+
+def push_env(
+    db_url: str, sb: SandboxHandle, tmp_path: Path, key: str = DATABOX_DEMO_KEY
+) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "DATABOX_API_URL": databox_url(sb),
+        "DATABOX_API_KEY": key,
+        "ETL_DATA_DIR": str(tmp_path),
+        "ETL_PUSH_RATE": "500",
+    }
+
+
+async def test_push_then_deliveries(sandbox: SandboxFactory, db_url: str, tmp_path: Path) -> None:
+    """`etl push --dataset events` exits 0 with a summary; `etl deliveries` lists each
+    request (table and --json, filtered by destination and status); delivery.jsonl has them."""
+    sb = await live_sandbox(sandbox, rate_limit=1000)
+    records = make_records(250)
+    await load(db_url, records)
+    env = push_env(db_url, sb, tmp_path)
+    code, out, err = await etl(["push", "--dataset", "events"], env)
+    assert code == 0, err
+    assert "250 records in 3 requests accepted" in out
+    assert "events: declared" in err and "created dataset" in err
+    code, out, _ = await etl(["deliveries", "--destination", "databox", "--json"], env)
+    doc = json.loads(out)
+    assert [d["rows"] for d in doc["deliveries"]] == [50, 100, 100]
+    assert all(d["success"] and d["accepted"] == d["rows"] for d in doc["deliveries"])
+    code, out, _ = await etl(["deliveries", "--status", "failed", "--json"], env)
+    assert json.loads(out)["deliveries"] == []
+    code, out, _ = await etl(["deliveries", "--since", "1h"], env)
+    assert code == 0 and "databox" in out and "postgresql" in out
+    lines = (tmp_path / "delivery.jsonl").read_text().splitlines()
+    pushed = [json.loads(line) for line in lines if '"destination": "databox"' in line]
+    assert [p["event"] for p in pushed].count("request") == 3
+    assert DATABOX_DEMO_KEY not in "".join(lines)
+
+
+async def test_a_refused_key_exits_12_in_one_line(
+    sandbox: SandboxFactory, db_url: str, tmp_path: Path
+) -> None:
+    """401 from Databox: exit 12, one clear line naming the variable, no traceback, no key."""
+    sb = await live_sandbox(sandbox)
+    await load(db_url, make_records(5))
+    code, out, err = await etl(
+        ["push", "--dataset", "events"], push_env(db_url, sb, tmp_path, key="dbx_nope_Zq9")
+    )
+    assert code == 12
+    assert err.strip().splitlines()[-1].startswith("error: Databox refused the API key (401")
+    assert "DATABOX_API_KEY" in err and "Traceback" not in err and "dbx_nope_Zq9" not in err + out
+
+
+async def test_bad_input_is_a_clear_error(
+    sandbox: SandboxFactory, db_url: str, tmp_path: Path
+) -> None:
+    """An unknown dataset, a missing key or a bad --since: exit 2 with one line."""
+    sb = await live_sandbox(sandbox)
+    env = push_env(db_url, sb, tmp_path)
+    code, _, err = await etl(["push", "--dataset", "nope"], env)
+    assert code == 2 and "unknown dataset 'nope': one of events, hourly_event_counts" in err
+    code, _, err = await etl(["push"], {**env, "DATABOX_API_KEY": ""})
+    assert code == 2 and "Databox API key is required" in err
+    code, _, err = await etl(["deliveries", "--since", "yesterday"], env)
+    assert code == 2 and "--since must be an ISO time" in err
+
+
+async def test_sigkills_during_a_push_leave_every_record_exactly_once(
+    sandbox: SandboxFactory, db_url: str, tmp_path: Path
+) -> None:
+    """The small kill test: `etl push` SIGKILLed at random moments, rerun until it ends;
+    with lost answers too, the dataset holds every loaded event exactly once."""
+    sb = await live_sandbox(sandbox, rate_limit=1000, p_lost=0.1, fault_seed=5)
+    records = make_records(3_000)
+    await load(db_url, records, batch=1_000)
+    env = push_env(db_url, sb, tmp_path)
+    rnd = random.Random(11)
+    kills = 0
+    mid_push = 0  # kills that struck after some records had been accepted, before the end
+    for _ in range(30):
+        code, _, err = await etl(
+            ["push", "--dataset", "events"], env, kill_after_s=rnd.uniform(0.6, 1.4)
+        )
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, err
+        kills += 1
+        received = sum(d.received_total for d in sb.state.databox.store.datasets.values())
+        mid_push += 0 < received < 3_000
+    assert code == 0 and kills >= 3 and mid_push >= 1, (kills, mid_push)
+    stored = remote(sb, "etl events")
+    assert len(stored) == 3_000 and {r["id"] for r in stored} == {r[0] for r in records}
+    assert await query(db_url, "SELECT * FROM push_outbox") == []
