@@ -5,6 +5,9 @@
 #   Without Docker: a local .venv, an embedded PostgreSQL and the bundled sandbox.
 # SANDBOX_EVENTS=N  smaller sandbox dataset for a quick check (default 3,000,000).
 # DATASYNC_API_URL / DATASYNC_API_KEY  ingest from that API instead of the sandbox.
+# ETL_PUSH=1  also push to Databox as the load commits (the sandbox's Databox surface unless
+#   DATABOX_API_URL/DATABOX_API_KEY say otherwise): the aggregates by default,
+#   ETL_PUSH_DATASETS=all for the raw events too; then show the last push requests.
 # Extra arguments go to `etl ingest`.
 set -eu
 cd "$(dirname "$0")"
@@ -14,6 +17,10 @@ if [ -n "${DATASYNC_API_URL:-}" ]; then
   export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-300}"   # the real API's throttle window (spec)
 else
   export ETL_FEED_WINDOW="${ETL_FEED_WINDOW:-$(awk "BEGIN { print 300 / $SANDBOX_TIME_SCALE }")}"
+fi
+if [ -n "${ETL_PUSH:-}" ]; then
+  export ETL_PUSH
+  export ETL_PUSH_DATASETS="${ETL_PUSH_DATASETS:-hourly_event_counts daily_active_users purchases_hourly conversion_daily error_share_daily}"
 fi
 
 if [ -z "${ETL_NO_DOCKER:-}" ] && command -v docker >/dev/null 2>&1 \
@@ -43,4 +50,12 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 export ETL_DATA_DIR="${ETL_DATA_DIR:-$PWD/.etl-data}"
 echo "progress from another terminal: ETL_DATA_DIR=$ETL_DATA_DIR $PWD/.venv/bin/etl status --watch"
-exec .venv/bin/etl ingest "$@"
+if [ -z "${ETL_PUSH:-}" ]; then
+  exec .venv/bin/etl ingest "$@"
+fi
+echo "pushing to Databox as well: $ETL_PUSH_DATASETS"
+status=0
+.venv/bin/etl ingest "$@" || status=$?
+echo "== the last push requests (etl deliveries --destination databox) =="
+.venv/bin/etl deliveries --destination databox -n 10 || true
+exit $status

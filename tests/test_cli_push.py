@@ -87,13 +87,13 @@ async def test_push_then_deliveries(sandbox: SandboxFactory, db_url: str, tmp_pa
 async def test_a_refused_key_exits_12_in_one_line(
     sandbox: SandboxFactory, db_url: str, tmp_path: Path
 ) -> None:
-    """401 from Databox: exit 12, one clear line naming the variable, no traceback, no key."""
+    """401 from Databox: exit 14, one clear line naming the variable, no traceback, no key."""
     sb = await live_sandbox(sandbox)
     await load(db_url, make_records(5))
     code, out, err = await etl(
         ["push", "--dataset", "events"], push_env(db_url, sb, tmp_path, key="dbx_nope_Zq9")
     )
-    assert code == 12
+    assert code == 14
     assert err.strip().splitlines()[-1].startswith("error: Databox refused the API key (401")
     assert "DATABOX_API_KEY" in err and "Traceback" not in err and "dbx_nope_Zq9" not in err + out
 

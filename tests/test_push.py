@@ -118,13 +118,13 @@ async def test_429_pauses_for_retry_after(sandbox: SandboxFactory, db_url: str) 
 async def test_an_unknown_key_stops_with_the_auth_error(
     sandbox: SandboxFactory, db_url: str
 ) -> None:
-    """401 stops the push at once with DestinationAuthError (exit 12), the key unprinted."""
+    """401 stops the push at once with DestinationAuthError (exit 14), the key unprinted."""
     clock = FakeClock()
     sb = await start(sandbox, clock)
     await load(db_url, make_records(10))
     with pytest.raises(DestinationAuthError) as info:
         await push(db_url, sb, clock, ("events",), key="dbx_wrong_key_123")
-    assert info.value.exit_code == 12
+    assert info.value.exit_code == 14
     assert "DATABOX_API_KEY" in str(info.value) and "dbx_wrong_key_123" not in str(info.value)
     assert (await query(db_url, "SELECT count(*) AS n FROM push_outbox"))[0]["n"] == 1
 
@@ -132,7 +132,7 @@ async def test_an_unknown_key_stops_with_the_auth_error(
 async def test_a_server_that_keeps_failing_ends_with_the_destination_error(
     sandbox: SandboxFactory, db_url: str
 ) -> None:
-    """Every request 503: after the attempts, exit 13; nothing is marked delivered."""
+    """Every request 503: after the attempts, exit 15; nothing is marked delivered."""
     clock = FakeClock()
     sb = await start(sandbox, clock)
     await load(db_url, make_records(10))
@@ -141,7 +141,7 @@ async def test_a_server_that_keeps_failing_ends_with_the_destination_error(
     sb.state.databox.config = DataboxConfig(p_5xx=1.0)
     with pytest.raises(DestinationError) as info:
         await push(db_url, sb, clock, max_attempts=3)
-    assert info.value.exit_code == 13 and "3 attempts" in str(info.value)
+    assert info.value.exit_code == 15 and "3 attempts" in str(info.value)
     owed = await query(db_url, "SELECT sum(cardinality(event_ids) - sent) AS n FROM push_outbox")
     assert owed[0]["n"] == 10
 

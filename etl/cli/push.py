@@ -119,7 +119,7 @@ def push(
 ) -> None:
     """Push what is owed to Databox, exactly once per primary key; verify the ingestions.
 
-    Exit 12 when Databox refuses the key, 13 when it keeps failing (rerun resumes)."""
+    Exit 14 when Databox refuses the key, 15 when it keeps failing (rerun resumes)."""
     try:
         settings = push_settings(
             databox_url,
