@@ -115,26 +115,48 @@ async def test_bad_input_is_a_clear_error(
 async def test_sigkills_during_a_push_leave_every_record_exactly_once(
     sandbox: SandboxFactory, db_url: str, tmp_path: Path
 ) -> None:
-    """The small kill test: `etl push` SIGKILLed at random moments, rerun until it ends;
-    with lost answers too, the dataset holds every loaded event exactly once."""
-    sb = await live_sandbox(sandbox, rate_limit=1000, p_lost=0.1, fault_seed=5)
+    """The small kill test: `etl push` is SIGKILLed at random moments (after a random number
+    of stored chunks, right before the answer leaves: the lost-answer case; or at a random
+    time), rerun until it ends: the dataset holds every loaded event exactly once."""
+    sb = await live_sandbox(sandbox, rate_limit=1000, p_lost=0.05, fault_seed=5)
     records = make_records(3_000)
     await load(db_url, records, batch=1_000)
     env = push_env(db_url, sb, tmp_path)
     rnd = random.Random(11)
+    proc: asyncio.subprocess.Process | None = None
+    stored = 0
+    kill_at = 0
+
+    def on_stored() -> None:
+        nonlocal stored
+        stored += 1
+        if proc is not None and proc.returncode is None and stored >= kill_at:
+            proc.send_signal(signal.SIGKILL)
+
+    sb.state.databox.on_stored = on_stored
     kills = 0
-    mid_push = 0  # kills that struck after some records had been accepted, before the end
-    for _ in range(30):
-        code, _, err = await etl(
-            ["push", "--dataset", "events"], env, kill_after_s=rnd.uniform(0.6, 1.4)
+    for attempt in range(12):
+        kill_at = stored + rnd.randint(1, 6) if attempt < 8 else 10**9
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "etl",
+            "push",
+            "--dataset",
+            "events",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1", **env},
         )
-        if code == 0:
+        _, err = await proc.communicate()
+        if proc.returncode == 0:
             break
-        assert code == -signal.SIGKILL, err
+        assert proc.returncode == -signal.SIGKILL, err.decode()
         kills += 1
-        received = sum(d.received_total for d in sb.state.databox.store.datasets.values())
-        mid_push += 0 < received < 3_000
-    assert code == 0 and kills >= 3 and mid_push >= 1, (kills, mid_push)
-    stored = remote(sb, "etl events")
-    assert len(stored) == 3_000 and {r["id"] for r in stored} == {r[0] for r in records}
+    assert proc is not None and proc.returncode == 0 and kills == 8
+    stored_records = remote(sb, "etl events")
+    assert len(stored_records) == 3_000
+    assert {r["id"] for r in stored_records} == {r[0] for r in records}
+    ds = next(iter(sb.state.databox.store.datasets.values()))
+    assert ds.received_total > 3_000  # the killed chunks were stored, then sent again
     assert await query(db_url, "SELECT * FROM push_outbox") == []

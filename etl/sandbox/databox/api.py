@@ -15,6 +15,7 @@ import math
 import random
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -56,6 +57,9 @@ class Databox:
         self.rng = random.Random(config.fault_seed)
         self.statuses: Counter[int] = Counter()
         self.requests_by_route: Counter[str] = Counter()
+        # called after each data request is stored, before it is answered (tests: a kill
+        # of the client at exactly that moment is the lost-answer case)
+        self.on_stored: Callable[[], None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.path[len(DATABOX_PREFIX) :]
@@ -176,6 +180,8 @@ class Databox:
                 field="records",
             )
         ing = self.store.ingest(ds, records, now)
+        if self.on_stored is not None:
+            self.on_stored()
         if lost:
             return web.Response(status=504, text="upstream request timeout")
         return ok(
