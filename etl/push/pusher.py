@@ -30,10 +30,11 @@ from etl.errors import DestinationError, DestinationRejected, DestinationTransie
 from etl.models import Clock
 from etl.pg import Conn
 from etl.push import log, store
-from etl.push.databox import Answer, DataboxClient
+from etl.push.databox import Answer
 from etl.push.datasets import CATALOGUE, DatasetSpec
 from etl.push.log import PushDelivery
 from etl.push.pacing import Pacer
+from etl.push.target import PushTarget
 from etl.push.verify import Verifier
 from etl.settings import PushSettings
 
@@ -113,7 +114,7 @@ class Pusher:
     def __init__(
         self,
         conn: Conn,
-        client: DataboxClient,
+        client: PushTarget,
         clock: Clock,
         options: PushOptions | None = None,
         *,
