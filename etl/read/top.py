@@ -22,9 +22,10 @@ By = Literal["events", "purchases"]
 
 _SOURCES: dict[str, tuple[str, str, str]] = {
     # key expression, purchases expression, table
-    "users": ("user_id::text", "sum(purchases)", "rollup_user_hours"),
-    "types": ("type", f"sum(events) FILTER (WHERE type = '{PURCHASE}')", "rollup_hourly"),
-    "pages": ("page", "sum(purchases)", "rollup_page_hours"),
+    # uuid keys sort like their text; int4 sums (bigint results) avoid numeric arithmetic
+    "users": ("user_id", "sum(purchases::int4)", "rollup_user_hours"),
+    "types": ("type", f"sum(events::int4) FILTER (WHERE type = '{PURCHASE}')", "rollup_hourly"),
+    "pages": ("page", "sum(purchases::int4)", "rollup_page_hours"),
 }
 
 
@@ -57,7 +58,7 @@ async def _top(
         args.append(ceil(until, "hour"))
         where.append(f"hour < ${len(args)}")
     sql = (
-        f"SELECT {key} AS k, sum(events)::bigint AS events,"
+        f"SELECT {key} AS k, sum(events::int4) AS events,"
         f" coalesce({purchases}, 0)::bigint AS purchases FROM {table}"
         f"{' WHERE ' + ' AND '.join(where) if where else ''}"
         f" GROUP BY 1 ORDER BY {by} DESC, {other} DESC, k ASC LIMIT $1"
@@ -67,7 +68,7 @@ async def _top(
         what,
         by,
         tuple(
-            TopRow(i, r["k"], int(r["events"]), int(r["purchases"]))
+            TopRow(i, str(r["k"]), int(r["events"]), int(r["purchases"]))
             for i, r in enumerate(rows, start=1)
         ),
     )
