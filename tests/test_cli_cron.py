@@ -7,6 +7,7 @@ from typing import Any
 
 from etl.errors import ExitCode
 from tests.test_cli_ingest import SECRET_KEY, env_for, ingest_args, run_etl, slow_sandbox
+from tests.test_metrics import parse
 
 
 async def test_max_runtime_stops_gracefully_and_the_next_run_finishes(
@@ -22,13 +23,12 @@ async def test_max_runtime_stops_gracefully_and_the_next_run_finishes(
     )
     assert code == ExitCode.PARTIAL, output
     assert "--max-runtime" in output and "rerun to resume" in output
-    text = metrics.read_text()
-    assert "etl_last_run_success 0" in text
+    assert parse(metrics.read_text())["etl_last_run_success"] == 0
     code, output = await run_etl(*ingest_args(sb, db_url, "--metrics-file", str(metrics)), env=env)
     assert code == 0, output
     text = metrics.read_text()
-    assert "\netl_last_run_success 1\n" in text
-    assert "\netl_events_loaded 60000\n" in text
+    samples = parse(text)
+    assert samples["etl_last_run_success"] == 1 and samples["etl_events_loaded"] == 60_000
     assert SECRET_KEY not in text
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from etl.errors import ExitCode
 from tests.ingest_harness import query
 from tests.test_cli_ingest import SECRET_KEY, env_for, ingest_args, run_etl, slow_sandbox
+from tests.test_metrics import parse
 
 SMALL, FULL = 2_000, 6_000
 
@@ -69,10 +70,10 @@ async def test_an_incomplete_run_is_reported_as_such_everywhere(
     assert code == ExitCode.INCOMPLETE, output
     assert "INCOMPLETE" in output and f"{FULL - SMALL:,} missing" in output
     assert "--full-refresh" in output
-    prom = metrics.read_text()
-    assert "\netl_last_run_success 0\n" in prom
-    assert '\netl_last_run_status{status="incomplete"} 1\n' in prom
-    assert f"\netl_events_missing {FULL - SMALL}\n" in prom
+    prom = parse(metrics.read_text())
+    assert prom["etl_last_run_success"] == 0
+    assert prom['etl_last_run_status{status="incomplete"}'] == 1
+    assert prom["etl_events_missing"] == FULL - SMALL
     code, output = await run_etl("status", "--json", "--database-url", db_url, env=env)
     doc = json.loads(output)
     assert doc["run"]["status"] == "incomplete"
