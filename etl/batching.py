@@ -6,7 +6,7 @@ to what the batch's checkpoint will commit.
 
 from __future__ import annotations
 
-from etl.models import Batch, Checkpoint, Page, ShardState
+from etl.models import Batch, Checkpoint, Page, Position, Quarantined, ShardState
 from etl.transform import RequiredFields, TransformResult, transform_page
 
 # Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a second of
@@ -20,7 +20,10 @@ def _lower(shard: ShardState) -> int | None:
 
 
 def transform_for(
-    shard: ShardState, page: Page, required: RequiredFields | None = None
+    shard: ShardState,
+    page: Page,
+    required: RequiredFields | None = None,
+    max_text: int = 1 << 60,
 ) -> TransformResult:
     """``page`` validated against ``shard``'s bounds (the shard is not moved)."""
     return transform_page(
@@ -29,6 +32,7 @@ def transform_for(
         lower_ts=_lower(shard),
         upper_ts=shard.upper_ts,
         required=required,
+        max_text=max_text,
     )
 
 
@@ -76,4 +80,22 @@ def merge(batches: list[Batch]) -> Batch:
         out_of_range=sum(b.out_of_range for b in batches),
         repeats=sum(b.repeats for b in batches),
         overwrite=any(b.overwrite for b in batches),
+    )
+
+
+def skip_record(
+    shard: ShardState, position: Position, cursor: str | None, quarantined: Quarantined
+) -> Batch:
+    """The batch that steps ``shard`` over one record that cannot be read: the record goes
+    to quarantine, the checkpoint to ``position`` (the record's) with ``cursor`` past it."""
+    lower = _lower(shard)
+    done = lower is not None and position.ts_ms <= lower
+    shard.position = position
+    shard.cursor = None if done else cursor
+    shard.status = "done" if done else "running"
+    return Batch(
+        records=[],
+        quarantined=[quarantined],
+        checkpoint=Checkpoint(shard.shard_id, position, shard.cursor, done, 1),
+        received=1,
     )

@@ -11,6 +11,8 @@
     │   │   └── CursorExpired     400 CURSOR_EXPIRED; re-anchor, never restart
     │   ├── StreamTokenError      feed token missing/expired (403); re-obtain
     │   └── PermanentSourceError  any other 4xx, or retries exhausted
+    │       └── BrokenPage        a page that never decodes (or too large): isolated
+    │           └── ResponseTooLarge
     ├── SinkError                 PostgreSQL unreachable or failing               exit 6
     │   └── StoppedInOutage       stopped (signal) while waiting out an outage
     ├── LockHeld                  another run holds the single-instance lock      exit 7
@@ -117,6 +119,31 @@ class StreamTokenError(SourceError):
 
 class PermanentSourceError(SourceError):
     pass
+
+
+class BrokenPage(PermanentSourceError):
+    """A response that arrives but cannot be used, however often it is asked (invalid JSON,
+    or larger than ``--max-response-mb``). The run re-asks that range with smaller pages, down
+    to the single record, whose raw bytes go to quarantine; ``body`` is what arrived."""
+
+    def __init__(
+        self,
+        message: str,
+        body: bytes = b"",
+        *,
+        after: tuple[int, str] | None = None,
+        cursor: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.body = body
+        # where the page's last record stands (ts_ms, id) and a cursor just past it, when the
+        # broken bytes still tell: a one-record page can then be stepped over
+        self.after = after
+        self.cursor = cursor
+
+
+class ResponseTooLarge(BrokenPage):
+    """A response over the size cap: refused after reading at most the cap."""
 
 
 class SinkError(EtlError):

@@ -19,9 +19,10 @@ from etl import identity as ident
 from etl import planner
 from etl.aio import first_error, until_stopped
 from etl.batching import advance, transform_for
-from etl.errors import AuthError, EtlError, SourceError
+from etl.errors import AuthError, BrokenPage, EtlError, SourceError
 from etl.guard import DatasetGuard
 from etl.heartbeat import tick
+from etl.isolation import Isolation
 from etl.loading import Loaders
 from etl.models import (
     Clock,
@@ -59,6 +60,7 @@ class PipelineOptions:
     max_runtime_s: float | None = DEFAULTS.max_runtime_s
     split: bool = True  # split busy shards when fetchers run out of idle ones
     split_min_pages: int = 4
+    max_event_chars: int = int(DEFAULTS.max_event_kb * 1024)  # larger events: quarantined
     rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
     full_refresh: bool = DEFAULTS.full_refresh  # retire every shard first, re-read all
 
@@ -111,6 +113,7 @@ class Run:
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
+        self._isolation = Isolation(options.page_size, self.counters)
         self._planned = True  # False: stopped before the plan was made
         self._required = RequiredFields(tuple(source.required_fields))
 
@@ -256,8 +259,11 @@ class Run:
         shard = await scheduler.take()
         if shard is None:
             return False, False
+        limit = self._isolation.limit(shard)
         try:
-            ok, page = await until_stopped(lane.fetch(shard, self.options.page_size), self.stop)
+            ok, page = await until_stopped(lane.fetch(shard, limit), self.stop)
+        except BrokenPage as exc:
+            return await self._broken(shard, scheduler, limit, exc)
         except EtlError as exc:
             await scheduler.release(shard)
             if self._retire(lane, exc):
@@ -269,8 +275,9 @@ class Run:
         if not ok or page is None:
             await scheduler.release(shard)
             return False, False
+        self._isolation.read(shard, limit)
         self.counters.pages += 1
-        result = transform_for(shard, page, self._required)
+        result = transform_for(shard, page, self._required, self.options.max_event_chars)
         if result.incomplete:
             await self._reread(lane, shard, result)
         batch = advance(shard, page, result)
@@ -280,6 +287,34 @@ class Run:
         # page (its raw JSON values keep the whole response body alive). The shard stays
         # ours until its batch is queued.
         del page
+        await self._loading.put(batch)
+        await scheduler.release(shard)
+        return True, True
+
+    async def _broken(
+        self, shard: ShardState, scheduler: ShardScheduler, limit: int, exc: BrokenPage
+    ) -> tuple[bool, bool]:
+        """A page that never decodes does not block its shard (``etl.isolation``): asked
+        again in pages half the size; at one record, its bytes go to quarantine and the shard
+        goes on past it."""
+        sid = shard.shard_id
+        smaller = self._isolation.broken(shard, limit)
+        if smaller is not None:
+            self.reporter.message(
+                f"shard {sid}: {exc}; asking that range again in pages of {smaller}"
+            )
+            await scheduler.release(shard)
+            return True, False
+        batch = self._isolation.step_over(shard, exc)
+        if batch is None:  # not even its position can be read: nothing to step over
+            await scheduler.release(shard)
+            if self.error is None:
+                self.error = exc
+            self.request_stop(f"shard {sid}: an unreadable record whose position is unknown")
+            return False, False
+        self.reporter.message(
+            f"shard {sid}: quarantined the raw bytes of an unreadable record and went on past it"
+        )
         await self._loading.put(batch)
         await scheduler.release(shard)
         return True, True
@@ -296,13 +331,14 @@ class Run:
             extra["rereads"] = extra.get("rereads", 0) + 1
             try:
                 ok, again = await until_stopped(
-                    lane.fetch(shard, self.options.page_size), self.stop
+                    lane.fetch(shard, self._isolation.limit(shard)), self.stop
                 )
             except EtlError:
                 break
             if not ok or again is None:
                 break
-            filled = fill_incomplete(result, transform_for(shard, again, self._required))
+            again_result = transform_for(shard, again, self._required, self.options.max_event_chars)
+            filled = fill_incomplete(result, again_result)
             extra["incomplete_reread"] = extra.get("incomplete_reread", 0) + filled
             if not result.incomplete:
                 return

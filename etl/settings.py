@@ -73,6 +73,9 @@ class Settings:
     request_timeout_s: float = 60.0
     db_outage_s: float = 120.0  # a database outage this long is ridden through (then exit 6)
     db_wait_s: float = 10.0  # a DATABASE_URL server still booting (refused) is waited for
+    # a response (a 5000-event page is ~2 MB) or one event's text over these is refused
+    max_response_mb: float = 64.0
+    max_event_kb: float = 1024.0
     max_runtime_s: float | None = None
     overlap_ms: int = 1_000
     sandbox_events: int = 3_000_000
@@ -120,6 +123,8 @@ class Settings:
             ("--request-timeout", self.request_timeout_s, 0.1, 3600),
             ("--db-outage", self.db_outage_s, 0, 86_400),
             ("--db-wait", self.db_wait_s, 0, 3600),
+            ("--max-response-mb", self.max_response_mb, 0.01, 4096),
+            ("--max-event-kb", self.max_event_kb, 0.1, 1_048_576),
             ("--overlap-ms", self.overlap_ms, 0, 86_400_000),
             ("--sandbox-events", self.sandbox_events, 0, 100_000_000),
             ("--progress-interval", self.progress_interval_s, 0.1, 86_400),

@@ -159,8 +159,11 @@ def transform_page(
     lower_ts: int | None = None,
     upper_ts: int | None = None,
     required: RequiredFields | None = None,
+    max_text: int = 1 << 60,
 ) -> TransformResult:
     """Validate and convert one page. ``shard_id`` is only carried into the result.
+    ``max_text``: an event whose name, properties and session together are longer is
+    quarantined (a record over the sane cap is refused, never loaded).
 
     Two passes: ``_placed`` keeps the events with a valid id and time inside the shard
     (steps 1-2 of the module docstring), ``_convert`` turns those into rows (4-5); then
@@ -169,7 +172,7 @@ def transform_page(
     lo = _NO_BOUND_LO if lower_ts is None else lower_ts
     hi = _NO_BOUND_HI if upper_ts is None else upper_ts
     placed = _placed(events, lo, hi, out)
-    _convert(placed, out, required if required is not None and required.fields else None)
+    _convert(placed, out, required if required is not None and required.fields else None, max_text)
     records = out.records
     if len({r[0] for r in records}) != len(records):
         out.records, out.duplicates = _first_of_each_id(records)
@@ -255,7 +258,9 @@ def _odd_timestamp(
     return occurred, (occurred - EPOCH) // _ONE_MS, ts if type(ts) is str else timestamp_raw(ts)
 
 
-def _convert(placed: list[_Placed], out: TransformResult, req: RequiredFields | None) -> None:
+def _convert(
+    placed: list[_Placed], out: TransformResult, req: RequiredFields | None, max_text: int
+) -> None:
     """Steps 4-5: each placed event becomes a row of ``out.records``, or goes to
     ``out.quarantined`` (invalid) or ``out.incomplete`` (lacking a required field)."""
     lacks = req.scalar_getter if req is not None else None
@@ -274,7 +279,11 @@ def _convert(placed: list[_Placed], out: TransformResult, req: RequiredFields | 
         docs = _documents(ev, need)
         if isinstance(docs, tuple):
             typ, name, sid, uid = texts
-            append((eid, sid, uid, typ, name, occurred, docs[0], docs[1], ts_raw))
+            props, session = docs
+            if len(props) + len(session or "") + len(name or "") > max_text:
+                out.quarantined.append(_reject_large(ev, eid, max_text))
+                continue
+            append((eid, sid, uid, typ, name, occurred, props, session, ts_raw))
         elif docs is None:
             out.incomplete.append(_incomplete(ev, req, eid))
         else:
@@ -351,6 +360,16 @@ def _odd_session(props: str, session: str, required: bool) -> tuple[str, None] |
     if session in ("", "null"):
         return None if required else (props, None)
     return _json_problem("session", session)
+
+
+def _reject_large(ev: RawEvent, eid: str, cap: int) -> Quarantined:
+    """An event over the cap: its reason, and only the start of it (never the whole)."""
+    q = _reject(ev, "", eid)
+    return Quarantined(
+        f"event larger than the cap of {cap:,} characters (--max-event-kb)",
+        q.payload[:4096],
+        eid,
+    )
 
 
 def _incomplete(ev: RawEvent, required: RequiredFields | None, eid: str) -> Quarantined:

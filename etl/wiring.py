@@ -35,6 +35,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         max_runtime_s=settings.max_runtime_s,
         rereads=settings.incomplete_rereads,
         full_refresh=settings.full_refresh,
+        max_event_chars=int(settings.max_event_kb * 1024),
     )
 
 

@@ -82,6 +82,7 @@ async def ingest(
     pipeline: dict[str, Any] | None = None,
     reporter: Recorder | None = None,
     sink: dict[str, Any] | None = None,
+    http: dict[str, Any] | None = None,
 ) -> Outcome:
     """One `etl ingest` run through the CLI's own wiring (``etl.wiring.run_ingest``), with
     injected time. ``sink`` holds extra ``PostgresSink`` arguments."""
@@ -97,11 +98,11 @@ async def ingest(
         PostgresSink(
             db_url, loaders=options.loaders, on_delivery=reporter.delivered, **(sink or {})
         ) as pg,
-        Http(base_url, api_key) as http,
+        Http(base_url, api_key, **(http or {})) as client,
     ):
         await pg.try_lock()
         reporter.sink = pg
-        src = DataSyncSource(http, clock, counters, opts, now_ms=now_ms)
+        src = DataSyncSource(client, clock, counters, opts, now_ms=now_ms)
 
         def attach(run: Run) -> None:
             reporter.run = run

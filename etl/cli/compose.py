@@ -233,7 +233,12 @@ async def _ingest(
                 root = api_url.removesuffix("/api/v1") + DATABOX_PREFIX
                 push = push.bundled(root, DATABOX_DEMO_KEY)
         http = await stack.enter_async_context(
-            Http(api_url, api_key, timeout_s=settings.request_timeout_s)
+            Http(
+                api_url,
+                api_key,
+                timeout_s=settings.request_timeout_s,
+                max_body_bytes=int(settings.max_response_mb * 2**20),
+            )
         )
         source = DataSyncSource(
             http,

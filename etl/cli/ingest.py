@@ -96,6 +96,20 @@ def ingest(
             "starting up (a container's first boot) before giving up (exit 6).",
         ),
     ] = _D["db_wait_s"],
+    max_response_mb: Annotated[
+        float,
+        typer.Option(
+            envvar="ETL_MAX_RESPONSE_MB",
+            help="A response larger than this is refused (its range is re-asked in smaller pages).",
+        ),
+    ] = _D["max_response_mb"],
+    max_event_kb: Annotated[
+        float,
+        typer.Option(
+            envvar="ETL_MAX_EVENT_KB",
+            help="An event whose text is larger than this is quarantined, not loaded.",
+        ),
+    ] = _D["max_event_kb"],
     max_attempts: Annotated[
         int, typer.Option(envvar="ETL_MAX_ATTEMPTS", help="Tries per page on transient faults.")
     ] = _D["max_attempts"],
@@ -179,6 +193,8 @@ def ingest(
             db_wait_s=db_wait,
             max_attempts=max_attempts,
             db_outage_s=db_outage,
+            max_response_mb=max_response_mb,
+            max_event_kb=max_event_kb,
             sandbox_events=sandbox_events,
             sandbox_time_scale=sandbox_time_scale,
             quiet=quiet,

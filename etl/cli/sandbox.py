@@ -167,6 +167,9 @@ def sandbox(
     invalid_events: Annotated[
         float, _o("INVALID_EVENTS", "Share of events served invalid (bad timestamp or no id).")
     ] = 0.0,
+    poison_events: Annotated[
+        float, _o("POISON_EVENTS", "Share of events always served as broken JSON.")
+    ] = 0.0,
     max_submissions: Annotated[
         int, _o("MAX_SUBMISSIONS", "Submissions allowed per key.")
     ] = _D.max_submissions,
@@ -247,6 +250,7 @@ def sandbox(
             slow_seconds=slow_seconds,
             p_missing_fields=p_missing_fields,
             invalid_events=invalid_events,
+            poison_events=poison_events,
             max_submissions=max_submissions,
             unlimited=unlimited,
             databox=databox,

@@ -29,6 +29,7 @@ _PROBABILITIES = (
     "p_slow",
     "p_missing_fields",
     "invalid_events",
+    "poison_events",
 )
 
 
@@ -95,6 +96,8 @@ class SandboxConfig:
     invalid_events: float = 0.0  # share of events served invalid (bad timestamp / no id)
     # GET /benchmarks/thresholds (etl.sandbox.benchmarks): none, down, garbage, bad_rules, slow
     thresholds_fault: str = "none"
+    # share of events always served as broken JSON: any page holding one cannot be decoded
+    poison_events: float = 0.0
     # submissions
     max_submissions: int = 5
     unlimited: bool = False
@@ -122,7 +125,9 @@ class SandboxConfig:
     @property
     def faults_enabled(self) -> bool:
         return not self.unlimited and any(
-            getattr(self, name) > 0 for name in _PROBABILITIES if name != "invalid_events"
+            getattr(self, name) > 0
+            for name in _PROBABILITIES
+            if name not in ("invalid_events", "poison_events")
         )
 
     def with_(self, **changes: object) -> SandboxConfig:

@@ -285,6 +285,10 @@ class Dataset:
             "session": {"id": s.id, "deviceType": s.device_type, "browser": s.browser},
         }
 
+    def poisoned(self, j: int, share: float) -> bool:
+        """True when event ``j`` is always served as broken JSON (``poison_events``)."""
+        return share > 0 and int(self.digest_hex(j)[28:32], 16) / 16**4 < share
+
     def invalid(self, j: int, share: float) -> int:
         """0 when event ``j`` is served valid; 1 = bad timestamp, 2 = no id (``invalid_events``)."""
         if share <= 0:

@@ -79,18 +79,7 @@ async def serve_page(
         )
     share = c.invalid_events if invalid and not c.unlimited else 0.0
     events = state.renderer.events(positions, live, stamp, by_page=by_page, invalid_share=share)
-    headers: dict[str, str] = {}
-    if plan.missing_fields:
-        dropped: set[str] = set()
-        for i, fields in state.faults.victims(len(positions)):
-            p = positions[i]
-            ts_text = stamp(i if by_page else ds.j_at(p, live), ds.ts_at(p, live))
-            events[i] = state.renderer.generic(p, live, ts_text, drop=fields)
-            dropped.update(fields)
-        headers["X-Chaos-Applied"] = "missingFields"
-        headers["X-Chaos-Description"] = "Missing fields: " + (
-            ", ".join(sorted(dropped)) or "none applicable"
-        )
+    headers = _chaos(state, plan, events, positions, live, stamp, by_page)
     next_cursor = None
     ttl = c.scaled(c.cursor_ttl)
     if positions and has_more:
@@ -120,3 +109,35 @@ async def get_event(state: State, event_id: str, rid: str) -> web.Response:
     if p is None:
         return responses.error(404, "EVENT_NOT_FOUND", f"Event with id '{event_id}' not found")
     return responses.json_response({"data": ds.event(p, live), "meta": {"requestId": rid}}, rid=rid)
+
+
+def _chaos(
+    state: State,
+    plan: Plan,
+    events: list[str],
+    positions: list[int],
+    live: int,
+    stamp: Stamp,
+    by_page: bool,
+) -> dict[str, str]:
+    """Poisoned events and missing fields, applied to the rendered page in place; the
+    headers that announce them."""
+    c, ds = state.config, state.dataset
+    headers: dict[str, str] = {}
+    if c.poison_events and not c.unlimited:
+        for i, p in enumerate(positions):
+            if ds.poisoned(ds.j_at(p, live), c.poison_events):
+                # a missing comma: no JSON parser reads this page, now or on a retry
+                events[i] = events[i].replace('","type"', '" "type"', 1)
+    if plan.missing_fields:
+        dropped: set[str] = set()
+        for i, fields in state.faults.victims(len(positions)):
+            p = positions[i]
+            ts_text = stamp(i if by_page else ds.j_at(p, live), ds.ts_at(p, live))
+            events[i] = state.renderer.generic(p, live, ts_text, drop=fields)
+            dropped.update(fields)
+        headers["X-Chaos-Applied"] = "missingFields"
+        headers["X-Chaos-Description"] = "Missing fields: " + (
+            ", ".join(sorted(dropped)) or "none applicable"
+        )
+    return headers

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import etl.ratelimit as ratelimit
-from etl.errors import AuthError, PermanentSourceError, SourceError, StreamTokenError
+from etl.errors import AuthError, BrokenPage, PermanentSourceError, SourceError, StreamTokenError
 from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy
 from etl.settings import DEFAULTS, FEED_WINDOW_S
 from etl.source.feed import StreamToken
@@ -156,7 +156,14 @@ class DataSyncSource:
         lane = self._lanes[0]
         await lane.acquire()
         probe = ShardState(shard_id="head", lower_ts=None, upper_ts=None)
-        page = await lane.fetch(probe, 1)
+        try:
+            page = await lane.fetch(probe, 1)
+        except BrokenPage as exc:
+            if exc.after is None:
+                raise
+            # the newest event cannot be read, but where it stands can: the shards start
+            # above it and the record is isolated like any other unreadable one
+            return Position(exc.after[0] + 999, exc.after[1]), None
         if not page.events:
             return None, page.total
         if page.cursor_position is not None:  # exact, even if the event itself is invalid

@@ -23,14 +23,21 @@ the docs (``{data, hasMore, nextCursor}``); ``pagination`` wins over top-level k
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from typing import Any, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from etl.errors import DecodeError  # re-exported: the decoder's failure
-from etl.models import MalformedEvent, Page, RawEvent
+from etl.errors import (
+    DecodeError,  # re-exported: the decoder's failure
+    TimestampError,
+)
+from etl.models import MalformedEvent, Page, Position, RawEvent
+from etl.source import cursors
+from etl.timestamps import EPOCH, to_utc
 
 __all__ = ["DecodeError", "decode_error_body", "decode_page"]
 
@@ -230,3 +237,29 @@ def decode_error_body(body: bytes) -> tuple[str | None, str | None, float | None
                 retry_after = float(value)
                 break
     return code, message, retry_after
+
+
+_NEXT_CURSOR = re.compile(rb'"nextCursor"\s*:\s*"([A-Za-z0-9+/=_-]{8,})"')
+_FIRST_ID = re.compile(rb'"id"\s*:\s*"([0-9a-fA-F-]{36})"')
+_FIRST_TS = re.compile(rb'"timestamp"\s*:\s*(?:"([^"]{1,64})"|(\d{1,17}))')
+
+
+def salvage_position(body: bytes) -> tuple[Position, str | None] | None:
+    """Where a page that cannot be decoded ends, read from its raw bytes: the position in its
+    ``nextCursor`` (and the cursor), else the first event's ``id`` and ``timestamp`` (for a
+    one-event page, that event), else None. Only for stepping over a broken record."""
+    m = _NEXT_CURSOR.search(body)
+    if m is not None:
+        cursor = m.group(1).decode("ascii")
+        decoded = cursors.decode(cursor)
+        if decoded is not None:
+            return decoded[0], cursor
+    m_id, m_ts = _FIRST_ID.search(body), _FIRST_TS.search(body)
+    if m_id is None or m_ts is None:
+        return None
+    raw: object = m_ts.group(1).decode("utf-8", "replace") if m_ts.group(1) else int(m_ts.group(2))
+    try:
+        ts_ms = (to_utc(raw) - EPOCH) // dt.timedelta(milliseconds=1)
+    except TimestampError:
+        return None
+    return Position(ts_ms, m_id.group(1).decode("ascii").lower()), None

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from etl.errors import ConfigError, TransientSourceError, Unreachable
+from etl.errors import ConfigError, ResponseTooLarge, TransientSourceError, Unreachable
 from etl.settings import DEFAULTS
 
 
@@ -42,6 +42,7 @@ class Http:
         timeout_s: float = DEFAULTS.request_timeout_s,
         connections: int = 32,
         user_agent: str = "etl/0.1 (+datasync ingest)",
+        max_body_bytes: int = int(DEFAULTS.max_response_mb * 2**20),
     ) -> None:
         self.origin, self.api_path = split_base_url(base_url)
         self._api_key = api_key
@@ -50,6 +51,7 @@ class Http:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self.reached = False  # True once the server has answered anything
+        self.max_body_bytes = max_body_bytes
 
     @property
     def api_key(self) -> str:
@@ -96,10 +98,12 @@ class Http:
                 method, url, params=params, headers=headers, data=data
             ) as resp:
                 self.reached = True
-                body = await resp.read()
+                body = await self._read(resp, f"{method} {where}")
                 return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:
             raise TransientSourceError(f"{method} {where}: no answer in time") from exc
+        except ResponseTooLarge:
+            raise
         except aiohttp.ClientPayloadError as exc:
             raise TransientSourceError(f"{method} {where}: the response was cut short") from exc
         except aiohttp.ClientConnectorDNSError as exc:
@@ -114,3 +118,24 @@ class Http:
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
             what = str(exc) or "the connection failed"
             raise TransientSourceError(f"{method} {where}: {what}") from exc
+
+    async def _read(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        """The body, refused (``ResponseTooLarge``) past ``max_body_bytes``: a response can
+        never take more memory than the cap, whatever it claims or sends."""
+        cap = self.max_body_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise ResponseTooLarge(
+                f"{what}: a response of {resp.content_length:,} bytes is over the cap of "
+                f"{cap:,} (--max-response-mb)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > cap:
+                raise ResponseTooLarge(
+                    f"{what}: the response passed the cap of {cap:,} bytes (--max-response-mb)",
+                    body=b"".join(chunks)[: 1 << 16],
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -16,7 +16,9 @@ from typing import Any
 
 import etl.ratelimit as ratelimit
 from etl.errors import (
+    BrokenPage,
     CursorExpired,
+    DecodeError,
     PermanentSourceError,
     RateLimited,
     StreamTokenError,
@@ -25,12 +27,15 @@ from etl.errors import (
 )
 from etl.models import Clock, Page, Position, RunCounters, ShardState
 from etl.source import cursors
+from etl.source.decode import salvage_position
 from etl.source.feed import StreamToken
 from etl.source.http import Http, Response
 from etl.source.responses import rate_limit_headers, to_page
 from etl.source.retry import RetryLog, RetryPolicy
 
 MAX_CURSOR_RESETS = 5
+UNDECODABLE_TRIES = 3  # the same page undecodable this often in a row: it is broken
+KEPT_BODY_BYTES = 1 << 20  # of a broken page, kept for quarantine
 MAX_RATE_LIMITED = 200  # per page: a limit that never lifts is a failure, not a wait
 
 
@@ -91,7 +96,8 @@ class _Lane:
 
     async def fetch(self, shard: ShardState, limit: int) -> Page:
         cursor = shard.cursor
-        failures = resets = limited = 0
+        failures = resets = limited = undecodable = 0
+        body = b""
         first = True
         while True:
             if not first:
@@ -105,6 +111,7 @@ class _Lane:
             try:
                 resp = await self._send(shard, cursor, limit)
                 self._observe(resp)
+                body = resp.body
                 page = to_page(resp, self.name, token_auth=self.token_auth)
             except RateLimited as exc:
                 limited += 1
@@ -116,7 +123,17 @@ class _Lane:
                 continue
             except StreamTokenError:
                 raise
+            except BrokenPage as exc:  # too large: refused at once, the same next time
+                raise self._broken(str(exc), exc.body) from exc
             except TransientSourceError as exc:
+                if isinstance(exc, DecodeError):
+                    undecodable += 1
+                    if undecodable >= UNDECODABLE_TRIES:
+                        # the same answer every time: not a fault of one response but of
+                        # the data in it; the pipeline isolates it with smaller pages
+                        raise self._broken(
+                            f"a page of {limit} never decodes ({exc})", body
+                        ) from exc
                 failures += 1
                 await self._back_off(exc, failures)
                 continue
@@ -156,6 +173,17 @@ class _Lane:
         if self.retry_log is not None:
             self.retry_log(self.name, str(exc), failures, attempts, wait)
         await self.clock.sleep(wait)
+
+    def _broken(self, what: str, body: bytes) -> BrokenPage:
+        found = salvage_position(body)
+        after = cursor = None
+        if found is not None:
+            position, cursor = found
+            after = (position.ts_ms, position.id)
+            cursor = cursor or cursors.encode(position, now_ms=self.now_ms())
+        return BrokenPage(
+            f"{self.name}: {what}", body=body[:KEPT_BODY_BYTES], after=after, cursor=cursor
+        )
 
     def _gave_up(self, exc: TransientSourceError, failures: int) -> PermanentSourceError:
         tries = f"{failures} attempt{'s' if failures > 1 else ''}"
