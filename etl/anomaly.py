@@ -27,15 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from etl.settings import AnomalySettings
+
+Settings = AnomalySettings  # the detection knobs; their defaults are written in etl.settings
+
 ALL = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    training_days: int = 14
-    detection_days: int = 2
-    sensitivity: float = 3.0
-    min_training_points: int = 7
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,3 +207,13 @@ class PushSettings:
         if self.databox_url is not None:
             return self
         return replace(self, databox_url=databox_root, databox_key=self.databox_key or demo_key)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalySettings:
+    """`etl anomalies`' detection knobs, Elementary's defaults (``etl.anomaly`` uses them)."""
+
+    training_days: int = 14
+    detection_days: int = 2
+    sensitivity: float = 3.0
+    min_training_points: int = 7

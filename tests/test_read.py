@@ -53,3 +53,11 @@ def test_display_and_the_read_values_import_no_database_driver() -> None:
     code = "import sys, etl.display, etl.read.views; print('asyncpg' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_read_values_load_without_the_decoder() -> None:
+    """Every command imports etl.read.views (its "no ingest yet" sentence) at start-up; it
+    must not pull msgspec or asyncpg, so `etl --help` and `etl status` stay fast."""
+    code = "import sys, etl.read.views; print(sorted({'asyncpg', 'msgspec'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from etl.anomaly import Settings as AnomalySettings
 from etl.cli.db import fail
 from etl.cli.options import AsJson, DatabaseUrl, DataDir
 from etl.cli.read import Types, Until, echo_json, no_ingest, run_read
 from etl.cli.root import app
 from etl.errors import ConfigError, EtlError, ExitCode
+from etl.settings import AnomalySettings
 
-_DEFAULTS = AnomalySettings()  # the detection's defaults, written once in etl.anomaly
+_DEFAULTS = AnomalySettings()  # the detection's defaults (etl.settings)
 
 
 @app.command()

@@ -43,8 +43,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from etl.models import RUN_COUNTERS
-
 SCHEMA = 1
 NO_INGEST = "no ingest has run against this database yet"
 
@@ -189,6 +187,8 @@ def run_to_json(run: RunRow, *, taken_at: dt.datetime | None = None) -> dict[str
     }
     if taken_at is not None:
         doc["heartbeat_age_s"] = round((taken_at - run.heartbeat_at).total_seconds(), 1)
+    from etl.models import RUN_COUNTERS  # here: etl.models pulls msgspec, `etl --help` need not
+
     doc.update({k: getattr(run, k) for k in RUN_COUNTERS})
     doc.update(error=run.error, host=run.host, pid=run.pid)
     return doc
