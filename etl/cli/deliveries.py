@@ -33,11 +33,11 @@ def parse_time(value: str | None, flag: str, now: dt.datetime) -> dt.datetime | 
         return now - dt.timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+    except ValueError as exc:
         raise ConfigError(
             f"{flag} must be an ISO time (2026-01-27T10:00:00Z) or an age (90m, 2h, 7d), "
             f"got {value!r}"
-        ) from None
+        ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
