@@ -254,3 +254,19 @@ async def test_ingest_with_push_drains_as_it_loads(
     assert sum(r["events"] for r in daily) == 3_000
     lines = (tmp_path / "delivery.jsonl").read_text().splitlines()
     assert any('"destination": "databox"' in line for line in lines)
+
+
+async def test_ingestions_are_verified_while_the_push_goes_on(
+    sandbox: SandboxFactory, db_url: str
+) -> None:
+    """Every `verify_every` chunks a verification round runs (one list request for them),
+    so a long push reports its counts as it goes, not only at the end."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock)
+    await load(db_url, make_records(1_000))
+    run = await push(db_url, sb, clock, ("events",), verify_every=3)
+    events = [d.event for d in run.deliveries]
+    assert events.index("verified") < len(events) - 1 - events[::-1].index("request")
+    assert events.count("verified") == 10 and run.counters.verified == 10
+    listed = sb.state.databox.requests_by_route["GET /v1/datasets/{id}/ingestions"]
+    assert 3 <= listed <= 5  # a round per 3 chunks (and the last), one request each

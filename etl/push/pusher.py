@@ -201,8 +201,8 @@ class Pusher:
                 await self._drain_raw(spec, remote)
             else:
                 await self._drain_aggregate(spec, remote)
-            if final or self.since_verify >= self.options.verify_every:
-                await self.verifier.verify(spec, remote, final=final)
+            if final:
+                await self.verifier.verify(spec, remote, final=True)
         return self.counters.chunks - before
 
     async def _drain_raw(self, spec: DatasetSpec, remote: str) -> None:
@@ -266,6 +266,8 @@ class Pusher:
         self.counters.chunks += 1
         self.counters.records += len(sent)
         self.since_verify += 1
+        if self.since_verify >= self.options.verify_every:
+            await self.verifier.verify(spec, remote, final=False)
 
     async def _post(
         self, spec: DatasetSpec, remote: str, pairs: list[Pair]

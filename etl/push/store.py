@@ -227,7 +227,7 @@ async def verified(
     """Record an ingestion's counts (received, appended, rejected, overwritten) and its
     rejected records, and complete its delivery row."""
     received, appended, rejected, overwritten = counts
-    async with conn.transaction():
+    async with conn.transaction():  # a savepoint inside the round's transaction
         await conn.execute(
             "UPDATE push_ingestions SET status = 'verified', received = $2, appended = $3,"
             " rejected = $4, overwritten = $5, verified_at = $6 WHERE ingestion_id = $1",

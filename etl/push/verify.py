@@ -89,8 +89,10 @@ class Verifier:
             except DestinationError as exc:  # verification is retried at the next round
                 p.message(f"{spec.name}: verifying ingestions failed for now: {exc}")
                 found = {}
-            for iid, body in found.items():
-                await self._record(spec, iid, body, open_.pop(iid))
+            if found:  # one transaction per round
+                async with p.conn.transaction():
+                    for iid, body in found.items():
+                        await self._record(spec, iid, body, open_.pop(iid))
             if not final or not open_:
                 break
             if p.clock.now() >= deadline:
