@@ -11,8 +11,10 @@ throughput  N events loaded, then `etl push --dataset events` with the sandbox a
             first request's send to the last answer, from ``delivery_log``) and over the
             whole process; target >= 0.95 of 100 records x 10 requests/s = 1,000/s.
 kills       M events, the sandbox at 100 requests/s and 2 % lost answers (stored, then 504);
-            `etl push` SIGKILLed ``--kills`` times at random moments (uniform 0.3-3 s after
-            its start), then run to the end: the dataset must hold every event exactly once.
+            `etl push` SIGKILLed ``--kills`` times, alternately at a random moment (uniform
+            0.3-3 s after its start: start-up included) and mid-push (once the sandbox has
+            received a random 1-2,000 more records), then run to the end: the dataset must
+            hold every event exactly once.
 The sandbox is a separate process, so it keeps what it received across the pusher's deaths.
 """
 
@@ -87,6 +89,12 @@ class Sandbox:
                 time.sleep(0.1)
         raise RuntimeError("the sandbox did not start")
 
+    def received(self) -> int:
+        """Records received so far, over every dataset (cheap: no records)."""
+        with urllib.request.urlopen(f"{self.url}/_sandbox/stats", timeout=10) as resp:
+            stats = json.load(resp)
+        return sum(int(d["received"]) for d in stats["datasets"].values())
+
     def dump(self, dataset_id: str) -> dict[str, Any]:
         url = f"{self.url}/_sandbox/datasets/{dataset_id}/records"
         with urllib.request.urlopen(url, timeout=60) as resp:
@@ -123,14 +131,28 @@ def push_env(dsn: str, sandbox: Sandbox, data_dir: Path, rate: float) -> dict[st
     return env
 
 
-def run_push(env: dict[str, str], kill_after_s: float | None = None) -> tuple[int, float]:
+def run_push(
+    env: dict[str, str],
+    kill_after_s: float | None = None,
+    *,
+    sandbox: Sandbox | None = None,
+    kill_after_records: int | None = None,
+) -> tuple[int, float]:
+    """One `etl push`; SIGKILLed after ``kill_after_s`` seconds, or once the sandbox has
+    received ``kill_after_records`` more records (polled every 20 ms)."""
     t0 = time.perf_counter()
+    start = sandbox.received() if sandbox is not None else 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "etl", "push", "--dataset", "events"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
     )
+    if kill_after_records is not None and sandbox is not None:
+        while proc.poll() is None and sandbox.received() - start < kill_after_records:
+            time.sleep(0.02)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
     try:
         _, err = proc.communicate(timeout=kill_after_s)
     except subprocess.TimeoutExpired:
@@ -198,16 +220,17 @@ async def kills(server: str, n: int, kill_count: int, tmp: Path, seed: int) -> d
         received_before = 0
         t0 = time.perf_counter()
         while killed < kill_count:
-            code, _ = run_push(env, kill_after_s=rnd.uniform(0.3, 3.0))
+            if killed % 2:  # at a random moment of the process's life (start-up included)
+                code, _ = run_push(env, kill_after_s=rnd.uniform(0.3, 3.0))
+            else:  # in the middle of the push: after a random number of records received
+                code, _ = run_push(env, sandbox=sandbox, kill_after_records=rnd.randint(1, 2000))
             if code == 0:  # finished before its kill: reload nothing, count it, go on
                 done += 1
                 break
             killed += 1
-            remote = await fetch(dsn, "SELECT remote_id FROM push_datasets")
-            if remote and remote[0]["remote_id"]:
-                received = int(sandbox.dump(remote[0]["remote_id"])["receivedRecordsCount"])
-                mid_push += received > received_before
-                received_before = received
+            received = sandbox.received()
+            mid_push += received > received_before
+            received_before = received
         code, _ = run_push(env)
         assert code == 0
         elapsed = time.perf_counter() - t0

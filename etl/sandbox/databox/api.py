@@ -211,7 +211,12 @@ class Databox:
 
     def _internal(self, parts: list[str]) -> web.Response:
         if parts == ["stats"]:
-            return ok({"statuses": {str(k): v for k, v in sorted(self.statuses.items())}})
+            datasets = {
+                d.dataset_id: {"received": d.received_total, "records": len(d.records)}
+                for d in self.store.datasets.values()
+            }
+            statuses = {str(k): v for k, v in sorted(self.statuses.items())}
+            return ok({"statuses": statuses, "datasets": datasets})
         if len(parts) == 3 and parts[0] == "datasets" and parts[2] == "records":
             ds = self.store.datasets.get(parts[1])
             if ds is None:
