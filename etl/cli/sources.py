@@ -27,9 +27,9 @@ SourceArg = Annotated[str, typer.Argument(help="A source name (see `etl sources`
 
 
 def _spec(source: str) -> SourceSpec:
-    from etl.sources.registry import find
+    from etl.sources.registry import describe
 
-    return find(source)
+    return describe(source)
 
 
 @app.command()

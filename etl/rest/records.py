@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,11 +104,19 @@ def _json(column: Column, value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _uuid(column: Column, value: Any) -> Any:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise _Invalid(f"{column.name}: not a uuid") from exc
+
+
 _CONVERTERS: dict[str, Callable[[Column, Any], Any]] = {
     "text": _text,
     "integer": _integer,
     "bigint": _integer,
     "number": _number,
+    "uuid": _uuid,
     "boolean": _boolean,
     "timestamp": _timestamp,
 }

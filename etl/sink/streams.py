@@ -32,6 +32,7 @@ PG_TYPES = {
     "boolean": "boolean",
     "timestamp": "timestamptz",
     "json": "jsonb",
+    "uuid": "uuid",
 }
 
 DDL = """

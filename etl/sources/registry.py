@@ -19,11 +19,46 @@ from pathlib import Path
 
 from etl.errors import ConfigError
 from etl.rest.load import load
-from etl.rest.spec import SourceSpec
+from etl.rest.spec import AuthSpec, Column, ColumnType, Incremental, SourceSpec, StreamSpec
 
 SPECS = Path(__file__).parent / "specs"
 ENTRY_POINT_GROUP = "etl.sources"
 DATASYNC_STREAMS = ("events",)
+
+_DATASYNC_COLUMNS: tuple[tuple[str, ColumnType, str], ...] = (
+    ("id", "uuid", "id"),
+    ("session_id", "uuid", "sessionId"),
+    ("user_id", "uuid", "userId"),
+    ("type", "text", "type"),
+    ("name", "text", "name"),
+    ("occurred_at", "timestamp", "timestamp"),
+    ("properties", "json", "properties"),
+    ("session", "json", "session"),
+    ("timestamp_raw", "text", "timestamp"),
+)
+
+#: DataSync described in the same terms as a spec (for `etl discover datasync`); its
+#: reading is the built-in Python source (etl/source/), split into time-range shards.
+DATASYNC = SourceSpec(
+    name="datasync",
+    file="built-in",
+    description="DataSync Analytics events (Python source: time-range shards, cursor chains)",
+    base_url="${DATASYNC_API_URL}",
+    streams=(
+        StreamSpec(
+            name="events",
+            path="/events",
+            primary_key=("id",),
+            table="events",
+            incremental=Incremental(cursor_field="occurred_at", lookback_s=1.0),
+            columns=tuple(
+                Column(name, kind, (source,), nullable=name not in ("type", "occurred_at"))
+                for name, kind, source in _DATASYNC_COLUMNS
+            ),
+        ),
+    ),
+    auth=AuthSpec(type="api_key", name="X-API-Key"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +111,16 @@ def find(name_or_path: str, entry_points: EntryPoints = _entry_points) -> Source
         if ep.name == name_or_path:
             return _from_entry_point(ep)
     if name_or_path == "datasync":
-        raise ConfigError("datasync is the built-in Python source: use `etl ingest`")
+        raise ConfigError(
+            "datasync is the built-in Python source: `etl ingest` loads it, `etl health` checks it"
+        )
     known = ["datasync", *builtin, *(ep.name for ep in entry_points())]
     raise ConfigError(f"unknown source {name_or_path!r} (available: {', '.join(known)})")
+
+
+def describe(name_or_path: str, entry_points: EntryPoints = _entry_points) -> SourceSpec:
+    """Like ``find``, and DataSync's declaration too (for `etl discover`)."""
+    return DATASYNC if name_or_path == "datasync" else find(name_or_path, entry_points)
 
 
 def available(entry_points: EntryPoints = _entry_points) -> list[SourceInfo]:
