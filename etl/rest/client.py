@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from etl.auth.oauth2 import Requester
 from etl.auth.schemes import Auth
@@ -83,6 +84,19 @@ class RestClient:
         self.retry = retry or RetryPolicy()
         self.counters = Counters()
         self._blocked_until = 0.0  # wall time before which the budget is known spent
+        self._secret_params: set[str] = set()  # query parameters the auth adds (a key)
+
+    def storable(self, request: Request) -> Request:
+        """``request`` without the auth's query parameters, also where the server echoed
+        them into a next-page URL: what may be written to the progress row."""
+        if not self._secret_params:
+            return request
+        parts = urlsplit(request.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                 if k not in self._secret_params]  # fmt: skip
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        params = tuple((k, v) for k, v in request.params if k not in self._secret_params)
+        return Request(url, params)
 
     async def fetch(self, stream: StreamSpec, request: Request) -> Page:
         renewed = False
@@ -93,6 +107,7 @@ class RestClient:
             headers = dict(stream.headers)
             params = dict(request.params)
             await self.auth.apply(headers, params)
+            self._secret_params.update(k for k in params if k not in dict(request.params))
             self.counters.requests += 1
             try:
                 resp = await self.http.request("GET", request.url, params=params, headers=headers)

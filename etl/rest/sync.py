@@ -160,7 +160,11 @@ async def _run(
         if inc is not None and (inc.ordered or following is None) and seen is not None:
             committed = cursor_text(seen)
         result.inserted += await store.write_page(
-            stream, rows, rejected, committed, following.to_json() if following else None
+            stream,
+            rows,
+            rejected,
+            committed,
+            client.storable(following).to_json() if following else None,
         )
         resets = 0
         result.pages += 1
