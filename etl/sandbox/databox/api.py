@@ -147,6 +147,7 @@ class Databox:
         if rest == ["purge"] and method == "POST":
             ds.rows.clear()
             ds.appended_rows.clear()
+            ds.stored_bytes = 0
             return ok({"status": "success"})
         if rest == ["data"] and method == "POST":
             return await self._data(request, ds, now, lost)
@@ -212,7 +213,7 @@ class Databox:
     def _internal(self, parts: list[str]) -> web.Response:
         if parts == ["stats"]:
             datasets = {
-                d.dataset_id: {"received": d.received_total, "records": len(d.records)}
+                d.dataset_id: {"received": d.received_total, "records": d.count}
                 for d in self.store.datasets.values()
             }
             statuses = {str(k): v for k, v in sorted(self.statuses.items())}
@@ -237,7 +238,7 @@ def _dataset_json(ds: DatasetState) -> dict[str, Any]:
         "dataSourceId": ds.data_source_id,
         "primaryKeys": list(ds.primary_keys),
         "columns": [{"name": c, "type": t} for c, t in ds.columns.items()],
-        "recordsCount": len(ds.rows) if ds.primary_keys else len(ds.appended_rows),
+        "recordsCount": ds.count,
         "receivedRecordsCount": ds.received_total,
     }
 
@@ -260,7 +261,7 @@ def _ingestion_json(ds: DatasetState, ing: Ingestion, now: float) -> dict[str, A
             "datasetMetrics": {
                 "columnsCount": len(ds.columns),
                 "datasetSizeMB": ds.size_mb(),
-                "totalDatasetRecordsCount": len(ds.records),
+                "totalDatasetRecordsCount": ds.count,
             },
         }
         body["errors"] = [e.to_json() for e in ing.errors]

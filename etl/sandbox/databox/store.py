@@ -71,13 +71,18 @@ class DatasetState:
     appended_rows: list[JsonRecord] = field(default_factory=list)  # without
     ingestions: dict[str, Ingestion] = field(default_factory=dict)
     received_total: int = 0  # every record ever received (accepted requests), for tests
+    stored_bytes: int = 0  # JSON size of what is stored, kept as records come and go
 
     @property
     def records(self) -> list[JsonRecord]:
         return list(self.rows.values()) if self.primary_keys else list(self.appended_rows)
 
+    @property
+    def count(self) -> int:
+        return len(self.rows) if self.primary_keys else len(self.appended_rows)
+
     def size_mb(self) -> float:
-        return round(len(json.dumps(self.records)) / 1e6, 3)
+        return round(self.stored_bytes / 1e6, 3)
 
 
 class DataboxStore:
@@ -118,16 +123,20 @@ class DataboxStore:
             for column, value in record.items():
                 if value is not None:
                     ds.columns.setdefault(column, value_type(value))
+            size = len(json.dumps(record))
             if ds.primary_keys:
                 key = tuple(str(record[k]) for k in ds.primary_keys)
-                if key in ds.rows:
+                old = ds.rows.get(key)
+                if old is not None:
                     overwritten += 1
+                    ds.stored_bytes -= len(json.dumps(old))
                 else:
                     appended += 1
                 ds.rows[key] = dict(record)
             else:
                 ds.appended_rows.append(dict(record))
                 appended += 1
+            ds.stored_bytes += size
         ds.received_total += len(records)
         ingestion = Ingestion(
             ingestion_id=str(uuid.uuid4()),
