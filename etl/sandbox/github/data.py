@@ -129,11 +129,13 @@ class Repository:
                 next_comment += 1
             self.issues[number] = issue
         self._next_comment = next_comment
+        self._sorted: dict[tuple[str, str], list[Issue]] = {}  # dropped on every change
 
     def touch(self, number: int, now: float, *, title: str | None = None) -> Issue:
         """An edit on the service: ``updated_at`` becomes ``now`` (and the title changes)."""
         issue = self.issues[number]
         issue.updated = max(issue.updated, int(now))
+        self._sorted.clear()
         if title is not None:
             issue.title = title
         return issue
@@ -145,27 +147,38 @@ class Repository:
             None, False, "",
         )  # fmt: skip
         self.issues[number] = issue
+        self._sorted.clear()
         return issue
 
     def list_issues(
         self, *, state: str, sort: str, direction: str, since: int | None
     ) -> list[Issue]:
-        rows = [
+        ordered = self._sorted.get((sort, direction))
+        if ordered is None:  # sorted once per order until the data changes (pages are cheap)
+            ordered = self._sorted[sort, direction] = sorted(
+                self.issues.values(), key=_ISSUE_ORDER.get(sort, _by_created),
+                reverse=direction == "desc",
+            )  # fmt: skip
+        return [
             i
-            for i in self.issues.values()
+            for i in ordered
             if (state == "all" or (state == "closed") == (i.closed is not None))
             and (since is None or i.updated >= since)
         ]
-        if sort == "updated":
-            rows.sort(key=lambda i: (i.updated, i.number), reverse=direction == "desc")
-        elif sort == "comments":
-            rows.sort(key=lambda i: (len(i.comments), i.number), reverse=direction == "desc")
-        else:
-            rows.sort(key=lambda i: (i.created, i.number), reverse=direction == "desc")
-        return rows
 
     def list_comments(self, *, sort: str, direction: str, since: int | None) -> list[Comment]:
         rows = [c for c in self.comments.values() if since is None or c.updated >= since]
         key = (lambda c: (c.updated, c.id)) if sort == "updated" else (lambda c: (c.created, c.id))
         rows.sort(key=key, reverse=direction == "desc")
         return rows
+
+
+def _by_created(i: Issue) -> tuple[int, int]:
+    return i.created, i.number
+
+
+_ISSUE_ORDER = {
+    "updated": lambda i: (i.updated, i.number),
+    "comments": lambda i: (len(i.comments), i.number),
+    "created": _by_created,
+}
