@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,6 +15,9 @@ from etl.pg import RecoveringPool
 from etl.serve.app import ServeContext, make_app
 from etl.sink.schema import migrate
 
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+ALICE = str(uuid.UUID(int=0xA11CE))
+BOB = str(uuid.UUID(int=0xB0B))
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -61,3 +65,20 @@ async def serve_client(db_url: str) -> AsyncIterator[ClientFactory]:
     yield make
     for c in clients:
         await c.close()
+
+
+def at(hours: float) -> str:
+    return (T0 + dt.timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+async def seed(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
+    """Three days, every hour: a page_view by Alice, a click by Bob, at 12:00 a purchase."""
+    evs = []
+    for h in range(72):
+        evs.append(event(type_="page_view", ts=at(h + 0.25), user=ALICE))
+        evs.append(event(type_="click", ts=at(h + 0.5), user=BOB))
+        if h % 24 == 12:
+            evs.append(event(type_="purchase", ts=at(h + 0.75), user=BOB))
+    for i in range(0, len(evs), 100):
+        assert (await client.post("/events", json=evs[i : i + 100])).status == 201
+    return evs

@@ -123,3 +123,12 @@ async def read_series(
     return await run_query(
         target, "reading the series", _read, bucket, types, since, until, total, users
     )
+
+
+async def _count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(DISTINCT type) FROM rollup_hourly") or 0)
+
+
+async def count_series(target: Conn | str) -> int:
+    """How many series (event types) the rollups hold."""
+    return await run_query(target, "counting the series", _count)

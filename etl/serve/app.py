@@ -36,6 +36,7 @@ class ServeContext:
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 1000
     row_cap: int = 1000  # most rows any GET returns
+    thresholds_url: str | None = None  # benchmark service for /anomalies' threshold rules
     cache_ttl_s: float = 1.0  # GET answers shared for this long (0: off)
     clock: Callable[[], float] = time.monotonic  # for the cache's expiry
     telemetry: Telemetry = field(default_factory=Telemetry)
@@ -58,7 +59,7 @@ def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object
 
 
 def make_app(ctx: ServeContext) -> web.Application:
-    from etl.serve import routes_dashboard, routes_events, routes_sync
+    from etl.serve import routes_dashboard, routes_events, routes_read, routes_sync
 
     ctx.cache = MicroCache(ctx.cache_ttl_s, clock=ctx.clock)
     app = web.Application(
@@ -73,6 +74,7 @@ def make_app(ctx: ServeContext) -> web.Application:
     app[CTX] = ctx
     routes_sync.register(app)
     routes_events.register(app)
+    routes_read.register(app)
     routes_dashboard.register(app)
 
     async def _close(app: web.Application) -> None:

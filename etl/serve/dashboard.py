@@ -20,10 +20,10 @@ from etl.serve import svg
 class DashboardData:
     snapshot: StatusSnapshot
     runs: Sequence[RunRow] = ()
-    series: Sequence[svg.Series] = ()
-    bands: Sequence[svg.Band] = ()
-    anomalies: Sequence[svg.Marker] = ()
-    top_users: Sequence[tuple[str, float]] = ()
+    series: list[svg.Series] = field(default_factory=list)
+    bands: list[svg.Band] = field(default_factory=list)
+    anomalies: list[svg.Marker] = field(default_factory=list)
+    top_users: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # parts that could not be drawn, and why
 
 

@@ -34,6 +34,18 @@ def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
 _AUTH_401 = {"401": _err("missing or wrong API key (when the server requires one)")}
 _DB_503 = {"503": _err("the database is unavailable; retry later")}
 _TS = {"type": "string", "format": "date-time"}
+_TYPE_P = {"name": "type", "in": "path", "required": True, "schema": {"type": "string"}}
+_SERIES_Q = [
+    _q("bucket", {"enum": ["hour", "day"]}, "bucket width (UTC)"),
+    _q("since", _TS, "inclusive"),
+    _q("until", _TS, "exclusive"),
+]
+_SERIES_RESP = {
+    "200": _json({"type": "object"}, "buckets and values"),
+    "400": _err("bad parameter"),
+    **_AUTH_401,
+    **_DB_503,
+}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/": {
@@ -119,6 +131,128 @@ PATHS: dict[str, dict[str, Any]] = {
                 **_AUTH_401,
                 "413": _err("body or event count over the cap"),
                 "415": _err("not application/json"),
+                **_DB_503,
+            },
+        }
+    },
+    "/events/{user_id}": {
+        "get": {
+            "summary": "A user's events, newest first, with their JSON details (keyset paging).",
+            "parameters": [
+                {
+                    "name": "user_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                _q("type", {"type": "string"}, "event type(s); repeat or comma-separate"),
+                _q("since", _TS, "inclusive lower bound"),
+                _q("until", _TS, "exclusive upper bound"),
+                _q("limit", {"type": "integer", "minimum": 1}, "at most the row cap"),
+                _q("before", {"type": "string"}, "next_before of the previous page"),
+            ],
+            "responses": {
+                "200": _json({"type": "object"}, "a page of events"),
+                "400": _err("malformed id, time or limit"),
+                **_AUTH_401,
+                **_DB_503,
+            },
+        }
+    },
+    "/series": {
+        "get": {
+            "summary": "Counts per hour or day for one or more types (all when none).",
+            "parameters": [*_SERIES_Q, _q("type", {"type": "string"}, "repeatable")],
+            "responses": _SERIES_RESP,
+        }
+    },
+    "/series/count": {
+        "get": {
+            "summary": "How many series (event types) are held.",
+            "responses": {"200": _json({"type": "object"}, "{series: n}"), **_AUTH_401, **_DB_503},
+        }
+    },
+    "/series/{type}": {
+        "get": {
+            "summary": "Counts per bucket for one type.",
+            "parameters": [_TYPE_P, *_SERIES_Q],
+            "responses": _SERIES_RESP,
+        },
+        "delete": {
+            "summary": "Purge the type's events in [since, until); rollups kept consistent.",
+            "parameters": [
+                _TYPE_P,
+                _q("since", _TS, "inclusive"),
+                _q("until", _TS, "exclusive"),
+                _q("dry_run", {"type": "boolean"}, "only count what would go"),
+                _q("allow_reload", {"type": "boolean"}, "let a later ingest load them again"),
+            ],
+            "responses": {
+                "200": _json({"type": "object"}, "matched / deleted"),
+                "400": _err("bad parameter"),
+                **_AUTH_401,
+                **_DB_503,
+            },
+        },
+    },
+    "/series/{type}/stats": {
+        "get": {
+            "summary": "count, min, max, mean, p50, p95 and the trend of the type's series.",
+            "parameters": [_TYPE_P, *_SERIES_Q],
+            "responses": _SERIES_RESP,
+        }
+    },
+    "/series/{type}/forecast": {
+        "get": {
+            "summary": "h buckets of additive Holt-Winters forecast with a 95 % interval.",
+            "parameters": [
+                _TYPE_P,
+                *_SERIES_Q,
+                _q("h", {"type": "integer", "minimum": 1}, "buckets ahead"),
+            ],
+            "responses": {**_SERIES_RESP, "422": _err("too little history to fit a forecast")},
+        }
+    },
+    "/anomalies": {
+        "get": {
+            "summary": "As `etl anomalies --json`: anomalies and threshold breaches (stored).",
+            "parameters": [
+                _q("bucket", {"enum": ["hour", "day"]}, "bucket width"),
+                _q("type", {"type": "string"}, "repeatable"),
+                _q("until", _TS, "end of the detection window"),
+                _q("training_days", {"type": "integer"}, "default 14"),
+                _q("detection_days", {"type": "integer"}, "default 2"),
+                _q("sensitivity", {"type": "integer"}, "z-score, default 3"),
+                _q("min_training_points", {"type": "integer"}, "default 7"),
+            ],
+            "responses": {
+                "200": _json({"type": "object"}, "the report; found: bool"),
+                "400": _err("bad parameter"),
+                **_AUTH_401,
+                "502": _err("the thresholds service failed"),
+                **_DB_503,
+            },
+        }
+    },
+    "/top/{what}": {
+        "get": {
+            "summary": "Top users|types|pages by events|purchases, ties by key ascending.",
+            "parameters": [
+                {
+                    "name": "what",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["users", "types", "pages"]},
+                },
+                _q("by", {"enum": ["events", "purchases"]}, "the measure"),
+                _q("limit", {"type": "integer"}, "at most the row cap"),
+                _q("since", _TS, "inclusive"),
+                _q("until", _TS, "exclusive"),
+            ],
+            "responses": {
+                "200": _json({"type": "object"}, "ranked rows"),
+                "400": _err("bad parameter"),
+                **_AUTH_401,
                 **_DB_503,
             },
         }

@@ -2,18 +2,65 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from aiohttp import web
 
+from etl.pg import Conn
+from etl.read.findings import latest_anomalies
 from etl.read.runs import read_runs
+from etl.read.stats import series_report
 from etl.read.status import read_status
+from etl.read.top import read_top
+from etl.serve import svg
 from etl.serve.app import CTX
 from etl.serve.dashboard import DashboardData, render
+
+WINDOW = dt.timedelta(days=7)  # the volume chart's span, ending at the newest data
+FORECAST_H = 24
 
 
 async def dashboard(request: web.Request) -> web.Response:
     async with request.app[CTX].db.connection() as conn:
         data = DashboardData(snapshot=await read_status(conn), runs=await read_runs(conn, limit=10))
+        if data.snapshot.initialized:
+            await _volumes(conn, data)
+            top = await read_top(conn, "users", limit=10)
+            data.top_users = [(r.key, float(r.events)) for r in top.rows]
     return web.Response(text=render(data), content_type="text/html", charset="utf-8")
+
+
+async def _volumes(conn: Conn, data: DashboardData) -> None:
+    newest = await conn.fetchval("SELECT max(hour) FROM rollup_hourly")
+    if newest is None:
+        return
+    since = newest - WINDOW + dt.timedelta(hours=1)
+    by_type = await series_report(conn, since=since)
+    b = by_type.data.buckets
+    data.series = [
+        svg.Series(s.name, list(zip(b, map(float, s.values), strict=True)))
+        for s in by_type.data.series
+    ]
+    try:
+        total = await series_report(conn, since=since, total=True, horizon=FORECAST_H)
+        f = total.forecasts[0]
+        data.series.append(
+            svg.Series("all", list(zip(b, map(float, total.data.series[0].values), strict=True)))
+        )
+        data.bands = [svg.Band("all", [(p.bucket, p.value, p.low, p.high) for p in f.points])]
+    except ValueError as exc:
+        data.notes.append(f"no forecast: {exc}")
+    found = await latest_anomalies(conn, since)
+    values = {s.name: dict(s.points) for s in data.series}
+    data.anomalies = [
+        svg.Marker(
+            a.series,
+            a.bucket,
+            values.get(a.series, {}).get(a.bucket, a.value),
+            f"{a.series} {a.direction} at {a.bucket:%Y-%m-%d %H:%M} (z={a.zscore:.1f})",
+        )
+        for a in found
+    ]
 
 
 def register(app: web.Application) -> None:

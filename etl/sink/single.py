@@ -2,8 +2,8 @@
 
 Same rules as a batch of an ingest: ``ON CONFLICT (id) DO NOTHING`` (the first copy wins, a
 repeat is reported as already present, never doubled), invalid events go to ``quarantine``
-with their reason, all in ONE transaction. There is no shard and no checkpoint: these events
-did not come from the API's order.
+with their reason, and the rollups gain exactly the rows inserted, all in ONE transaction.
+There is no shard and no checkpoint: these events did not come from the API's order.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from etl.models import EVENT_COLUMNS, Quarantined, Record
+from etl.sink import rollups
 from etl.sink.batch import _UPSERT_QUARANTINE, _quarantine_args
 
 _COLS = ", ".join(EVENT_COLUMNS)
@@ -50,6 +51,9 @@ async def insert_events(
             columns = [list(col) for col in zip(*records, strict=True)]
             rows = await conn.fetch(_INSERT, *columns)
             created = {r["id"] for r in rows}
+            new = [r for r in records if r[0] in created]
+            if new:  # the rollups count exactly the rows inserted now
+                await rollups.apply(conn, rollups.aggregate(new))
         if quarantined:
             await conn.execute(_UPSERT_QUARANTINE, HTTP_SHARD, None, *_quarantine_args(quarantined))
     ids = {r[0] for r in records}
