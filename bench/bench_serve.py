@@ -4,14 +4,15 @@
     .venv/bin/python bench/bench_serve.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/bench_serve.py --events 200000 --seconds 5   # a quick look
 
-Fills a fresh database with ``--events`` synthetic events (one INSERT ... SELECT over
-generate_series: 30 days, 8 types, 50,000 users; the database is kept with ``--keep`` and
-reused when it already holds them), starts ``etl serve`` as its own process, then for every
+Uses bench/bench_read.py's database (a real `etl ingest` of ``--events`` sandbox events, so
+the rollups are the loader's; built once and reused), starts ``etl serve`` as its own
+process, then for every
 GET route of its OpenAPI document runs ``--clients`` concurrent clients for ``--seconds``
 (bounded: at most ``--max-requests`` each) and reports p50/p99/max latency, requests/s and
 errors. Then ``POST /events`` in batches of 100 from the same number of clients, and checks
 that the table grew by exactly the events the server said it created (nothing lost or
-doubled) and that a replayed batch is answered "present". Prints a table and writes
+doubled) and that a replayed batch is answered "present"; the posted events (type
+``bench_post``) are then purged through ``DELETE /series/bench_post``. Prints a table and writes
 bench/results/serve.json. Targets (issue 16): p99 < 350 ms and p50 < 20 ms for every GET at
 50 clients; POST >= 5,000 events/s.
 """
@@ -25,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,107 +34,70 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 
 from etl.sink import EmbeddedPostgres
-from etl.sink.schema import migrate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_read import free_port, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve.json"
-END = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
-TYPES = ("page_view", "click", "signup", "purchase", "login", "logout", "search", "error")
-
-FILL_SQL = """
-INSERT INTO events (id, session_id, user_id, type, name, occurred_at, properties, session,
-                    timestamp_raw)
-SELECT gen_random_uuid(),
-       gen_random_uuid(),
-       ('00000000-0000-4000-8000-' || lpad(to_hex((i * 7919) % $2), 12, '0'))::uuid,
-       (ARRAY['page_view','page_view','page_view','click','click','search','login','logout',
-              'signup','purchase','error'])[1 + (i * 31) % 11],
-       'event ' || (i % 97),
-       $3::timestamptz - make_interval(secs => (i::float8 * $4)),
-       jsonb_build_object('page', '/p/' || (i % 500), 'device', 'desktop',
-                          'browser', (ARRAY['chrome','firefox','safari'])[1 + i % 3]),
-       jsonb_build_object('device', 'desktop'),
-       'bench'
-FROM generate_series(1, $1) AS i
-"""
+POST_TYPE = "bench_post"  # what the POST phase writes, purged afterwards
 
 
-def with_db(url: str, name: str) -> str:
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def fill(server_dsn: str, name: str, n: int, users: int) -> str:
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = with_db(server_dsn, name)
-    conn = await asyncpg.connect(dsn, command_timeout=3600)
-    try:
-        await migrate(conn)
-        have = await conn.fetchval("SELECT count(*) FROM events")
-        if have != n:
-            print(f"filling {n:,} events (had {have:,}) ...", flush=True)
-            t0 = time.perf_counter()
-            await conn.execute("TRUNCATE events")
-            span_s = 30 * 86400
-            await conn.execute(FILL_SQL, n, users, END, span_s / n)
-            await conn.execute("VACUUM ANALYZE events")
-            print(f"  filled in {time.perf_counter() - t0:.0f} s", flush=True)
-    finally:
-        await conn.close()
-    return dsn
-
-
-def paths_to_load(doc: dict[str, Any], user_id: str) -> list[str]:
-    """Every GET route of the document with its path parameters filled with real values."""
-    fill = {"{user_id}": user_id, "{userId}": user_id, "{type}": "page_view"}
-    out = []
+def paths_to_load(doc: dict[str, Any], users: list[str], end: dt.datetime) -> dict[str, list[str]]:
+    """Every GET route of the document -> the URLs its clients cycle through: a user route
+    over many users, a series or top route over many ranges (so the 1 s answer cache cannot
+    answer for the database), the rest as they are (they describe the present)."""
+    out: dict[str, list[str]] = {}
+    ranges = [
+        f"since={(end - dt.timedelta(days=14, hours=k)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        for k in range(200)
+    ]
     for path, ops in doc["paths"].items():
         if "get" not in ops or path in ("/openapi.json",):
             continue
-        for key, value in fill.items():
-            path = path.replace(key, value)
-        if "{" not in path:
-            out.append(path)
+        if "{user_id}" in path:
+            out[path] = [path.replace("{user_id}", u) + "?limit=50" for u in users]
+        elif path.startswith(("/series", "/top")):
+            concrete = path.replace("{type}", "page_view").replace("{what}", "users")
+            sep = "&" if "?" in concrete else "?"
+            extra = "h=24&" if concrete.endswith("/forecast") else ""
+            out[path] = [f"{concrete}{sep}{extra}{r}" for r in ranges]
+        elif path == "/anomalies":
+            out[path] = [f"{path}?until={end.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
+        elif "{" not in path:
+            out[path] = [path]
     return out
 
 
 async def load_route(
-    session: aiohttp.ClientSession, url: str, clients: int, seconds: float, cap: int
+    session: aiohttp.ClientSession,
+    base: str,
+    paths: list[str],
+    clients: int,
+    seconds: float,
+    cap: int,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds
 
-    async def client() -> None:
-        for _ in range(cap):
+    async def client(k: int) -> None:
+        for i in range(cap):
             if time.perf_counter() >= deadline:
                 return
             t0 = time.perf_counter()
-            async with session.get(url) as r:
+            async with session.get(base + paths[(k * 7919 + i) % len(paths)]) as r:
                 await r.read()
                 statuses[r.status] = statuses.get(r.status, 0) + 1
             latencies.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(k) for k in range(clients)))
     wall = time.perf_counter() - t0
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
     return {
@@ -150,7 +113,7 @@ async def load_route(
 def new_event(i: int) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
-        "type": TYPES[i % len(TYPES)],
+        "type": POST_TYPE,
         "name": "bench",
         "timestamp": "2026-11-30T12:00:00.123Z",
         "userId": str(uuid.uuid4()),
@@ -222,10 +185,32 @@ _WRK_PCT = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk_route(url: str, clients: int, seconds: float) -> dict[str, Any]:
-    """Closed-loop load with wrk (C, cheap on the shared CPU): p50/p99 from its histogram."""
+_LUA = """
+local paths = {%s}
+local i = math.random(#paths)
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+def wrk_route(base: str, paths: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    """Closed-loop load with wrk (C, cheap on the shared CPU): p50/p99 from its histogram;
+    its clients cycle through ``paths``."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(_LUA % ", ".join(json.dumps(p) for p in paths))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", url],
+        [
+            "wrk",
+            "-t2",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            base + paths[0],
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -248,18 +233,27 @@ def wrk_route(url: str, clients: int, seconds: float) -> dict[str, Any]:
     }
 
 
-async def routes_and_user(base: str, dsn: str) -> tuple[list[str], str]:
+async def routes_to_load(base: str, dsn: str) -> dict[str, list[str]]:
     conn = await asyncpg.connect(dsn)
-    user = await conn.fetchval("SELECT user_id::text FROM events LIMIT 1")
+    users = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT user_id::text FROM rollup_user_hours GROUP BY 1 ORDER BY 1 LIMIT 2000"
+        )
+    ]
+    end = await conn.fetchval("SELECT max(hour) FROM rollup_hourly")
     await conn.close()
     async with aiohttp.ClientSession() as session, session.get(base + "/openapi.json") as r:
         doc = await r.json()
-    return paths_to_load(doc, user), user
+    return paths_to_load(doc, users, end)
 
 
-async def python_route(url: str, clients: int, seconds: float, cap: int) -> dict[str, Any]:
+async def python_route(
+    base: str, paths: list[str], clients: int, seconds: float, cap: int
+) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-        return {**await load_route(session, url, clients, seconds, cap), "client": "python"}
+        res = await load_route(session, base, paths, clients, seconds, cap)
+        return {**res, "client": "python"}
 
 
 async def post_load(base: str, clients: int, seconds: float, dsn: str) -> dict[str, Any]:
@@ -267,24 +261,34 @@ async def post_load(base: str, clients: int, seconds: float, dsn: str) -> dict[s
         return await load_post(session, base + "/events", clients, seconds, dsn)
 
 
+async def purge_posted(base: str) -> int:
+    """Take the POST phase's events out again, with the rollups, through the API's purge."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(f"{base}/series/{POST_TYPE}?allow_reload=true") as r,
+    ):
+        return int((await r.json())["deleted"])
+
+
 def run(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
-    dsn = asyncio.run(fill(server_dsn, args.database, args.events, args.users))
+    dsn = prepare(server_dsn, args.events)  # bench_read's table: a real ingest of the sandbox
     proc, base = start_server(dsn)
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     results: dict[str, Any] = {"events": args.events, "clients": args.clients, "routes": {}}
     try:
-        paths, _ = asyncio.run(routes_and_user(base, dsn))
-        for path in paths:
-            print(f"GET {path} ...", flush=True)
-            results["routes"][path] = (
-                wrk_route(base + path, args.clients, args.seconds)
+        routes = asyncio.run(routes_to_load(base, dsn))
+        for route, paths in routes.items():
+            print(f"GET {route} ({len(paths)} distinct URLs) ...", flush=True)
+            results["routes"][route] = (
+                wrk_route(base, paths, args.clients, args.seconds)
                 if use_wrk
                 else asyncio.run(
-                    python_route(base + path, args.clients, args.seconds, args.max_requests)
+                    python_route(base, paths, args.clients, args.seconds, args.max_requests)
                 )
             )
         print("POST /events ...", flush=True)
         results["post"] = asyncio.run(post_load(base, args.clients, args.seconds, dsn))
+        results["post"]["purged_after"] = asyncio.run(purge_posted(base))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -312,9 +316,7 @@ def print_table(res: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dsn", help="a server the bench may create databases on")
-    ap.add_argument("--database", default="etl_bench_serve")
     ap.add_argument("--events", type=int, default=3_000_000)
-    ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-requests", type=int, default=5000, help="per client and route")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,21 +46,15 @@ async def _admin(url: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DSN of a PostgreSQL server whose role may CREATE DATABASE."""
     env = os.environ.get("ETL_TEST_DATABASE_URL")
     if env:
         yield env
         return
-    # Not under pytest's basetemp: as root the server runs as the user ``pgserver``, and every
-    # pytest session started on the machine resets /tmp/pytest-of-root to mode 0700, which
-    # would cut a running server off from its own data directory.
-    root = Path(tempfile.mkdtemp(prefix="etl-test-pg-"))
-    try:
-        with EmbeddedPostgres(root / "data", database="postgres") as dsn:
-            yield dsn
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    with EmbeddedPostgres(data_dir, database="postgres") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from etl.cli import app
 from etl.errors import ExitCode
 from etl.models import RunCounters, ShardState
 from etl.sink import EmbeddedPostgres, PostgresSink
+from etl.sink.dsn import redact_dsn
 from tests.fixtures_db import run_sync
 from tests.test_status import batch
 
@@ -73,7 +74,7 @@ def test_status_on_a_fresh_database(db_url: str) -> None:
     result = invoke(["status"], {"DATABASE_URL": db_url})
     assert (result.exit_code, result.stdout.strip()) == (
         0,
-        f"no ingest has run against {db_url} yet",
+        f"no ingest has run against {redact_dsn(db_url)} yet",
     )
     result = invoke(["status", "--json"], {"DATABASE_URL": db_url})
     assert result.exit_code == 0
@@ -128,7 +129,7 @@ def test_runs_on_a_fresh_database(db_url: str) -> None:
     result = invoke(["runs"], {"DATABASE_URL": db_url})
     assert (result.exit_code, result.stdout.strip()) == (
         0,
-        f"no ingest has run against {db_url} yet",
+        f"no ingest has run against {redact_dsn(db_url)} yet",
     )
 
 
