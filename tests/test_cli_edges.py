@@ -271,14 +271,23 @@ async def test_the_first_database_connection_waits_for_a_server_still_booting(
     """DATABASE_URL's server refuses connections at first (a container's first boot): the
     ingest says it is waiting, and once the server listens it carries on and completes."""
     import asyncio
-    from urllib.parse import urlsplit
+    from urllib.parse import parse_qsl, urlsplit
 
     from etl.sandbox import SystemClock
 
     sb = await sandbox(events=1_000, clock=SystemClock(), rate_limit=10_000, feed_throttle=10_000)
     real = urlsplit(db_url)
     port = closed_port()
-    late_url = db_url.replace(f"{real.hostname}:{real.port}", f"127.0.0.1:{port}")
+    # the ingest gets a TCP address where nothing listens yet; the forwarder started below
+    # relays it to the test server, over TCP or its unix socket (the embedded server's)
+    late_url = f"postgresql://{real.username}@127.0.0.1:{port}{real.path}"
+    socket_dir = dict(parse_qsl(real.query)).get("host")
+
+    async def upstream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if socket_dir:
+            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{real.port or 5432}")
+        return await asyncio.open_connection(real.hostname, real.port)
+
     env = clean_env(
         DATABASE_URL=late_url, DATASYNC_API_URL=sb.base_url, DATASYNC_API_KEY=sb.api_key
     )
@@ -288,22 +297,27 @@ async def test_the_first_database_connection_waits_for_a_server_still_booting(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
-    line = await asyncio.wait_for(proc.stderr.readline(), 60)
-    assert b"waiting for PostgreSQL at" in line and b"connection refused" in line, line
+    try:
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        assert b"waiting for PostgreSQL at" in line and b"connection refused" in line, line
 
-    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(real.hostname, real.port)
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await upstream()
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-    server = await asyncio.start_server(forward, "127.0.0.1", port)  # the server is up now
-    async with server:
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        server = await asyncio.start_server(forward, "127.0.0.1", port)  # the server is up now
+        async with server:
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert "ingest complete" in out.decode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,8 @@ def test_an_incomplete_run_says_why() -> None:
 
 def test_status_and_runs_name_the_database_they_found_empty(db_url: str, tmp_path: Path) -> None:
     """ "No ingest has run" says against what: the URL (password hidden) or the data dir."""
-    secret_url = db_url.replace("postgres@", "postgres:pw-Zq9@")
+    secret_url = re.sub(r"//([^:@/]+)(:[^@]*)?@", r"//\1:pw-Zq9@", db_url, count=1)
+    assert "pw-Zq9" in secret_url
     result = invoke(["status"], {"DATABASE_URL": secret_url})
     assert result.exit_code == 0
     assert result.stdout.strip().startswith("no ingest has run against postgresql://")
