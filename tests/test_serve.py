@@ -215,3 +215,18 @@ async def test_get_answers_are_shared_for_the_cache_ttl_and_failures_never_cache
         await client.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_health_is_degraded_after_a_failed_run(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """/health judges the sync as `etl health` does: after a failed run it answers 503
+    'degraded' naming the run and its error."""
+    from tests.test_cli_ops import populate
+
+    await populate(db_url, finish="failed")
+    client = await serve_client()
+    r = await client.get("/health")
+    doc = await r.json()
+    assert r.status == 503 and doc["status"] == "degraded" and doc["database"] == "ok"
+    assert any("failed" in p and "upstream down" in p for p in doc["problems"])

@@ -283,6 +283,8 @@ SCHEMAS: dict[str, Any] = {
             "database": {"enum": ["ok", "error"]},
             "api": {"enum": ["ok", "error", "not configured"]},
             "dataset": {"type": "object"},
+            "last_run": {"type": "string"},
+            "problems": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Event": {

@@ -7,29 +7,37 @@ from typing import Any
 from aiohttp import web
 
 from etl.errors import SinkError
+from etl.read.health import run_checks
 from etl.read.status import read_status
 from etl.read.views import snapshot_to_json
 from etl.serve.app import CTX, ServeContext
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 when the database answers and the API (if configured) accepts us, else 503."""
+    """What `etl health --json` judges, over HTTP: 200 when the database answers, the API (if
+    configured) accepts us and the sync is healthy (the last run neither failed nor ended
+    incomplete, a running run's heartbeat is fresh); else 503 with the problems named."""
     ctx = request.app[CTX]
     doc: dict[str, Any] = {"status": "ok", "database": "ok", "api": "not configured"}
+    problems: list[str] = []
     try:
         async with ctx.db.connection() as conn:
-            await conn.fetchval("SELECT 1")
+            snapshot = await read_status(conn)
+        checks = run_checks(snapshot if snapshot.initialized else None, stale_after_s=60.0)
+        problems += [c.detail for c in checks if not c.ok]
+        doc["last_run"] = checks[0].detail
     except SinkError as exc:
         doc["database"] = "error"
-        doc["database_error"] = str(exc)
+        problems.append(f"database unreachable: {exc}")
     if ctx.api_check is not None:
         doc["api"], detail = await ctx.api_check()
         if doc["api"] == "error":
-            doc["api_error"] = detail
+            problems.append(detail)
     doc["dataset"] = ctx.dataset
-    if doc["database"] == "error" or doc["api"] == "error":
+    doc["problems"] = problems
+    if problems:
         doc["status"] = "degraded"
-    return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
+    return web.json_response(doc, status=200 if not problems else 503)
 
 
 async def status(request: web.Request) -> web.Response:
