@@ -38,8 +38,8 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
         return default
     try:
         value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from exc
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
@@ -150,8 +150,8 @@ async def purge_series(request: web.Request) -> web.Response:
     try:
         dry = flag[request.query.get("dry_run", "").lower()]
         reload_ = flag[request.query.get("allow_reload", "").lower()]
-    except KeyError:
-        raise ConfigError("dry_run and allow_reload take true or false") from None
+    except KeyError as exc:
+        raise ConfigError("dry_run and allow_reload take true or false") from exc
     async with _ctx(request).db.connection() as conn:
         result = await run_query(conn, "purging", purge, f, dry_run=dry, allow_reload=reload_)
     return _json(result)
