@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -44,6 +45,10 @@ async def api_check(api_url: str | None, api_key: str, *, timeout_s: float = 5.0
             status = response.status
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         text = str(exc) or type(exc).__name__
+        if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.errno:
+            text = f"cannot connect: {os.strerror(exc.os_error.errno).lower()}"
+        elif isinstance(exc, TimeoutError):
+            text = "no answer in time"
         if api_key:
             text = text.replace(api_key, "***")
         return Check("api", False, f"api unreachable at {where} ({text})")

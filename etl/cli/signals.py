@@ -47,6 +47,9 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
     listener = _State.listener
     if listener is None:
+        if _State.pending:  # a second signal while nothing listens (start or end): go now
+            os.write(2, f"stopped at once by a second signal ({name})\n".encode())
+            os._exit(EXIT_PARTIAL)
         _State.pending.append(name)
         return
     loop, callback = listener
