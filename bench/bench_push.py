@@ -12,8 +12,8 @@ throughput  N events loaded, then `etl push --dataset events` with the sandbox a
             whole process; target >= 0.95 of 100 records x 10 requests/s = 1,000/s.
 kills       M events, the sandbox at 100 requests/s and 2 % lost answers (stored, then 504);
             `etl push` SIGKILLed ``--kills`` times, alternately at a random moment (uniform
-            0.3-3 s after its start: start-up included) and mid-push (once the sandbox has
-            received a random 1-2,000 more records), then run to the end: the dataset must
+            0.3-1.5 s after its start: start-up included) and mid-push (once the sandbox has
+            received a random 1-1,000 more records), then run to the end: the dataset must
             hold every event exactly once.
 The sandbox is a separate process, so it keeps what it received across the pusher's deaths.
 """
@@ -221,9 +221,9 @@ async def kills(server: str, n: int, kill_count: int, tmp: Path, seed: int) -> d
         t0 = time.perf_counter()
         while killed < kill_count:
             if killed % 2:  # at a random moment of the process's life (start-up included)
-                code, _ = run_push(env, kill_after_s=rnd.uniform(0.3, 3.0))
+                code, _ = run_push(env, kill_after_s=rnd.uniform(0.3, 1.5))
             else:  # in the middle of the push: after a random number of records received
-                code, _ = run_push(env, sandbox=sandbox, kill_after_records=rnd.randint(1, 2000))
+                code, _ = run_push(env, sandbox=sandbox, kill_after_records=rnd.randint(1, 1000))
             if code == 0:  # finished before its kill: reload nothing, count it, go on
                 done += 1
                 break
