@@ -89,7 +89,11 @@ class Settings:
     def __post_init__(self) -> None:
         if self.api_url is not None:
             parts = urlsplit(self.api_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or any(c.isspace() for c in self.api_url)
+            ):
                 raise ConfigError(
                     f"--api-url must look like http://host:port/api/v1, got {self.api_url!r}"
                 )
