@@ -52,7 +52,14 @@ def make_records(
     return out
 
 
-async def load(db_url: str, records: list[Record], *, batch: int = 500, shard: str = "s1") -> None:
+async def load(
+    db_url: str,
+    records: list[Record],
+    *,
+    batch: int = 500,
+    shard: str = "s1",
+    overwrite: bool = False,
+) -> None:
     """Write ``records`` in batches through ``PostgresSink.write`` (the load transaction)."""
     async with PostgresSink(db_url) as sink:
         await sink.add_shards([ShardState(shard, None, None)])
@@ -62,7 +69,7 @@ async def load(db_url: str, records: list[Record], *, batch: int = 500, shard: s
             cp = Checkpoint(
                 shard, Position(int(last[5].timestamp() * 1000), last[0]), "c", False, 1
             )
-            await sink.write(Batch(chunk, [], cp, len(chunk)))
+            await sink.write(Batch(chunk, [], cp, len(chunk), overwrite=overwrite))
 
 
 @dataclass

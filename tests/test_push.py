@@ -270,3 +270,23 @@ async def test_ingestions_are_verified_while_the_push_goes_on(
     assert events.count("verified") == 10 and run.counters.verified == 10
     listed = sb.state.databox.requests_by_route["GET /v1/datasets/{id}/ingestions"]
     assert 3 <= listed <= 5  # a round per 3 chunks (and the last), one request each
+
+
+async def test_rows_refreshed_in_place_are_pushed_again(
+    sandbox: SandboxFactory, db_url: str
+) -> None:
+    """A re-sync that replaces loaded rows with the source's changed copy (Batch.overwrite)
+    owes them again: the dataset ends with the new content, still one row per id."""
+    clock = FakeClock()
+    sb = await start(sandbox, clock)
+    records = make_records(200)
+    await load(db_url, records)
+    await push(db_url, sb, clock, ("events",))
+    renamed = [(*r[:4], f"renamed {i}", *r[5:]) for i, r in enumerate(records)]
+    await load(db_url, renamed[:50], overwrite=True)
+    run = await push(db_url, sb, clock)
+    stored = {r["id"]: r["name"] for r in remote(sb, "etl events")}
+    assert len(stored) == 200 and run.counters.overwritten == 50
+    assert sorted(n for n in stored.values() if n.startswith("renamed")) == sorted(
+        f"renamed {i}" for i in range(50)
+    )

@@ -295,8 +295,9 @@ async def _replace_rows(conn: Conn, sql: str) -> int:
     return replaced
 
 
-async def _owe_direct(conn: Conn, batch: Batch) -> None:
-    """Every record of a direct COPY is new: all are owed to the declared push datasets."""
+async def _owe_all(conn: Conn, batch: Batch) -> None:
+    """Owe every record of ``batch`` to the declared push datasets (a direct COPY: all are
+    new; or some loaded rows changed in place)."""
     records = batch.records
     lo, hi = min(r[5] for r in records), max(r[5] for r in records)
     await outbox.enqueue(conn, [r[0] for r in records], lo, hi)
@@ -334,7 +335,7 @@ async def _write(
             inserted = n_records
             await rollups.apply(conn, rollups.aggregate(batch.records))
             if pushing:
-                await _owe_direct(conn, batch)
+                await _owe_all(conn, batch)
         elif n_records:
             await conn.copy_records_to_table(
                 STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
@@ -343,7 +344,12 @@ async def _write(
                 repaired = await _replace_rows(conn, _REPAIR_EVENTS)
             if batch.overwrite:
                 refreshed = await _replace_rows(conn, _REFRESH_EVENTS)
-            inserted = await _insert_staged(conn, owe=pushing)
+            # rows repaired or refreshed in place changed: owe the whole batch again (a
+            # re-sent row overwrites its key), else only the rows that were new
+            changed = pushing and (repaired or refreshed) > 0
+            inserted = await _insert_staged(conn, owe=pushing and not changed)
+            if changed:
+                await _owe_all(conn, batch)
         if repairs.unresolved and n_records:
             waiting = [r[0] for r in batch.records if r[0] in repairs.unresolved]
             if waiting:
