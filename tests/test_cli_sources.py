@@ -125,8 +125,9 @@ async def test_sigterm_stops_after_the_page_being_committed_with_exit_3(github_s
 
 
 async def test_status_and_health_show_every_stream(github_sandbox, db_url):
-    """After `etl sync`, `etl status` lists each stream (rows, cursor, status) in text and
-    JSON; a stream whose last sync failed makes `etl health` degraded, naming it."""
+    """After `etl sync`, `etl status` and `etl runs` list each stream (rows, cursor, status,
+    last sync) in text and JSON; a stream whose last sync failed makes `etl health`
+    degraded, naming it."""
     gh = await github_sandbox(clock=SystemClock())
     await sign_in(gh, db_url)
     code, out = await run_etl("sync", "github", env=_env(gh, db_url))
@@ -139,6 +140,10 @@ async def test_status_and_health_show_every_stream(github_sandbox, db_url):
     assert "github.issues" in out and "github.issue_comments" in out
     code, out = await run_etl("health", env=_env(gh, db_url))
     assert code == 0, out
+    code, out = await run_etl("runs", "--json", env=_env(gh, db_url))
+    assert {s["stream"] for s in json.loads(out)["streams"]} == {"issues", "issue_comments"}
+    code, out = await run_etl("runs", env=_env(gh, db_url))
+    assert "streams (last sync" in out and "github.issue_comments" in out
     gh.state.oauth.refresh.clear()
     gh.state.oauth.access.clear()
     code, out = await run_etl("sync", "github", env=_env(gh, db_url))

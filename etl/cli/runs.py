@@ -16,18 +16,21 @@ from etl.cli.root import app
 from etl.errors import EtlError
 
 if TYPE_CHECKING:
-    from etl.read.views import RunRow
+    from etl.read.views import RunRow, StreamRow
 
 
 async def runs_main(
     database_url: str | None, data_dir: Path, limit: int
-) -> tuple[list[RunRow], str]:
-    """The newest ``limit`` runs, and where they were looked for."""
+) -> tuple[list[RunRow], tuple[StreamRow, ...], str]:
+    """The newest ``limit`` runs, every declarative stream's last sync, and where."""
     async with open_database(database_url, data_dir) as dsn:
         from etl.read.runs import read_runs
+        from etl.read.status import read_streams
 
         where = where_looked(database_url, data_dir, dsn)
-        return ([] if dsn is None else await read_runs(dsn, limit=limit)), where
+        if dsn is None:
+            return [], (), where
+        return await read_runs(dsn, limit=limit), await read_streams(dsn), where
 
 
 @app.command()
@@ -50,21 +53,32 @@ def runs(
     """
     del api_url, api_key  # accepted for uniformity with the other commands
     try:
-        history, where = asyncio.run(runs_main(database_url, data_dir, limit))
+        history, streams, where = asyncio.run(runs_main(database_url, data_dir, limit))
     except EtlError as exc:
         raise fail(exc) from None
     if as_json:
-        from etl.read.views import run_to_json
+        from etl.read.views import run_to_json, stream_to_json
 
-        typer.echo(json.dumps({"schema": 1, "runs": [run_to_json(r) for r in history]}))
-    elif not history:
+        doc = {
+            "schema": 1,
+            "runs": [run_to_json(r) for r in history],
+            "streams": [stream_to_json(r) for r in streams],  # `etl sync`'s last sync each
+        }
+        typer.echo(json.dumps(doc))
+        return
+    # A pipe or file has no width: give the table room instead of rich's default 80.
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 1000)
+    if not history:
         from etl.read.views import no_ingest
 
         typer.echo(no_ingest(where))
     else:
-        # A pipe or file has no width: give the table room instead of rich's default 80.
-        from rich.console import Console
-
         from etl.display import runs_table
 
-        Console(width=None if sys.stdout.isatty() else 1000).print(runs_table(history))
+        console.print(runs_table(history))
+    if streams:
+        from etl.display.status import streams_table
+
+        console.print(streams_table(streams))

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
 from etl.fmt import human_duration
-from etl.read.views import RunRow, StatusSnapshot, no_ingest
+from etl.read.views import RunRow, StatusSnapshot, StreamRow, no_ingest
 
 
 def render_status(
@@ -116,6 +116,32 @@ async def watch_status(
         while True:
             live.update(render_status(await read(), where=where), refresh=True)
             await asyncio.sleep(interval_s)
+
+
+def streams_table(streams: tuple[StreamRow, ...]) -> Table:
+    """`etl runs`: each declarative stream's last sync (`etl sync`)."""
+    table = Table(
+        title="streams (last sync; rows, quar. and pages are totals)", title_justify="left",
+        box=None, padding=(0, 1),
+        header_style="bold", show_edge=False,
+    )  # fmt: skip
+    for name in ("stream", "started (UTC)", "finished (UTC)", "status"):
+        table.add_column(name, no_wrap=True)
+    for name in ("rows", "quar.", "pages"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    for r in streams:
+        table.add_row(
+            f"{r.source}.{r.stream}",
+            _when(r.started_at),
+            _when(r.finished_at),
+            r.status,
+            f"{r.rows:,}",
+            f"{r.quarantined:,}",
+            f"{r.pages:,}",
+            r.error or "",
+        )
+    return table
 
 
 def _when(value: dt.datetime | None) -> str:

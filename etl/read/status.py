@@ -119,3 +119,14 @@ async def _read_streams(conn: Conn) -> tuple[StreamRow, ...]:
 async def read_status(target: Conn | str) -> StatusSnapshot:
     """A consistent snapshot of the progress of the current (or last) run. Raises SinkError."""
     return await run_query(target, "reading the status", _read_status)
+
+
+async def _streams_if_any(conn: Conn) -> tuple[StreamRow, ...]:
+    if not await conn.fetchval("SELECT to_regclass('stream_state') IS NOT NULL"):
+        return ()
+    return await _read_streams(conn)
+
+
+async def read_streams(target: Conn | str) -> tuple[StreamRow, ...]:
+    """Every declarative stream's progress and last sync (empty if none). Raises SinkError."""
+    return await run_query(target, "reading the streams", _streams_if_any)
