@@ -160,3 +160,22 @@ async def test_sigkills_during_a_push_leave_every_record_exactly_once(
     ds = next(iter(sb.state.databox.store.datasets.values()))
     assert ds.received_total > 3_000  # the killed chunks were stored, then sent again
     assert await query(db_url, "SELECT * FROM push_outbox") == []
+
+
+async def test_ingest_push_with_a_refused_key_loads_everything_then_exits_14(
+    sandbox: SandboxFactory, db_url: str, tmp_path: Path
+) -> None:
+    """`etl ingest --push` whose Databox key is refused: the load is not held back (every
+    event is loaded, and owed in the outbox for a later `etl push`), then exit 14."""
+    sb = await sandbox(events=3_000, clock=SystemClock(), unlimited=True)  # type: ignore[arg-type]
+    env = {
+        **push_env(db_url, sb, tmp_path, key="dbx_nope_Zq9"),
+        "DATASYNC_API_URL": sb.base_url,
+        "DATASYNC_API_KEY": sb.api_key,
+    }
+    code, out, err = await etl(["ingest", "--push", "--push-dataset", "events"], env)
+    assert code == 14, err
+    assert "Databox refused the API key" in err and "dbx_nope_Zq9" not in out + err
+    loaded = await query(db_url, "SELECT count(*) AS n FROM events")
+    owed = await query(db_url, "SELECT sum(cardinality(event_ids) - sent) AS n FROM push_outbox")
+    assert loaded[0]["n"] == 3_000 and owed[0]["n"] == 3_000

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
-from etl.cli.push import DataboxKey, DataboxUrl, Datasets, PushRate, push_settings
+from etl.cli.push import DataboxKey, DataboxUrl, PushDatasets, PushRate, push_settings
 from etl.cli.root import app
 from etl.errors import EtlError, ExitCode
 from etl.settings import PushSettings, Settings
@@ -151,7 +151,7 @@ def ingest(
     ] = False,
     databox_url: DataboxUrl = None,
     databox_key: DataboxKey = "",
-    push_dataset: Datasets = None,
+    push_dataset: PushDatasets = None,
     push_rate: PushRate = _P["rate_per_s"],
 ) -> None:
     """Load every event from the DataSync API into PostgreSQL: exactly once, resumable."""

@@ -50,6 +50,15 @@ Datasets = Annotated[
         show_default=False,
     ),
 ]
+PushDatasets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--push-dataset",
+        envvar="ETL_PUSH_DATASETS",
+        help="With --push: declare a dataset to push (repeatable; 'all'; see `etl push`).",
+        show_default=False,
+    ),
+]
 PushRate = Annotated[
     float, typer.Option("--push-rate", envvar="ETL_PUSH_RATE", help="Requests per second.")
 ]
