@@ -172,6 +172,19 @@ async def test_write_inserts_and_counts_duplicates(shard_sink: PostgresSink, db_
     assert (totals["events"], totals["duplicates"], totals["pages"]) == (101, 61, 3)
 
 
+async def test_an_incomplete_copy_of_a_loaded_event_is_a_duplicate(
+    shard_sink: PostgresSink, db_url: str
+) -> None:
+    """An event already loaded complete that comes again without a field is counted as a
+    duplicate (the run's counters add up), and no quarantine row is made for it."""
+    rec = make_record(1)
+    await shard_sink.write(make_batch([rec]))
+    stripped = Quarantined("missing required fields: name", "{}", rec[0], ("name",))
+    result = await shard_sink.write(make_batch([], quarantined=[stripped], position=None))
+    assert (result.inserted, result.duplicates, result.quarantined) == (0, 1, 0)
+    assert await one(db_url, "SELECT count(*) FROM quarantine") == 0
+
+
 async def test_fresh_shard_overlapping_loaded_rows(shard_sink: PostgresSink, db_url: str) -> None:
     # s2 has only loaded new rows so far; its next batch overlaps s1's rows (a shard
     # boundary's slack): the overlap is counted as duplicates, the rest lands, nothing fails

@@ -359,12 +359,13 @@ async def _write(
         n_quarantined = len(regular)
         if regular:
             await conn.execute(_UPSERT_QUARANTINE, cp.shard_id, run_id, *_quarantine_args(regular))
+        already = 0  # incomplete copies of events loaded complete: duplicates, not held
         if incomplete:
             args = _quarantine_args(incomplete)
             stored = _count(await conn.execute(_UPSERT_INCOMPLETE, cp.shard_id, run_id, *args))
-            # merged repeats count once per event
-            n_quarantined += len(incomplete) if stored == len(args[0]) else stored
-        duplicates = n_records - inserted
+            already = len(args[0]) - stored  # exact unless one event came twice, incomplete
+            n_quarantined += len(incomplete) - already
+        duplicates = n_records - inserted + already
         updated: str = await conn.execute(
             _UPDATE_PROGRESS,
             cp.shard_id,
