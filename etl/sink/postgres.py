@@ -33,7 +33,7 @@ from etl.models import (
     Tally,
     WriteResult,
 )
-from etl.pg import DB_ERRORS, Conn, Pool, connection, db_error
+from etl.pg import DB_ERRORS, Conn, Pool, connection, db_error, describe
 from etl.settings import DEFAULTS
 from etl.sink import identity, progress, runs
 from etl.sink.batch import Repairs, log_failure, make_delivery, write_batch
@@ -146,8 +146,8 @@ class PostgresSink:
         return redact_dsn(self._dsn)
 
     def _scrub(self, exc: BaseException | str) -> str:
-        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-        return scrub(text, self._dsn)
+        """What happened, in words (``etl.pg.describe``), with the DSN's password masked."""
+        return scrub(exc, self._dsn) if isinstance(exc, str) else describe(exc, self._dsn)
 
     async def __aenter__(self) -> PostgresSink:
         await self.open()
