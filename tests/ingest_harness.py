@@ -38,6 +38,10 @@ class LinkedClock:
     def advance(self, seconds: float) -> None:
         self.client.advance(seconds)
 
+    async def sleep(self, seconds: float) -> None:
+        """The sandbox's page latency waits on the client's virtual clock too."""
+        await self.client.sleep(seconds)
+
 
 @dataclass
 class Recorder:

@@ -56,6 +56,7 @@ async def slow_sandbox(sandbox: Any, events: int, latency_per_page: float = 0.5)
         clock=SystemClock(),
         api_keys=(SECRET_KEY,),
         latency_per_page=latency_per_page,
+        capacity=0,  # a constant latency: these runs are timed to be stopped part-way
         rate_limit=100_000,
         feed_throttle=100_000,
     )

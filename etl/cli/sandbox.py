@@ -81,6 +81,18 @@ def sandbox(
             "Seconds per 5000-event page, scaled by page size (real: about 3.5).",
         ),
     ] = _D.latency_per_page,
+    capacity: Annotated[
+        float,
+        _o(
+            "CAPACITY",
+            "Events/s the pages in flight share (real: ~5-6k); 0: a constant latency.",
+            min=0,
+        ),
+    ] = _D.capacity,
+    capacity_exponent: Annotated[
+        float,
+        _o("CAPACITY_EXPONENT", "Throughput grows as in-flight ** this (spec: ~0.35)."),
+    ] = _D.capacity_exponent,
     time_scale: Annotated[
         float, _o("TIME_SCALE", "Divides every window, TTL and latency.")
     ] = _D.time_scale,
@@ -235,6 +247,8 @@ def sandbox(
             feed_teapot=feed_teapot,
             feed_down_after=feed_down_after,
             latency_per_page=latency_per_page,
+            capacity=capacity,
+            capacity_exponent=capacity_exponent,
             time_scale=time_scale,
             timestamp_formats=timestamp_formats.value,
             timestamp_rule=timestamp_rule.value,

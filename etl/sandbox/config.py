@@ -79,6 +79,10 @@ class SandboxConfig:
     feed_down_after: int = 0
     # realism
     latency_per_page: float = 0.0  # seconds for a 5000-event page (real: about 3.5)
+    # pages in flight share this many events/s (spec §6: ~5-6k at most); 0: no sharing,
+    # every page takes latency_per_page. See etl/sandbox/capacity.py
+    capacity: float = 5500.0
+    capacity_exponent: float = 0.35  # capacity grows as n ** exponent with n pages in flight
     time_scale: float = 1.0
     timestamp_formats: TimestampFormats = "recorded"
     timestamp_rule: TimestampRule = "page"
@@ -194,9 +198,11 @@ def _duration_problems(c: SandboxConfig) -> list[str]:
     ]
     out += [
         f"{name} must be >= 0 seconds"
-        for name in ("cache_ttl", "latency_per_page", "slow_seconds")
+        for name in ("cache_ttl", "latency_per_page", "slow_seconds", "capacity")
         if not (getattr(c, name) >= 0 and math.isfinite(getattr(c, name)))
     ]
+    if not 0 < c.capacity_exponent <= 1:
+        out.append("capacity_exponent must be in (0, 1]")
     if not (c.time_scale > 0 and math.isfinite(c.time_scale)):
         out.append("time_scale must be > 0")
     return out

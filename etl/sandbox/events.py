@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from etl.sandbox import cursors, paging, responses
@@ -98,7 +96,7 @@ async def serve_page(
     )
     state.stats.events_served += len(events)
     if c.latency_per_page > 0 and not c.unlimited and positions:
-        await asyncio.sleep(c.scaled(c.latency_per_page) * len(positions) / 5000)
+        await state.capacity.hold(len(positions), state.sleep)
     return responses.json_response(body, rid=rid, headers=headers)
 
 

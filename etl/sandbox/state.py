@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from etl.sandbox.capacity import SharedCapacity, Sleep
 from etl.sandbox.clock import SandboxClock
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.databox.api import Databox
@@ -62,6 +64,9 @@ class State:
         self.submission_attempts: Counter[str] = Counter()
         self.first_seen: dict[str, float] = {}
         self.faults = Faults(config)
+        self.capacity = SharedCapacity(config)
+        # page latency waits on the clock when it can sleep (a test's virtual clock)
+        self.sleep: Sleep = getattr(clock, "sleep", None) or asyncio.sleep
         self.stats = Stats()
         self.session_table: SessionTable | None = None
         self.databox = Databox(config.databox, clock, limited=config.limits_enabled)
