@@ -43,7 +43,7 @@ class SharedCapacity:
         base_rate = PAGE_EVENTS / self.base_s
         if self.cap <= 0:  # no sharing: every page takes the base latency
             return base_rate * n
-        return min(self.cap, base_rate * n**self.exponent)
+        return min(self.cap, base_rate * float(n) ** self.exponent)
 
     def admit(self, events: int) -> float:
         """A page of ``events`` arrives: its latency in sandbox seconds (call ``leave`` after)."""
