@@ -17,6 +17,7 @@ All in real seconds and events/s: ``time_scale`` divides latencies and multiplie
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 
 from etl.sandbox.config import SandboxConfig
@@ -43,7 +44,7 @@ class SharedCapacity:
         base_rate = PAGE_EVENTS / self.base_s
         if self.cap <= 0:  # no sharing: every page takes the base latency
             return base_rate * n
-        return min(self.cap, base_rate * float(n) ** self.exponent)
+        return min(self.cap, base_rate * math.pow(n, self.exponent))
 
     def admit(self, events: int) -> float:
         """A page of ``events`` arrives: its latency in sandbox seconds (call ``leave`` after)."""
