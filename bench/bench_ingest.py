@@ -7,10 +7,13 @@ time, events/s, CPU seconds of the ingest process (user+sys from ``os.wait4``'s 
 the sandbox and of PostgreSQL (psutil deltas), peak RSS of the ingest (``ru_maxrss``), and the
 requests / 429s / retries of the run (its ``ingest_runs`` row). Scenarios:
 
-    real-limits  sandbox under the real limits time-scaled (x10: rate limit 10/60 s, feed
-                 throttle 200/300 s, 3.5 s per page, all divided by 10), ingest told
-                 ``--feed-window 30``; events/s as a share of the budget bound
-                 5000 * (10/60 + 200/300) * time_scale, and the 429 share of requests
+    real-limits, shared-capacity, slow-server, fast-server (and scale-1, on request)
+                 the sandbox under the real limits time-scaled (x10: rate limit 10/60 s,
+                 feed throttle 200/300 s, all divided by 10) with pages of a constant 3.5 s,
+                 of 3.5 s sharing the server's capacity (spec §6), of 6 s and of 0.1 s;
+                 ingest with its defaults; events/s as a share of the budget bound
+                 5000 * (10/60 + 200/300) * time_scale, the 429 share, the peak in flight
+                 per lane (ingestkit/latency.py). scale-1: shared capacity in real time
     unthrottled  sandbox ``--unlimited``; then a pure-COPY baseline of the same rows in the
                  same run (binary COPY out, then timed binary COPY into an identical empty
                  table, on 1 and on 2 connections)
@@ -22,7 +25,8 @@ requests / 429s / retries of the run (its ``ingest_runs`` row). Scenarios:
 
 Prints one table and writes bench/results/ingest.json (``--quick``: ingest-quick.json).
 
-    .venv/bin/python bench/bench_ingest.py                     # everything, 3M events
+    .venv/bin/python bench/bench_ingest.py                     # everything but scale-1
+    .venv/bin/python bench/bench_ingest.py --scenarios scale-1 # ~13 min of real time
     .venv/bin/python bench/bench_ingest.py --quick             # 300k events, smoke run
     .venv/bin/python bench/bench_ingest.py --scenarios unthrottled status \\
         --database-url postgresql://postgres@127.0.0.1:5432/postgres
@@ -44,14 +48,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ingestkit.common import RESULTS_DIR, ROOT, SCENARIOS
+from ingestkit.common import DEFAULT_SCENARIOS, RESULTS_DIR, ROOT, SCENARIOS
+from ingestkit.latency import LATENCY_SCENARIOS, scenario_latency
 from ingestkit.procs import Children, child_env
 from ingestkit.report import machine_info, print_report
 from ingestkit.runs import Ctx, Run
 from ingestkit.scenarios import (
     scenario_dlt,
     scenario_memory,
-    scenario_real_limits,
     scenario_unthrottled,
 )
 from ingestkit.services import Postgres
@@ -67,7 +71,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    ap.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(DEFAULT_SCENARIOS))
     ap.add_argument("--events", type=int, default=None, help="dataset size (default 3,000,000)")
     ap.add_argument("--database-url", help="server DSN (a role that may CREATE DATABASE)")
     ap.add_argument("--dlt-events", type=int, default=None, help="dlt dataset (default --events)")
@@ -79,7 +83,9 @@ def parse_args() -> argparse.Namespace:
         help="dlt write dispositions to run (the ratio uses merge)",
     )
     ap.add_argument("--memory-small", type=int, default=100_000, help="small size for memory")
-    ap.add_argument("--time-scale", type=float, default=10.0, help="real-limits time scale")
+    ap.add_argument(
+        "--time-scale", type=float, default=10.0, help="time scale of the latency scenarios"
+    )
     ap.add_argument("--timeout", type=float, default=None, help="seconds per process")
     ap.add_argument("--quick", action="store_true", help="300k events everywhere: smoke run")
     ap.add_argument("--src", type=Path, default=None, help="run the etl package found here")
@@ -106,8 +112,9 @@ def run_all(ctx: Ctx) -> None:
             print(f"    ! {name} failed: {type(exc).__name__}: {exc}", flush=True)
             return None
 
-    if "real-limits" in selected:
-        guarded("real-limits", scenario_real_limits, ctx)
+    for name in LATENCY_SCENARIOS:
+        if name in selected:
+            guarded(name, scenario_latency, ctx, name)
     ours: Run | None = None
     if selected & {"unthrottled", "status", "memory"}:
         ours = guarded("unthrottled", scenario_unthrottled, ctx, selected)

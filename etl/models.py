@@ -18,6 +18,7 @@ outbox); the pipeline does not care. ``tests/fakes.py`` implements each in memor
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, get_args
 
@@ -240,19 +241,38 @@ class Clock(Protocol):
 class Lane(Protocol):
     """One way of fetching pages (an endpoint with its own budget), e.g. /events or the feed.
 
-    The pipeline runs ``concurrency`` fetchers per lane; each waits on ``acquire()``
-    before it takes a shard, so no shard sits idle behind a rate limit.
+    The pipeline runs fetchers per lane (``concurrency`` at first, then as many as the lane
+    can keep busy, ``etl.inflight``); each waits on ``acquire()`` before it takes a shard,
+    so no shard sits idle behind a rate limit.
     """
 
     name: str
     concurrency: int
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> float | None:
+        """Wait for the budget; returns the request's ticket (give it to ``fetch``)."""
+        ...
 
-    async def fetch(self, shard: ShardState, limit: int) -> Page:
+    def budget_ready(self) -> bool:
+        """Whether ``acquire()`` would grant a request right now (the budget has room)."""
+        ...
+
+    async def fetch(
+        self,
+        shard: ShardState,
+        limit: int,
+        *,
+        gate: Callable[[], Awaitable[None]] | None = None,
+        yield_throttled: bool = False,
+        ticket: float | None = None,
+    ) -> Page:
         """The next page of ``shard`` after its position (or from its upper bound).
 
         Retries transient failures itself; raises only what retrying cannot fix.
+        ``gate`` is awaited when a successful response's headers are in, before its body
+        is read (the caller takes a page credit there). With ``yield_throttled``, a 429 is
+        raised (``RateLimited``, after the lane's limiter learnt from it) instead of waited
+        out, so the caller can hand the shard to another lane.
         """
         ...
 

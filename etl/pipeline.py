@@ -1,9 +1,12 @@
 """The run: fetchers -> transform -> per-loader bounded queues -> destination, in one TaskGroup.
 
-Every lane of the source gets ``lane.concurrency`` fetchers. A fetcher waits for its
-lane's budget, takes an idle shard, fetches its next page, transforms it and queues the
-batch for the shard's loader. A shard always goes to the same loader, so its checkpoints
-commit in page order: a crash can never leave a later page committed before an earlier one.
+Every lane of the source gets fetchers up to its in-flight limit, which the run finds by
+itself (``etl.inflight``; ``lane.concurrency`` is where it starts). A fetcher waits for a
+slot and its lane's budget, takes an idle shard, fetches its next page (taking a page credit
+only when the response arrives), transforms it and queues the batch for the shard's loader.
+A throttled request gives its shard back at once, for a lane that has budget. A shard
+always goes to the same loader, so its checkpoints commit in page order: a crash can never
+leave a later page committed before an earlier one.
 
 Stopping (signal, ``--max-runtime``, or a fatal source error) is graceful: fetchers stop
 and abandon requests in flight, loaders commit what is queued, and the run ends partial.
@@ -19,9 +22,10 @@ from etl import identity as ident
 from etl import planner
 from etl.aio import first_error, until_stopped
 from etl.batching import advance, transform_for
-from etl.errors import AuthError, BrokenPage, EtlError, SourceError
+from etl.errors import AuthError, BrokenPage, EtlError, RateLimited, SourceError
 from etl.guard import DatasetGuard
 from etl.heartbeat import tick
+from etl.inflight import InFlight
 from etl.isolation import Isolation
 from etl.loading import Loaders
 from etl.models import (
@@ -29,6 +33,7 @@ from etl.models import (
     Destination,
     FinalStatus,
     Lane,
+    Page,
     Reporter,
     RunCounters,
     ShardState,
@@ -63,6 +68,7 @@ class PipelineOptions:
     max_event_chars: int = int(DEFAULTS.max_event_kb * 1024)  # larger events: quarantined
     rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
     full_refresh: bool = DEFAULTS.full_refresh  # retire every shard first, re-read all
+    max_in_flight: int = DEFAULTS.max_in_flight  # per lane: the adaptive limit's ceiling
 
 
 @dataclass(slots=True)
@@ -75,6 +81,28 @@ class Outcome:
     planned: str = ""
     loaded_total: int = 0
     expected_total: int | None = None
+
+
+class _Credit:
+    """At most one page credit, taken once (when a response arrives) and given back once,
+    unless handed to the loaders with its page."""
+
+    __slots__ = ("_credits", "handed", "held")
+
+    def __init__(self, credits: asyncio.Semaphore) -> None:
+        self._credits = credits
+        self.held = False
+        self.handed = False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self._credits.acquire()
+            self.held = True
+
+    def give_back(self) -> None:
+        if self.held and not self.handed:
+            self.held = False
+            self._credits.release()
 
 
 class Run:
@@ -110,6 +138,7 @@ class Run:
         self._by_id: dict[str, ShardState] = {}
         self._retired: set[str] = set()
         self._lane_names: list[str] = []
+        self._slots: dict[str, InFlight] = {}
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
@@ -141,7 +170,17 @@ class Run:
         for shard in todo:
             self._loading.assign(shard)
         lanes = self.source.lanes()
-        self._splitter.fetchers = sum(lane.concurrency for lane in lanes)
+        opts = self.options
+        self._slots = {
+            lane.name: InFlight(
+                self.clock,
+                initial=max(1, min(lane.concurrency, opts.max_in_flight)),
+                maximum=max(1, opts.max_in_flight),
+                budget_ready=lane.budget_ready,
+            )
+            for lane in lanes
+        }
+        self._splitter.fetchers = self._fetchers
         self._lane_names = [lane.name for lane in lanes]
         scheduler = ShardScheduler(todo)
         self._halt.clear()
@@ -154,8 +193,19 @@ class Run:
             await self._run_tasks(lanes, scheduler)
         except* EtlError as group:
             raise first_error(group) from None
+        self._note_in_flight()
         self.reporter.update(self.counters, self.shards)
         return await self._outcome(planned, total, loaded_before)
+
+    def _fetchers(self) -> int:
+        """Requests the lanes may have in flight now (the splitter's yardstick)."""
+        return sum(slots.limit for slots in self._slots.values())
+
+    def _note_in_flight(self) -> None:
+        """Per lane: the most requests on the server at once, and the limit found."""
+        for name, slots in self._slots.items():
+            self.counters.extra[f"peak_in_flight_{name}"] = slots.peak
+            self.counters.extra[f"in_flight_limit_{name}"] = slots.limit
 
     async def _run_tasks(self, lanes: list[Lane], scheduler: ShardScheduler) -> None:
         """Fetchers, loaders, the heartbeat and the halt watch, in one TaskGroup: the
@@ -177,8 +227,9 @@ class Run:
             tg.create_task(self._halt_when(scheduler))
             async with asyncio.TaskGroup() as fetchers:
                 for lane in lanes:
-                    for _ in range(lane.concurrency):
-                        fetchers.create_task(self._fetcher(lane, scheduler))
+                    slots = self._slots[lane.name]
+                    for _ in range(slots.maximum):
+                        fetchers.create_task(self._fetcher(lane, scheduler, slots))
             await self._loading.close()
             await asyncio.gather(*loaders)
             self._finished.set()
@@ -232,50 +283,102 @@ class Run:
         self.reporter.message(f"the {lane.name} lane failed ({exc}); carrying on without it")
         return True
 
-    async def _fetcher(self, lane: Lane, scheduler: ShardScheduler) -> None:
+    async def _fetcher(self, lane: Lane, scheduler: ShardScheduler, slots: InFlight) -> None:
         while not self._halt.is_set() and lane.name not in self._retired:
-            # A page credit first: fetched-but-unwritten pages are bounded whatever the
-            # number of fetchers (they hide API latency; waiting loaders should not cost
-            # memory). Taken before the lane's budget, so no rate token waits on memory.
-            ok, _ = await until_stopped(self._loading.credits.acquire(), self._halt)
+            # A slot first: the lane's in-flight limit, found as the run goes (etl.inflight).
+            # No page credit yet: a request waiting on the server holds no page; the credit
+            # is taken when its response arrives (``_Credit``), so memory stays bounded
+            # without capping what is in flight.
+            ok, _ = await until_stopped(slots.acquire(), self._halt)
             if not ok:
                 return
-            queued = False
             try:
-                go_on, queued = await self._fetch_one(lane, scheduler)
+                go_on = await self._fetch_one(lane, scheduler, slots)
             finally:
-                if not queued:  # a queued page's credit goes back when it is written
-                    self._loading.credits.release()
+                slots.release()
             if not go_on:
                 return
 
-    async def _fetch_one(self, lane: Lane, scheduler: ShardScheduler) -> tuple[bool, bool]:
-        """One page of one shard into its loader's queue: (carry on, page queued)."""
-        ok, _ = await until_stopped(lane.acquire(), self._halt)
+    async def _fetch_one(self, lane: Lane, scheduler: ShardScheduler, slots: InFlight) -> bool:
+        """One page of one shard into its loader's queue: False when the fetcher should stop."""
+        slots.waiting_budget(True)
+        try:
+            ok, ticket = await until_stopped(lane.acquire(), self._halt)
+        finally:
+            slots.waiting_budget(False)
         if not ok:
-            return False, False
+            return False
         if self.options.split and not scheduler.has_idle:
             await self._splitter.steal(scheduler)
         shard = await scheduler.take()
         if shard is None:
-            return False, False
+            return False
+        credit = _Credit(self._loading.credits)
         limit = self._isolation.limit(shard)
         try:
-            ok, page = await until_stopped(lane.fetch(shard, limit), self.stop)
-        except BrokenPage as exc:
-            return await self._broken(shard, scheduler, limit, exc)
+            try:
+                go_on, page = await self._request(lane, shard, limit, slots, credit, ticket)
+            except BrokenPage as exc:
+                go_on, queued = await self._broken(shard, scheduler, limit, exc)
+                if queued:  # the quarantined record's batch: one page's credit
+                    await credit.take()
+                    credit.handed = True
+                return go_on
+            if page is None:
+                await scheduler.release(shard)
+                return go_on
+            self._isolation.read(shard, limit)
+            await credit.take()  # normally taken already, when the response arrived
+            await self._queue(lane, shard, page)
+            credit.handed = True  # its credit goes back when it is written (``Loaders``)
+            await scheduler.release(shard)
+            return True
+        finally:
+            credit.give_back()
+
+    async def _request(
+        self,
+        lane: Lane,
+        shard: ShardState,
+        limit: int,
+        slots: InFlight,
+        credit: _Credit,
+        ticket: float | None,
+    ) -> tuple[bool, Page | None]:
+        """(carry on, the next page of ``shard``): no page when throttled (the shard goes
+        back, for a lane with budget: carry on), stopped, or failed."""
+        sent_at: float | None = slots.sent()
+
+        async def arrived() -> None:  # the response's headers are in; its body is next
+            nonlocal sent_at
+            if sent_at is not None:
+                slots.answered(sent_at)
+                sent_at = None
+            await credit.take()
+
+        fetch = lane.fetch(shard, limit, gate=arrived, yield_throttled=True, ticket=ticket)
+        try:
+            ok, page = await until_stopped(fetch, self.stop)
+        except RateLimited:  # the lane's limiter has learnt from it
+            if sent_at is not None:
+                slots.answered(sent_at, throttled=True)
+                sent_at = None
+            return True, None
+        except BrokenPage:
+            raise  # the caller isolates it (etl.isolation)
         except EtlError as exc:
-            await scheduler.release(shard)
-            if self._retire(lane, exc):
-                return False, False
-            if self.error is None:
-                self.error = exc
-            self.request_stop(str(exc))
-            return False, False
-        if not ok or page is None:
-            await scheduler.release(shard)
-            return False, False
-        self._isolation.read(shard, limit)
+            if not self._retire(lane, exc):
+                if self.error is None:
+                    self.error = exc
+                self.request_stop(str(exc))
+            return False, None
+        finally:
+            if sent_at is not None:
+                slots.answered(sent_at, ok=False)
+        return ok and page is not None, page
+
+    async def _queue(self, lane: Lane, shard: ShardState, page: Page) -> None:
+        """Transform ``page`` (re-reading it for incomplete events) and queue its batch."""
         self.counters.pages += 1
         result = transform_for(shard, page, self._required, self.options.max_event_chars)
         if result.incomplete:
@@ -288,8 +391,6 @@ class Run:
         # ours until its batch is queued.
         del page
         await self._loading.put(batch)
-        await scheduler.release(shard)
-        return True, True
 
     async def _broken(
         self, shard: ShardState, scheduler: ShardScheduler, limit: int, exc: BrokenPage
@@ -325,13 +426,13 @@ class Run:
         the run's failure: the first read stands."""
         extra = self.counters.extra
         for _ in range(self.options.rereads):
-            ok, _ = await until_stopped(lane.acquire(), self._halt)
+            ok, ticket = await until_stopped(lane.acquire(), self._halt)
             if not ok:
                 break
             extra["rereads"] = extra.get("rereads", 0) + 1
             try:
                 ok, again = await until_stopped(
-                    lane.fetch(shard, self._isolation.limit(shard)), self.stop
+                    lane.fetch(shard, self._isolation.limit(shard), ticket=ticket), self.stop
                 )
             except EtlError:
                 break

@@ -18,11 +18,15 @@ wake-up, so a pause set meanwhile (``pause_until``) holds every one of them at o
 from __future__ import annotations
 
 import collections
+import math
 
 from etl.models import Clock
 from etl.settings import FEED_WINDOW_S
 
 _EPS = 1e-9
+PROBE_GROWTH = 1.5  # after a 429, probes at gaps of cooldown x 1.5^k until one succeeds
+PRIOR_SPREAD = 4.0  # a learned window is at most this many times the prior
+RAMP_FROM, RAMP_STEP = 2.0, 0.5  # slow start: x1.25 per answer to 2 x prior, then + 0.5 x prior
 
 
 class TokenBucket:
@@ -73,6 +77,13 @@ class TokenBucket:
             else:
                 wait = self.paused_until - now
             await self._clock.sleep(wait)
+
+    def ready(self) -> bool:
+        """Whether ``acquire()`` would grant a token right now."""
+        now = self._clock.now()
+        if now < self.paused_until:
+            return False
+        return self.tokens >= 1 or (self.window_end is not None and now >= self.window_end)
 
     def sync(self, limit: int, remaining: int, reset_s: float) -> None:
         """Adopt the server's view: ``remaining`` requests now, ``limit`` again in ``reset_s``.
@@ -166,6 +177,7 @@ class AdaptiveRate:
         margin_s: float | None = None,
         slow_start: float = 1.25,
         prior_per_s: float | None = None,
+        learn_window: bool = False,
     ) -> None:
         if not 0 < min_per_s <= initial_per_s <= max_per_s:
             raise ValueError("need 0 < min_per_s <= initial_per_s <= max_per_s")
@@ -176,6 +188,7 @@ class AdaptiveRate:
         # None: in proportion to the window (3 s and 1 s of the feed's 300 s)
         self.cooldown_s = window_s / 100 if cooldown_s is None else cooldown_s
         self.window_s = window_s
+        self.prior_window_s = window_s
         self.probe_after_s = probe_after_s
         self.margin_s = window_s / 300 if margin_s is None else margin_s
         self.slow_start = slow_start  # growth factor per answered request until a throttle
@@ -193,6 +206,22 @@ class AdaptiveRate:
         self._first_start: float | None = None
         self._starts: collections.deque[float] = collections.deque()  # the last window_s
         self._pending: collections.deque[float] = collections.deque()  # not answered yet
+        # Window learning (``learn_window``): ``window_s`` is then a prior. The first 429
+        # starts a back-off with probes at doubling intervals; the first request to succeed
+        # again tells the window (see ``_learn``).
+        self.learn_window = learn_window
+        self.window_learned = False
+        self._probing_since: float | None = None  # start of the first throttled request
+        self._probe_gap = self.cooldown_s
+        self._last_refused = 0.0  # start of the last probe refused
+        self._snapshot: list[float] = []  # our starts before the first 429
+        # Until the first 429, at every prior cap's worth of starts in the prior window (the
+        # spec's 200 per 300 s, then 25 % more each time it passes), one request goes alone
+        # and the rest wait for its answer: the throttle is met with one request, not with
+        # every request in flight.
+        self._checkpoint = max(1, round(self.prior_per_s * window_s))
+        self._probe_out: float | None = None
+        self._rtt_s = max(0.05, window_s / 300)  # answers' latency, smoothed
 
     @property
     def ceiling_per_s(self) -> float | None:
@@ -204,27 +233,34 @@ class AdaptiveRate:
         while True:
             now = self._clock.now()
             self._forget(now)
-            if self.provisional and self._first_start is not None:
-                if now >= self._first_start + self.window_s + self.margin_s:
-                    # Learned before our log spanned a window, the cap may have counted
-                    # others' requests (a previous run's). Those are gone now: forget it and
-                    # learn it at the next 429 from a full window of our own log.
-                    self.cap, self.provisional = None, False
-                    self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
-            elif self.cap is not None and now - self._decreased_at >= self.probe_after_s:
-                self.cap += 1
-                self._decreased_at = now  # the next probe one period later
-            starts = self._starts
-            slot = (
-                starts[-self.cap] + self.window_s + self.margin_s
-                if self.cap and len(starts) >= self.cap
-                else 0.0
-            )
-            at = max(self._next_start, self.paused_until, slot)
+            self._review(now)
+            at = self._earliest()
+            checkpoint = False
+            if self._probe_out is not None:  # the checkpoint probe is unanswered: hold
+                if now - self._probe_out > max(3 * self._rtt_s, self.cooldown_s):
+                    self._probe_out = None  # lost (an error, a retry): go on
+                else:
+                    at = max(at, now + self._rtt_s / 10)
+            elif (
+                self.learn_window
+                and not self.window_learned
+                and self._probing_since is None
+                and len(self._starts) >= self._checkpoint
+            ):
+                checkpoint = True
             if now >= at - _EPS:
+                if checkpoint:
+                    self._probe_out = now
                 self._paced = paced
-                self._next_start = now + 1.0 / self.rate_per_s
-                starts.append(now)
+                # on the ideal timeline when less than an interval late: a grant woken late
+                # (a busy event loop) does not lose its time; after idling, no credit
+                gap = 1.0 / self.rate_per_s
+                late = now - self._next_start
+                self._next_start = (self._next_start if 0 <= late < gap else now) + gap
+                if self._probing_since is not None:  # one probe per (growing) gap
+                    self.paused_until = max(self.paused_until, now + self._probe_gap)
+                    self._probe_gap *= PROBE_GROWTH
+                self._starts.append(now)
                 self._pending.append(now)
                 if self._first_start is None:
                     self._first_start = now
@@ -232,12 +268,52 @@ class AdaptiveRate:
             paced = at == self._next_start
             await self._clock.sleep(at - now)
 
+    def ready(self) -> bool:
+        """Whether ``acquire()`` would grant a start right now."""
+        now = self._clock.now()
+        return now >= self._earliest() - _EPS
+
+    def _earliest(self) -> float:
+        starts = self._starts
+        slot = (
+            starts[-self.cap] + self.window_s + self.margin_s
+            if self.cap and len(starts) >= self.cap
+            else 0.0
+        )
+        return max(self._next_start, self.paused_until, slot)
+
+    def _review(self, now: float) -> None:
+        """Drop a provisional cap once our own log spans a window; probe upwards."""
+        if self.provisional and self._first_start is not None:
+            if now >= self._first_start + self.window_s + self.margin_s:
+                # Learned before our log spanned a window, the cap may have counted
+                # others' requests (a previous run's). Those are gone now: forget it and
+                # learn it at the next 429 from a full window of our own log.
+                self.cap, self.provisional = None, False
+                self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
+        elif self.cap is not None and now - self._decreased_at >= self.probe_after_s:
+            self.cap += 1
+            self._decreased_at = now  # the next probe one period later
+
     def on_success(self, started_at: float | None = None) -> None:
         started_at = self._answered(started_at)
+        now = self._clock.now()
+        self._rtt_s = 0.8 * self._rtt_s + 0.2 * max(0.0, now - started_at)
+        if self._probe_out is not None and started_at >= self._probe_out:
+            self._probe_out = None  # passed: the throttle is looser than that
+            self._checkpoint = max(self._checkpoint + 1, round(len(self._starts) * 1.25))
+        since = self._probing_since
+        if since is not None and started_at > since:
+            self._learn(since, started_at)
+            return
         if started_at < self._decreased_at or not self._paced:
             return
         if self.cap is None:  # slow start: no throttle seen yet, so none may exist at all
             grown = max(self.rate_per_s * self.slow_start, self.rate_per_s + self.increase_per_s)
+            if self.learn_window and self.rate_per_s >= RAMP_FROM * self.prior_per_s:
+                # past the prior: a steady ramp, so the throttle, when met, is met at a
+                # rate close to its own (few requests in flight beyond it)
+                grown = self.rate_per_s + RAMP_STEP * self.prior_per_s
             self.rate_per_s = min(self.max_per_s, grown)
             return
         limit = min(self.max_per_s, 1.05 * self.cap / self.window_s)
@@ -248,6 +324,16 @@ class AdaptiveRate:
         now = self._clock.now()
         started_at = self._answered(started_at)
         self.paused_until = max(self.paused_until, now + self.cooldown_s)
+        if self._probe_out is not None and started_at >= self._probe_out:
+            self._probe_out = None
+        if self.learn_window:
+            # Back off and probe; the first success tells the window and the cap (_learn).
+            self._last_refused = max(self._last_refused, started_at)
+            if self._probing_since is None and started_at >= self._decreased_at:
+                self._probing_since = started_at
+                self._probe_gap = self.cooldown_s
+                self._snapshot = [s for s in self._starts if s < started_at]
+            return
         if started_at < self._decreased_at:
             return  # in flight during the last decrease: that one already covers it
         self._forget(now)
@@ -261,6 +347,48 @@ class AdaptiveRate:
         if self.provisional:
             self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
         self._decreased_at = now
+
+    def _learn(self, throttled_at: float, succeeded_at: float) -> None:
+        """A request started at ``succeeded_at`` succeeded after the 429 of ``throttled_at``.
+
+        Two unknowns, the window and the cap; a sliding window shows their ratio, and the
+        time it takes to let requests through again. Taking the cap as the prior's
+        (``prior_per_s x window_s``, the spec's ~200) or as all we had started if fewer,
+        requests succeed again once the oldest of those last cap starts leaves the window:
+        window = ``succeeded_at`` - that start (between it and the last refused probe). Right
+        for a burst (the issue's 20 per 10 s:
+        all our starts, then a long wait) and for steady pacing (slots free one start at a
+        time: the window is the span of the last cap starts, the rate ours). Once learnt,
+        the window only grows, and each later 429 lowers the rate (cap / window) by one
+        start per window at least, a tenth at most, so it converges.
+        """
+        before = self._snapshot or [throttled_at]
+        prior_cap = max(1, round(self.prior_per_s * self.prior_window_s))
+        counted = min(prior_cap, len(before))
+        oldest = before[-counted]
+        # between the last refused probe and this success (geometric mean: probes are
+        # spaced x1.5, so the bracket is at most that wide)
+        low = max(self._last_refused, throttled_at) - oldest
+        window = max(math.sqrt(max(low, _EPS) * max(succeeded_at - oldest, _EPS)), _EPS)
+        cap = sum(1 for s in before if s > throttled_at - window)
+        if self.window_learned and self.cap is not None:
+            old_window = self.window_s
+            window = max(window, old_window)
+            same_rate = self.cap * window / old_window
+            # lower by one start at least, a tenth at most (a stalled log is no measure)
+            cap = min(math.floor(same_rate) - 1, max(cap, math.floor(0.9 * same_rate)))
+        window = min(window, self.prior_window_s * PRIOR_SPREAD)
+        self.window_s = window
+        self.cooldown_s = window / 100
+        self.margin_s = window / 300
+        self.probe_after_s = 2 * window
+        self.window_learned = True
+        self._probing_since = None
+        self._snapshot = []
+        self.cap = max(1, cap)
+        self.provisional = False
+        self.rate_per_s = max(self.min_per_s, min(self.max_per_s, 1.05 * self.cap / window))
+        self._decreased_at = self._clock.now()
 
     def _answered(self, started_at: float | None) -> float:
         pending = self._pending

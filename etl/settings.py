@@ -62,6 +62,7 @@ class Settings:
     span_days: float = 31.0
     events_concurrency: int = 2
     feed_concurrency: int = 4
+    max_in_flight: int = 96  # per lane; in flight is found by the run (etl.inflight)
     feed_rate_per_s: float | None = None
     feed_window_s: float | None = None  # None: the spec's 300 s (scaled for the sandbox)
     loaders: int = 3
@@ -116,6 +117,7 @@ class Settings:
             ("--span-days", self.span_days, 0.001, 3650),
             ("--events-concurrency", self.events_concurrency, 0, 64),
             ("--feed-concurrency", self.feed_concurrency, 0, 64),
+            ("--max-in-flight", self.max_in_flight, 1, 512),
             ("--feed-window", self.effective_feed_window_s, 0.01, 86_400),
             ("--sandbox-time-scale", self.sandbox_time_scale, 0.01, 10_000),
             ("--loaders", self.loaders, 1, 16),

@@ -22,13 +22,13 @@ class Splitter:
         options: PipelineOptions,
         counters: RunCounters,
         *,
-        fetchers: int,
+        fetchers: int | Callable[[], int],
         on_new: Callable[[ShardState], None],
     ) -> None:
         self.store = store
         self.options = options
         self.counters = counters
-        self.fetchers = fetchers
+        self.fetchers = fetchers  # or how many there are now (in flight is adaptive)
         self.on_new = on_new  # the run adopts the new shard (its loader, its view)
         self._lock = asyncio.Lock()
 
@@ -40,7 +40,8 @@ class Splitter:
         """
         async with self._lock:
             unfinished = [s for s in scheduler.shards if s.status != "done"]
-            if scheduler.has_idle or not unfinished or len(unfinished) >= self.fetchers:
+            fetchers = self.fetchers() if callable(self.fetchers) else self.fetchers
+            if scheduler.has_idle or not unfinished or len(unfinished) >= fetchers:
                 return
             best = max(unfinished, key=lambda s: planner.remaining_events(s) or 0.0)
             left = planner.remaining_events(best)

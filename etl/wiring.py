@@ -36,6 +36,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         rereads=settings.incomplete_rereads,
         full_refresh=settings.full_refresh,
         max_event_chars=int(settings.max_event_kb * 1024),
+        max_in_flight=settings.max_in_flight,
     )
 
 
@@ -51,6 +52,7 @@ def source_options(settings: Settings) -> SourceOptions:
         feed_concurrency=settings.feed_concurrency,
         feed_rate_per_s=settings.feed_rate_per_s,
         feed_window_s=settings.effective_feed_window_s,
+        feed_learn_window=settings.feed_window_s is None,  # a window given is taken as known
         max_attempts=settings.max_attempts,
     )
 

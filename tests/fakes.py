@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from etl.errors import EtlError
@@ -60,13 +61,26 @@ class FakeLane:
         self.fail: EtlError | None = None
         self.requests = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float | None:
         return None
 
-    async def fetch(self, shard: ShardState, limit: int) -> Page:
+    def budget_ready(self) -> bool:
+        return True
+
+    async def fetch(
+        self,
+        shard: ShardState,
+        limit: int,
+        *,
+        gate: Callable[[], Awaitable[None]] | None = None,
+        yield_throttled: bool = False,
+        ticket: float | None = None,
+    ) -> Page:
         self.requests += 1
         if self.fail is not None:
             raise self.fail
+        if gate is not None:  # the answer is in: the caller takes its page credit
+            await gate()
         stream = self.source.stream()
         if shard.position is not None:  # after the last committed event (ts, id) DESC
             after = (shard.position.ts_ms, shard.position.id)

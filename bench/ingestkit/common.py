@@ -8,10 +8,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent  # the repository
 RESULTS_DIR = ROOT / "bench" / "results"
 API_KEY = "ds_sandbox_demo_key_0000000000000000"
 PAGE = 5000
-SCENARIOS = ("real-limits", "unthrottled", "dlt", "memory", "status")
+LATENCY = ("real-limits", "shared-capacity", "slow-server", "fast-server", "scale-1")
+SCENARIOS = (*LATENCY, "unthrottled", "dlt", "memory", "status")
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "scale-1")  # scale-1: ~13 min
 
-# issue 4 / issue 5 targets
-TARGET_BUDGET_SHARE = 0.92
+# issue 4 / issue 5 / issue 11 targets
+TARGET_BUDGET_SHARE = 0.95
 TARGET_429_SHARE = 0.005
 TARGET_COPY_RATIO = 0.6
 TARGET_DLT_RATIO = 8.0

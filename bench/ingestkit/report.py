@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 
 from ingestkit.common import ROOT
+from ingestkit.latency import print_latency
 from ingestkit.runs import Ctx
 
 # ---------------------------------------------------------------------------------------------
@@ -80,14 +81,7 @@ def _print_runs(ctx: Ctx) -> None:
 
 
 def _print_scenario_notes(ctx: Ctx) -> None:
-    rl = ctx.results.get("real-limits")
-    if rl:
-        e = rl["extra"]
-        print(
-            f"\nreal-limits: bound {e['budget_bound_events_per_s']:,.0f} events/s at "
-            f"×{ctx.args.time_scale:g}; wall {e['budget_share']:.1%} of it, "
-            f"in-run (ingest_runs start→end) {_f(e['budget_share_in_run'], '.1%')}"
-        )
+    print_latency(ctx, _f)
     un = ctx.results.get("unthrottled")
     if un and "copy_baseline" in un["extra"]:
         b = un["extra"]["copy_baseline"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ async def read_run_row(dsn: str) -> tuple[dict[str, Any] | None, int]:
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
-            "SELECT status, inserted, requests, retries, rate_limited, cursor_resets,"
+            "SELECT status, inserted, requests, retries, rate_limited, cursor_resets, extra,"
             " extract(epoch FROM ended_at - started_at)::float8 AS run_s"
             " FROM ingest_runs ORDER BY run_id DESC LIMIT 1"
         )
@@ -105,6 +106,8 @@ def measure_ingest(
         run.inserted = int(row["inserted"])
         run.requests, run.retries = int(row["requests"]), int(row["retries"])
         run.rate_limited, run.cursor_resets = int(row["rate_limited"]), int(row["cursor_resets"])
+        extra = row["extra"]
+        run.extra["run_extra"] = json.loads(extra) if isinstance(extra, str) else extra
         if row["run_s"]:
             run.run_s = float(row["run_s"])
             run.run_events_per_s = run.inserted / run.run_s

@@ -1,4 +1,4 @@
-"""The scenarios: real limits, unthrottled (with the pure-COPY baseline), memory, dlt, status."""
+"""Scenarios: unthrottled (with the pure-COPY baseline), memory, dlt, status (and ``latency``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from ingestkit.common import (
     API_KEY,
     PAGE,
     ROOT,
-    TARGET_429_SHARE,
-    TARGET_BUDGET_SHARE,
     TARGET_COPY_RATIO,
     TARGET_DLT_RATIO,
     TARGET_RSS_FLAT,
@@ -33,39 +31,6 @@ from ingestkit.services import Sandbox, database
 # ---------------------------------------------------------------------------------------------
 # scenarios
 # ---------------------------------------------------------------------------------------------
-
-
-def scenario_real_limits(ctx: Ctx) -> None:
-    a = ctx.args
-    scale = a.time_scale
-    feed_window = 300.0 / scale
-    sb_args = ["--time-scale", f"{scale:g}", "--latency-per-page", "3.5"]
-    bound = PAGE * (10 / 60 + 200 / 300) * scale
-    sandbox = Sandbox(ctx.children, ctx.work, ctx.env, ctx.events, sb_args)
-    try:
-        with database(ctx.pg) as dsn:
-            timeout = a.timeout or max(300.0, 4 * ctx.events / bound)
-            run = measure_ingest(
-                ctx, "real-limits", sandbox, dsn, ["--feed-window", f"{feed_window:g}"], timeout
-            )
-    finally:
-        sandbox.close()
-    share = run.events_per_s / bound
-    share_429 = (run.rate_limited or 0) / run.requests if run.requests else None
-    run.extra = {
-        "sandbox_args": sb_args,
-        "ingest_args": ["--feed-window", f"{feed_window:g}"],
-        "budget_bound_events_per_s": round(bound, 1),
-        "budget_share": round(share, 4),
-        "budget_share_in_run": round(run.run_events_per_s / bound, 4)
-        if run.run_events_per_s
-        else None,
-        "share_429": None if share_429 is None else round(share_429, 5),
-    }
-    ctx.runs.append(run)
-    ctx.results["real-limits"] = asdict(run)
-    ctx.target("real limits: events/s ÷ budget bound", share, ">=", TARGET_BUDGET_SHARE, "%")
-    ctx.target("real limits: 429s ÷ requests", share_429, "<=", TARGET_429_SHARE, "%")
 
 
 async def copy_baseline(dsn: str, work: Path) -> dict[str, Any]:

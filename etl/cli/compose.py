@@ -238,6 +238,7 @@ async def _ingest(
                 api_key,
                 timeout_s=settings.request_timeout_s,
                 max_body_bytes=int(settings.max_response_mb * 2**20),
+                connections=2 * settings.max_in_flight + 8,  # both lanes at their cap
             )
         )
         source = DataSyncSource(

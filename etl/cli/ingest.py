@@ -42,11 +42,25 @@ def ingest(
         int, typer.Option(envvar="ETL_SHARDS", help="Time slices fetched in parallel.")
     ] = _D["shards"],
     events_concurrency: Annotated[
-        int, typer.Option(envvar="ETL_EVENTS_CONCURRENCY", help="Fetchers on /events (0: off).")
+        int,
+        typer.Option(
+            envvar="ETL_EVENTS_CONCURRENCY",
+            help="Requests in flight on /events to start with (0: off); then found by the run.",
+        ),
     ] = _D["events_concurrency"],
     feed_concurrency: Annotated[
-        int, typer.Option(envvar="ETL_FEED_CONCURRENCY", help="Fetchers on the feed (0: off).")
+        int,
+        typer.Option(
+            envvar="ETL_FEED_CONCURRENCY",
+            help="Requests in flight on the feed to start with (0: off); then found by the run.",
+        ),
     ] = _D["feed_concurrency"],
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            envvar="ETL_MAX_IN_FLIGHT", help="Most requests in flight per lane (the search's cap)."
+        ),
+    ] = _D["max_in_flight"],
     feed_window: Annotated[
         float | None,
         typer.Option(
@@ -184,6 +198,7 @@ def ingest(
             shards=shards,
             events_concurrency=events_concurrency,
             feed_concurrency=feed_concurrency,
+            max_in_flight=max_in_flight,
             feed_window_s=feed_window,
             loaders=loaders,
             batch_size=batch_size,

@@ -31,6 +31,7 @@ class SourceOptions:
     feed_rate_per_s: float | None = DEFAULTS.feed_rate_per_s
     feed_rate_max_per_s: float = 50.0
     feed_window_s: float = FEED_WINDOW_S  # the hidden throttle's sliding window
+    feed_learn_window: bool = True  # feed_window_s is a prior: the first 429 teaches it
     max_attempts: int = DEFAULTS.max_attempts
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
@@ -97,11 +98,17 @@ class DataSyncSource:
                     raise
                 note = f"feed unavailable ({exc}); "
             else:
+                prior = 200 / opts.feed_window_s  # the spec: ~200 per window
+                # Learning the window, start at the prior's pace and ramp up (see
+                # AdaptiveRate.on_success): running into the throttle at full speed would
+                # earn a 429 for every request in flight when its window fills.
+                start = prior if opts.feed_learn_window else opts.feed_rate_max_per_s
                 rate = ratelimit.AdaptiveRate(
-                    initial_per_s=opts.feed_rate_per_s or opts.feed_rate_max_per_s,
+                    initial_per_s=opts.feed_rate_per_s or start,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
-                    prior_per_s=200 / opts.feed_window_s,  # the spec: ~200 per window
+                    prior_per_s=prior,
+                    learn_window=opts.feed_learn_window,
                     clock=self._clock,
                 )
                 lanes.append(
@@ -143,9 +150,9 @@ class DataSyncSource:
         from etl.transform import event_position  # pure helper; no cycle at import time
 
         lane = self._lanes[0]
-        await lane.acquire()
+        ticket = await lane.acquire()
         around = ShardState("anchor", lower_ts=anchor.ts_ms - 1000, upper_ts=anchor.ts_ms + 999)
-        page = await lane.fetch(around, ANCHOR_PAGE)
+        page = await lane.fetch(around, ANCHOR_PAGE, ticket=ticket)
         for event in page.events:
             seen = event_position(event)
             if seen is not None and seen.id == anchor.id and abs(seen.ts_ms - anchor.ts_ms) < 1000:
@@ -154,10 +161,10 @@ class DataSyncSource:
 
     async def head(self) -> tuple[Position | None, int | None]:
         lane = self._lanes[0]
-        await lane.acquire()
+        ticket = await lane.acquire()
         probe = ShardState(shard_id="head", lower_ts=None, upper_ts=None)
         try:
-            page = await lane.fetch(probe, 1)
+            page = await lane.fetch(probe, 1, ticket=ticket)
         except BrokenPage as exc:
             if exc.after is None:
                 raise

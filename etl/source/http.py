@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -89,7 +89,9 @@ class Http:
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
+        """``gate``: awaited once a 200's headers are in, before its body is read."""
         if self._session is None:
             raise RuntimeError("Http used outside 'async with'")
         where = urlsplit(url).path
@@ -98,6 +100,8 @@ class Http:
                 method, url, params=params, headers=headers, data=data
             ) as resp:
                 self.reached = True
+                if gate is not None and resp.status == 200:
+                    await gate()
                 body = await self._read(resp, f"{method} {where}")
                 return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:

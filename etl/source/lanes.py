@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import etl.ratelimit as ratelimit
@@ -36,7 +36,9 @@ from etl.source.retry import RetryLog, RetryPolicy
 MAX_CURSOR_RESETS = 5
 UNDECODABLE_TRIES = 3  # the same page undecodable this often in a row: it is broken
 KEPT_BODY_BYTES = 1 << 20  # of a broken page, kept for quarantine
-MAX_RATE_LIMITED = 200  # per page: a limit that never lifts is a failure, not a wait
+MAX_RATE_LIMITED = 200  # in a row: a limit that never lifts is a failure, not a wait
+
+Gate = Callable[[], Awaitable[None]]
 
 
 def wall_ms() -> int:
@@ -78,30 +80,44 @@ class _Lane:
         self.retry = retry
         self.now_ms = now_ms
         self.retry_log = retry_log
+        self.limited_in_a_row = 0  # 429s since the lane's last page
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float | None:
         raise NotImplementedError
 
-    async def _send(self, shard: ShardState, cursor: str | None, limit: int) -> Response:
+    def budget_ready(self) -> bool:
+        raise NotImplementedError
+
+    async def _send(
+        self, shard: ShardState, cursor: str | None, limit: int, gate: Gate | None = None
+    ) -> Response:
         raise NotImplementedError
 
     def _observe(self, resp: Response) -> None:
         """Learn from any response (e.g. re-sync the limiter from headers)."""
 
-    def _throttled(self, exc: RateLimited) -> None:
+    def _throttled(self, exc: RateLimited, ticket: float | None) -> None:
         raise NotImplementedError
 
-    def _succeeded(self) -> None:
-        """A page arrived."""
+    def _succeeded(self, ticket: float | None) -> None:
+        """A page arrived (for the request ``acquire()`` gave ``ticket``)."""
 
-    async def fetch(self, shard: ShardState, limit: int) -> Page:
+    async def fetch(
+        self,
+        shard: ShardState,
+        limit: int,
+        *,
+        gate: Gate | None = None,
+        yield_throttled: bool = False,
+        ticket: float | None = None,
+    ) -> Page:
         cursor = shard.cursor
         failures = resets = limited = undecodable = 0
         body = b""
         first = True
         while True:
             if not first:
-                await self.acquire()
+                ticket = await self.acquire()
             first = False
             # refreshed right before each try: a wait for budget must not let it expire
             cursor = cursors.fresh(
@@ -109,13 +125,15 @@ class _Lane:
             )
             self.counters.requests += 1
             try:
-                resp = await self._send(shard, cursor, limit)
+                resp = await self._send(shard, cursor, limit, gate)
                 self._observe(resp)
                 body = resp.body
                 page = to_page(resp, self.name, token_auth=self.token_auth)
             except RateLimited as exc:
                 limited += 1
-                self._rate_limited(exc, limited)
+                self._rate_limited(exc, limited, ticket)
+                if yield_throttled:
+                    raise
                 continue
             except CursorExpired as exc:
                 resets += 1
@@ -137,15 +155,18 @@ class _Lane:
                 failures += 1
                 await self._back_off(exc, failures)
                 continue
-            self._succeeded()
+            self.limited_in_a_row = 0
+            self._succeeded(ticket)
             return _with_cursor_position(page)
 
-    def _rate_limited(self, exc: RateLimited, times: int) -> None:
-        """A 429: throttle the lane, or give up past ``MAX_RATE_LIMITED`` in a row."""
+    def _rate_limited(self, exc: RateLimited, times: int, ticket: float | None) -> None:
+        """A 429: throttle the lane, or give up past ``MAX_RATE_LIMITED`` in a row (for
+        this page, or for the lane since its last page)."""
         self.counters.rate_limited += 1
-        if times > MAX_RATE_LIMITED:
+        self.limited_in_a_row += 1
+        if max(times, self.limited_in_a_row) > MAX_RATE_LIMITED:
             raise PermanentSourceError(f"{self.name}: still rate limited: {exc}") from exc
-        self._throttled(exc)
+        self._throttled(exc, ticket)
 
     def _rebuilt_cursor(self, shard: ShardState, exc: CursorExpired, resets: int) -> str | None:
         """A cursor rebuilt from the shard's position after CURSOR_EXPIRED. A refused rebuilt
@@ -213,19 +234,29 @@ class EventsLane(_Lane):
         self.headers_seen = False
         self.unmetered = False  # the server states no limit: only 429s slow us down
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float | None:
         if self.unmetered:
             now = self.clock.now()
             if now < self.bucket.paused_until:
                 await self.clock.sleep(self.bucket.paused_until - now)
-            return
+            return None
         await self.bucket.acquire()
+        return None
 
-    async def _send(self, shard: ShardState, cursor: str | None, limit: int) -> Response:
+    def budget_ready(self) -> bool:
+        if self.unmetered:
+            return self.clock.now() >= self.bucket.paused_until
+        return self.bucket.ready()
+
+    async def _send(
+        self, shard: ShardState, cursor: str | None, limit: int, gate: Gate | None = None
+    ) -> Response:
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
-        return await self.http.request("GET", self.http.api_url("/events"), params=params)
+        return await self.http.request(
+            "GET", self.http.api_url("/events"), params=params, gate=gate
+        )
 
     def _observe(self, resp: Response) -> None:
         synced = rate_limit_headers(resp.headers)
@@ -238,7 +269,7 @@ class EventsLane(_Lane):
             # a 429 (Retry-After) still pauses every fetcher.
             self.unmetered = True
 
-    def _throttled(self, exc: RateLimited) -> None:
+    def _throttled(self, exc: RateLimited, ticket: float | None) -> None:
         self.bucket.pause_for(exc.retry_after_s if exc.retry_after_s is not None else 5.0)
 
 
@@ -253,10 +284,17 @@ class FeedLane(_Lane):
         self.token = token
         self.rate = rate
 
-    async def acquire(self) -> None:
-        await self.rate.acquire()
+    async def acquire(self) -> float | None:
+        # the start time is the request's ticket: its answer is matched to it, not to
+        # whichever request started first
+        return await self.rate.acquire()
 
-    async def _send(self, shard: ShardState, cursor: str | None, limit: int) -> Response:
+    def budget_ready(self) -> bool:
+        return self.rate.ready()
+
+    async def _send(
+        self, shard: ShardState, cursor: str | None, limit: int, gate: Gate | None = None
+    ) -> Response:
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
@@ -272,6 +310,7 @@ class FeedLane(_Lane):
             f"{self.http.origin}{self.token.endpoint}",
             params=params,
             headers={self.token.header: token},
+            gate=gate,
         )
         if resp.status in (401, 403):
             self.token.invalidate(token)
@@ -285,23 +324,34 @@ class FeedLane(_Lane):
                 f"{self.http.origin}{self.token.endpoint}",
                 params=params,
                 headers={self.token.header: token},
+                gate=gate,
             )
         return resp
 
-    def _throttled(self, exc: RateLimited) -> None:
-        self.rate.on_throttled()
+    def _throttled(self, exc: RateLimited, ticket: float | None) -> None:
+        self.rate.on_throttled(ticket)
         if exc.retry_after_s is not None:
             self.rate.paused_until = max(
                 self.rate.paused_until, self.clock.now() + exc.retry_after_s
             )
 
-    def _succeeded(self) -> None:
-        self.rate.on_success()
+    def _succeeded(self, ticket: float | None) -> None:
+        self.rate.on_success(ticket)
 
-    async def fetch(self, shard: ShardState, limit: int) -> Page:
+    async def fetch(
+        self,
+        shard: ShardState,
+        limit: int,
+        *,
+        gate: Gate | None = None,
+        yield_throttled: bool = False,
+        ticket: float | None = None,
+    ) -> Page:
         for attempt in range(3):
             try:
-                return await super().fetch(shard, limit)
+                return await super().fetch(
+                    shard, limit, gate=gate, yield_throttled=yield_throttled, ticket=ticket
+                )
             except StreamTokenError:
                 self.counters.retries += 1
                 if attempt == 2:
