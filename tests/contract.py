@@ -81,7 +81,9 @@ class DataSync:
             self.db_url,
             self.clock,
             source={"strategy": "events"},
-            pipeline={"page_size": 500},
+            # two requests in flight at most: 3,000 events are 6 pages, and the adaptive
+            # limit would fetch them all before a stop after two commits could bite
+            pipeline={"page_size": 500, "max_in_flight": 2},
             reporter=Recorder(stop_after_batches=stop_after),
         )
         return "partial" if outcome.status == "partial" else outcome.status
