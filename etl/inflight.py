@@ -14,7 +14,9 @@ for, as TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2) do:
   and x0.9 when latency rose without throughput rising, twice running (the server is
   saturated: more in flight only queues). An epoch is ``limit`` answers; one in which the
   limit grew is compared with a reference epoch once it has 10 % more on the server (a
-  lane held back by its budget sees latency rise with flat throughput too).
+  lane held back by its budget sees latency rise with flat throughput too); and x0.9, no
+  more growth, when an answer took longer than ``max_latency_s`` (half the request
+  timeout: beyond it, requests time out and are retried).
 
 Slots bound requests, not memory: a request waiting on the server holds no page (the page
 credit is taken when its response arrives, ``pipeline``). Time comes from an injected clock.
@@ -43,12 +45,14 @@ class InFlight:
         maximum: int,
         minimum: int = 1,
         budget_ready: Callable[[], bool] = lambda: True,
+        max_latency_s: float = float("inf"),
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
             raise ValueError("need 1 <= minimum <= initial <= maximum")
         self._clock = clock
         self.limit, self.minimum, self.maximum = initial, minimum, maximum
         self.budget_ready = budget_ready
+        self.max_latency_s = max_latency_s  # answers slower than this: saturated
         self.held = 0  # slots taken
         self.on_server = 0  # slot holders whose request is out and unanswered
         self.on_budget = 0  # slot holders waiting for the lane's limiter
@@ -120,7 +124,14 @@ class InFlight:
         if not ok:
             return
         self._epoch_answers += 1
-        self._epoch_rtt += self._clock.now() - sent_at
+        latency = self._clock.now() - sent_at
+        self._epoch_rtt += latency
+        if latency > self.max_latency_s:
+            # the server answers near our request timeout: more in flight would only
+            # queue into timeouts (and retries, each costing budget)
+            if sent_at >= self._backed_off_at:  # once per round
+                self._back_off(BACKOFF_SATURATED)
+            return
         if (
             self._waiters
             and (self.slow_start or not self._epoch_grew)

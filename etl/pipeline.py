@@ -69,6 +69,8 @@ class PipelineOptions:
     rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
     full_refresh: bool = DEFAULTS.full_refresh  # retire every shard first, re-read all
     max_in_flight: int = DEFAULTS.max_in_flight  # per lane: the adaptive limit's ceiling
+    # answers slower than this stop a lane's growth: half the request timeout
+    max_latency_s: float = DEFAULTS.request_timeout_s / 2
 
 
 @dataclass(slots=True)
@@ -177,6 +179,7 @@ class Run:
                 initial=max(1, min(lane.concurrency, opts.max_in_flight)),
                 maximum=max(1, opts.max_in_flight),
                 budget_ready=lane.budget_ready,
+                max_latency_s=opts.max_latency_s,
             )
             for lane in lanes
         }

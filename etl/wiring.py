@@ -37,6 +37,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         full_refresh=settings.full_refresh,
         max_event_chars=int(settings.max_event_kb * 1024),
         max_in_flight=settings.max_in_flight,
+        max_latency_s=settings.request_timeout_s / 2,
     )
 
 

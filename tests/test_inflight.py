@@ -98,3 +98,27 @@ async def test_a_429_backs_off_and_a_waiter_taking_no_slot_is_safe() -> None:
     for _ in range(8):
         slots.release()
     assert slots.held == 0
+
+
+async def test_answers_near_the_request_timeout_stop_the_growth() -> None:
+    """No budget, a server whose latency only grows with what is in flight: once answers
+    take longer than half the request timeout the lane stops adding requests (they would
+    time out and be retried), instead of climbing to its maximum."""
+    clock = FakeClock()
+    server = SharedCapacity(SandboxConfig(events=1, latency_per_page=3.5, capacity=5500))
+    slots = InFlight(clock, initial=2, maximum=200, max_latency_s=30.0)
+
+    async def fetcher() -> None:
+        while clock.now() < 1800:
+            await slots.acquire()
+            try:
+                sent = slots.sent()
+                await server.hold(PAGE_EVENTS, clock.sleep)
+                slots.answered(sent)
+            finally:
+                slots.release()
+
+    await asyncio.gather(*(fetcher() for _ in range(slots.maximum)))
+    # 3.5 s x n^0.65 reaches 30 s at n ~ 27; at the cap (5.5k ev/s) n x 0.91 s at n ~ 33
+    assert slots.limit <= 40
+    assert slots.peak <= 60
