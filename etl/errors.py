@@ -52,6 +52,18 @@ class ExitCode:
     THRESHOLDS = 13  # `etl anomalies`: thresholds (file or benchmark service) unavailable
     DESTINATION_AUTH = 14  # a push destination refused its key (401/403)
     DESTINATION = 15  # a push destination kept failing after retries
+    TEMPFAIL = 75  # task mode: a temporary failure, retry the task (sysexits EX_TEMPFAIL)
+
+
+# In task mode (`etl ingest --shard-count`), the failures a retry can cure exit TEMPFAIL, so
+# an orchestrator's retry policy tells them from the ones it cannot (auth, config, a different
+# dataset, incomplete data): stopped, the API or the database failing, the share's lock held.
+RETRY_IN_TASK = frozenset({ExitCode.PARTIAL, ExitCode.UPSTREAM, ExitCode.DATABASE, ExitCode.LOCKED})
+
+
+def task_exit_code(code: int) -> int:
+    """The exit code of a task for ``code``: TEMPFAIL when a retry can cure it."""
+    return ExitCode.TEMPFAIL if code in RETRY_IN_TASK else code
 
 
 # One line each, for `etl --help` (README.md's table says the same at more length).
@@ -72,6 +84,7 @@ EXIT_MEANINGS: dict[int, str] = {
     ExitCode.THRESHOLDS: "etl anomalies: the thresholds file or service failed",
     ExitCode.DESTINATION_AUTH: "etl push: the destination (Databox) refused its API key",
     ExitCode.DESTINATION: "etl push: the destination kept failing; rerun resumes",
+    ExitCode.TEMPFAIL: "etl ingest as a task: a temporary failure (3, 5, 6 or 7), retry it",
 }
 
 

@@ -6,6 +6,8 @@ with the source (``etl.identity``), raises ``SourceMismatch`` for a different da
 with ``--full-refresh`` retires the state instead, and records the identity (a full sync
 over rows kept by a reset or a refresh overwrites rows whose content differs).
 ``judge`` runs after every shard is done: complete, or ``incomplete`` with the shortfall.
+In task mode (``etl.tasks``) a task is complete when its share is done; the dataset is
+judged by the task that finds the whole plan done (``judge_run``).
 Imports no aiohttp, asyncpg or rich: the parts arrive as Protocols.
 """
 
@@ -23,6 +25,7 @@ from etl.models import (
     Source,
     StateStore,
 )
+from etl.tasks import TaskShare
 
 
 class DatasetGuard:
@@ -82,6 +85,27 @@ class DatasetGuard:
         self.identity = current
         await self.store.save_identity(current)
         return shards
+
+    async def judge_run(
+        self,
+        shards: list[ShardState],
+        total: int | None,
+        counters: RunCounters,
+        share: TaskShare | None,
+    ) -> tuple[FinalStatus, str]:
+        """Every shard of this run is done. A task (``share``) succeeds with its share; the
+        whole plan is judged by whichever task finds every shard done: each commits its last
+        shard before it looks, so the last to finish sees them all."""
+        if share is None:
+            return await self.judge(shards, total, counters)
+        every = await self.store.load_shards()
+        left = sum(1 for s in every if s.status != "done")
+        if left:
+            return "succeeded", (
+                f"{share.label}: its share is done; {left} shard(s) of other tasks remain "
+                "(the task that finishes last judges completeness)"
+            )
+        return await self.judge(every, total, counters)
 
     async def judge(
         self, shards: list[ShardState], total: int | None, counters: RunCounters

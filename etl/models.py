@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, get_args
 
@@ -331,6 +332,10 @@ class StateStore(Protocol):
 
     async def try_lock(self) -> None:
         """Take the lock for this store's lifetime, or raise ``LockHeld`` at once."""
+        ...
+
+    def planning(self) -> AbstractAsyncContextManager[None]:
+        """Held while a run plans: tasks sharing the state plan one at a time."""
         ...
 
     async def start_run(self, strategy: str) -> int:

@@ -44,6 +44,7 @@ from etl.planning import plan_run
 from etl.scheduler import ShardScheduler
 from etl.settings import DEFAULTS
 from etl.splitting import Splitter
+from etl.tasks import TaskShare
 from etl.transform import RequiredFields, TransformResult, fill_incomplete
 
 
@@ -71,6 +72,7 @@ class PipelineOptions:
     max_in_flight: int = DEFAULTS.max_in_flight  # per lane: the adaptive limit's ceiling
     # answers slower than this stop a lane's growth: half the request timeout
     max_latency_s: float = DEFAULTS.request_timeout_s / 2
+    share: TaskShare | None = None  # task mode: load only this share of the plan (etl.tasks)
 
 
 @dataclass(slots=True)
@@ -149,13 +151,29 @@ class Run:
         self._required = RequiredFields(tuple(source.required_fields))
 
     async def plan(self) -> tuple[str, int | None]:
-        """Decide the shards of this run (see ``etl.planning``)."""
-        plan = await plan_run(
-            self.source, self.store, self.options, self.stop, same_dataset=self._guard.check
-        )
+        """Decide the shards of this run (see ``etl.planning``); tasks plan one at a time."""
+        async with self.store.planning():
+            plan = await plan_run(
+                self.source, self.store, self.options, self.stop, same_dataset=self._guard.check
+            )
         self.shards = plan.shards
         self._planned = plan.made
-        return plan.how, plan.total
+        share = self.options.share
+        if share is None:
+            return plan.how, plan.total
+        mine = [s for s in plan.shards if s.status != "done" and share.owns(s.shard_id)]
+        return f"{plan.how}; {share.label}: {len(mine)} unfinished shard(s) are its share", (
+            plan.total
+        )
+
+    def _todo(self) -> list[ShardState]:
+        """The unfinished shards this run loads: all, or its task's share."""
+        share = self.options.share
+        return [
+            s
+            for s in self.shards
+            if s.status != "done" and (share is None or share.owns(s.shard_id))
+        ]
 
     def _adopt(self, shard: ShardState) -> None:
         """A shard split off a busy one joins the run."""
@@ -167,7 +185,7 @@ class Run:
     async def execute(self) -> Outcome:
         planned, total = await self.plan()
         loaded_before = (await self.store.tally()).events
-        todo = [s for s in self.shards if s.status != "done"]
+        todo = self._todo()
         self._by_id.update((s.shard_id, s) for s in self.shards)
         for shard in todo:
             self._loading.assign(shard)
@@ -238,13 +256,14 @@ class Run:
             self._finished.set()
 
     async def _outcome(self, planned: str, total: int | None, loaded_before: int) -> Outcome:
-        unfinished = [s for s in self.shards if s.status != "done"]
-        complete = not unfinished and self.error is None and self._planned
+        complete = not self._todo() and self.error is None and self._planned
         status: FinalStatus = "succeeded" if complete else "partial"
         if self.error is not None:
             status = "failed"
         elif status == "succeeded":
-            status, self.stop_reason = await self._guard.judge(self.shards, total, self.counters)
+            status, self.stop_reason = await self._guard.judge_run(
+                self.shards, total, self.counters, self.options.share
+            )
         return Outcome(
             status=status,
             counters=self.counters,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from etl.errors import ConfigError
+from etl.tasks import TaskShare
 
 if TYPE_CHECKING:  # etl.models pulls in msgspec: keep `etl --help`/`etl status` light
     from etl.models import Strategy
@@ -86,6 +87,9 @@ class Settings:
     progress_interval_s: float = 10.0
     metrics_file: Path | None = None
     full_refresh: bool = False  # retire the sync state first and re-read the whole source
+    # task mode (etl.tasks): load only share shard_index of shard_count of the plan
+    shard_index: int | None = None
+    shard_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.api_url is not None:
@@ -142,10 +146,44 @@ class Settings:
             raise ConfigError("--feed-rate must be between 0.001 and 1000 requests/s")
         if self.max_runtime_s is not None and self.max_runtime_s <= 0:
             raise ConfigError("--max-runtime must be a positive number of seconds")
+        self._check_task()
         if self.events_concurrency == 0 and self.feed_concurrency == 0:
             raise ConfigError(
                 "at least one of --events-concurrency / --feed-concurrency must be > 0"
             )
+
+    def _check_task(self) -> None:
+        """Task mode needs both numbers, a shared database, and no --full-refresh (each task
+        would retire the others' progress: `etl reset` once, before the tasks, does it)."""
+        index, count = self.shard_index, self.shard_count
+        if index is None and count is None:
+            return
+        if count is None:
+            raise ConfigError("--shard-index needs --shard-count (ETL_SHARD_COUNT)")
+        if not 1 <= count <= 10_000:
+            raise ConfigError(f"--shard-count must be between 1 and 10000, got {count}")
+        if index is None or not 0 <= index < count:
+            raise ConfigError(
+                f"--shard-index must be between 0 and {count - 1} with --shard-count {count}, "
+                f"got {index}"
+            )
+        if self.database_url is None:
+            raise ConfigError(
+                "--shard-count needs --database-url (DATABASE_URL): every task must share "
+                "one PostgreSQL"
+            )
+        if self.full_refresh:
+            raise ConfigError(
+                "--full-refresh cannot run as a task (each would retire the others' progress); "
+                "run `etl reset --yes` once before the tasks instead"
+            )
+
+    @property
+    def share(self) -> TaskShare | None:
+        """Task mode's share of the plan, or None for a single-instance run."""
+        if self.shard_count is None or self.shard_index is None:
+            return None
+        return TaskShare(self.shard_index, self.shard_count)
 
     @property
     def effective_feed_window_s(self) -> float:

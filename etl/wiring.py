@@ -38,6 +38,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         max_event_chars=int(settings.max_event_kb * 1024),
         max_in_flight=settings.max_in_flight,
         max_latency_s=settings.request_timeout_s / 2,
+        share=settings.share,
     )
 
 

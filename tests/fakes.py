@@ -8,9 +8,10 @@ its rows; the store keeps its own copies of the shards, as a database would.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from etl.errors import EtlError
@@ -159,6 +160,10 @@ class MemoryStore:
 
     async def try_lock(self) -> None:
         self.locked = True
+
+    @contextlib.asynccontextmanager
+    async def planning(self) -> AsyncIterator[None]:
+        yield  # one process: nobody to plan against
 
     async def start_run(self, strategy: str) -> int:
         self.runs.append(RunRecord(strategy))

@@ -39,7 +39,7 @@ def summary(outcome: Outcome, elapsed_s: float) -> str:
     c = outcome.counters
     total = f"/{outcome.expected_total:,}" if outcome.expected_total else ""
     head = {
-        "succeeded": "ingest complete",
+        "succeeded": f"ingest complete ({outcome.reason})" if outcome.reason else "ingest complete",
         "partial": f"ingest stopped ({outcome.reason or 'unfinished'}); rerun to resume",
         "failed": f"ingest failed: {outcome.error}",
         "incomplete": f"ingest INCOMPLETE: {outcome.reason}",
@@ -213,6 +213,7 @@ async def _ingest(
                 on_delivery=delivery,
                 outage_s=settings.db_outage_s,
                 stop=stopper.stop,
+                share=settings.share,
             )
         )
         await sink.try_lock()

@@ -7,6 +7,7 @@ commands (`etl status`, `etl --help`) start fast.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from dataclasses import fields
@@ -18,7 +19,7 @@ import typer
 from etl.cli.options import ApiKey, ApiUrl, DatabaseUrl, DataDir, LogFormat, Quiet
 from etl.cli.push import DataboxKey, DataboxUrl, PushDatasets, PushRate, push_settings
 from etl.cli.root import app
-from etl.errors import EtlError, ExitCode
+from etl.errors import ConfigError, EtlError, ExitCode, task_exit_code
 from etl.settings import PushSettings, Settings
 
 # one source of truth for the defaults: the Settings dataclass
@@ -157,6 +158,24 @@ def ingest(
             "re-read the whole source, e.g. after it changed. Loaded rows are kept.",
         ),
     ] = _D["full_refresh"],
+    shard_index: Annotated[
+        int | None,
+        typer.Option(
+            envvar="ETL_SHARD_INDEX",
+            help="Task mode: this task's share of the plan, 0..N-1 (default: Kubernetes' "
+            "JOB_COMPLETION_INDEX when set).",
+            show_default=False,
+        ),
+    ] = None,
+    shard_count: Annotated[
+        int | None,
+        typer.Option(
+            envvar="ETL_SHARD_COUNT",
+            help="Task mode: the number of tasks N; this one loads only its share of the "
+            "shards (all tasks share one DATABASE_URL; retryable failures exit 75).",
+            show_default=False,
+        ),
+    ] = None,
     push: Annotated[
         bool,
         typer.Option(
@@ -186,6 +205,12 @@ def ingest(
         else:
             line = log_line(text, fmt=fmt, now_s=time.time(), stamp=not is_tty, fields=fields)
         typer.echo(line, err=error)
+
+    task = shard_count is not None
+
+    def leave(code: int) -> int:
+        """The exit code for ``code``: in task mode, a failure a retry can cure is 75."""
+        return task_exit_code(code) if task else code
 
     try:
         settings = Settings(
@@ -217,6 +242,8 @@ def ingest(
             progress_interval_s=progress_interval,
             metrics_file=metrics_file,
             full_refresh=full_refresh,
+            shard_index=_task_index(shard_index, shard_count),
+            shard_count=shard_count,
         )
         check_data_dir(settings.data_dir, embedded=settings.database_url is None)
         pushing = push_settings(databox_url, databox_key, push_dataset, push_rate) if push else None
@@ -235,24 +262,38 @@ def ingest(
             outcome, elapsed = asyncio.run(ingest_main(settings, reporter, pushing))
     except EtlError as exc:
         say(str(exc), error=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise typer.Exit(leave(exc.exit_code)) from None
     except StoppedAtStartup as stop:
         say(
             f"stopped by {stop.signal_name} during start-up; nothing was loaded; rerun to start",
             fields={"event": "summary", "status": "partial"},
         )
-        raise typer.Exit(ExitCode.PARTIAL) from None
+        raise typer.Exit(leave(ExitCode.PARTIAL)) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         say(
             "stopped at once by a second signal; what was committed stays, rerun to resume",
             fields={"event": "summary", "status": "partial"},
         )
-        raise typer.Exit(ExitCode.PARTIAL) from None
+        raise typer.Exit(leave(ExitCode.PARTIAL)) from None
     say(summary(outcome, elapsed), fields={"event": "summary", **summary_fields(outcome, elapsed)})
     if outcome.status == "succeeded":
         return
     if outcome.status == "partial":
-        raise typer.Exit(ExitCode.PARTIAL)
+        raise typer.Exit(leave(ExitCode.PARTIAL))
     if outcome.status == "incomplete":
         raise typer.Exit(ExitCode.INCOMPLETE)
-    raise typer.Exit(outcome.error.exit_code if outcome.error else ExitCode.INTERNAL)
+    raise typer.Exit(leave(outcome.error.exit_code if outcome.error else ExitCode.INTERNAL))
+
+
+def _task_index(given: int | None, count: int | None) -> int | None:
+    """The task's index: as given (flag or ETL_SHARD_INDEX), else a Kubernetes Indexed Job's
+    JOB_COMPLETION_INDEX when running as a task. Raises ``ConfigError`` on a non-number."""
+    if given is not None or count is None:
+        return given
+    raw = os.environ.get("JOB_COMPLETION_INDEX")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"JOB_COMPLETION_INDEX must be a number, got {raw!r}") from exc

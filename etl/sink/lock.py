@@ -2,6 +2,11 @@
 
 The lock lives as long as that connection, so it is released when the process exits or dies
 (kill -9 included: the server notices the closed socket). It is per database.
+
+In task mode (``etl.tasks``, ``share`` given) the ingest lock is held *shared*, so tasks run
+together while a single-instance ingest or `etl reset` (exclusive) waits for none of them,
+and the share's own lock ``(SHARE_LOCK_CLASS, index)`` exclusively: the same share twice is
+refused. ``planning()`` serialises planning between tasks.
 """
 
 from __future__ import annotations
@@ -9,11 +14,14 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from etl.errors import LockHeld
 from etl.pg import DB_ERRORS, Conn, connect, db_error
-from etl.sink.schema import INGEST_LOCK_KEY
+from etl.sink.schema import INGEST_LOCK_KEY, PLANNING_LOCK_KEY, SHARE_LOCK_CLASS
+from etl.tasks import TaskShare
 
 _APP_NAME = re.compile(r"^etl-ingest pid=(\d+) host=(\S*)")
 
@@ -26,6 +34,15 @@ WHERE l.locktype = 'advisory' AND l.granted
 LIMIT 1
 """
 
+_SHARE_HOLDER_SQL = """
+SELECT a.pid, a.application_name
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+"""
+
 
 def application_name() -> str:
     """How a lock holder names itself in pg_stat_activity (max 63 bytes)."""
@@ -33,16 +50,26 @@ def application_name() -> str:
 
 
 class IngestLock:
-    """``await acquire()`` takes the lock or raises ``LockHeld`` at once; ``release()`` drops it."""
+    """``await acquire()`` takes the lock or raises ``LockHeld`` at once; ``release()`` drops it.
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+    ``share``: task mode (the ingest lock shared, the share's lock exclusive)."""
+
+    def __init__(
+        self, dsn: str, *, connect_timeout: float = 10.0, share: TaskShare | None = None
+    ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self._conn: Conn | None = None
+        self.share = share
 
     @property
     def held(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def exclusive(self) -> bool:
+        """Held by a single-instance run: no other ingest can be alive."""
+        return self.held and self.share is None
 
     async def acquire(self) -> None:
         if self.held:
@@ -54,31 +81,67 @@ class IngestLock:
             server_settings={"application_name": application_name()},
         )
         try:
-            got = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", INGEST_LOCK_KEY)
-            if got:
-                self._conn = conn
-                return
-            holder = await conn.fetchrow(_HOLDER_SQL, INGEST_LOCK_KEY)
+            message = await self._take(conn)
         except DB_ERRORS as exc:
             await conn.close()
             raise db_error("taking the ingest lock", exc, self._dsn) from exc
+        if message is None:
+            self._conn = conn
+            return
         await conn.close()
-        raise LockHeld(_held_message(holder))
+        raise LockHeld(message)
+
+    async def _take(self, conn: Conn) -> str | None:
+        """Take the lock(s) on ``conn``: None when held, else why not."""
+        share = self.share
+        how = "pg_try_advisory_lock" if share is None else "pg_try_advisory_lock_shared"
+        if not await conn.fetchval(f"SELECT {how}($1::bigint)", INGEST_LOCK_KEY):
+            holder = await conn.fetchrow(_HOLDER_SQL, INGEST_LOCK_KEY)
+            return _held_message(holder)
+        if share is None:
+            return None
+        if await conn.fetchval(
+            "SELECT pg_try_advisory_lock($1::int, $2::int)", SHARE_LOCK_CLASS, share.index
+        ):
+            return None
+        holder = await conn.fetchrow(_SHARE_HOLDER_SQL, SHARE_LOCK_CLASS, share.index)
+        base = f"another etl ingest is running {share.label} against this database"
+        return _held_message(holder, base=base)
+
+    @asynccontextmanager
+    async def planning(self) -> AsyncIterator[None]:
+        """Hold the planning lock (waiting for a task that is planning) on the lock's
+        connection; a no-op for a single-instance run, which excludes every other already."""
+        conn = self._conn
+        if self.share is None or conn is None or conn.is_closed():
+            yield
+            return
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1::bigint)", PLANNING_LOCK_KEY)
+        except DB_ERRORS as exc:
+            raise db_error("taking the planning lock", exc, self._dsn) from exc
+        try:
+            yield
+        finally:
+            if not conn.is_closed():  # else closing the connection released it
+                with suppress(*DB_ERRORS):
+                    await conn.execute("SELECT pg_advisory_unlock($1::bigint)", PLANNING_LOCK_KEY)
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():
             return
         try:
-            await conn.execute("SELECT pg_advisory_unlock($1::bigint)", INGEST_LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_unlock_all()")
         except DB_ERRORS:
             pass  # closing the connection releases it anyway
         finally:
             await conn.close()
 
 
-def _held_message(holder: Any) -> str:
-    base = "another etl ingest is running against this database"
+def _held_message(
+    holder: Any, base: str = "another etl ingest is running against this database"
+) -> str:
     if holder is None:
         return f"{base} (it holds the ingest lock)"
     m = _APP_NAME.match(holder["application_name"] or "")

@@ -42,6 +42,7 @@ from etl.sink.lock import IngestLock
 from etl.sink.outage import Outage, is_connection_loss, quiet_asyncpg
 from etl.sink.purge import PurgeFilter, drop_purged, load_rules
 from etl.sink.schema import STAGE_DDL, STRIPPED_SQL, migrate
+from etl.tasks import TaskShare
 from etl.timestamps import EPOCH, to_utc
 
 __all__ = ["PostgresSink"]
@@ -112,8 +113,11 @@ class PostgresSink:
         direct_copy: bool = True,
         outage_s: float = DEFAULTS.db_outage_s,
         stop: asyncio.Event | None = None,
+        share: TaskShare | None = None,
     ) -> None:
+        """``share``: task mode (``etl.tasks``): the lock is the share's, planning is serialised."""
         self._dsn = dsn
+        self._share = share
         self.loaders = loaders
         self.run_id = run_id
         self.provider = provider
@@ -239,7 +243,9 @@ class PostgresSink:
     async def try_lock(self) -> None:
         """Take the ingest lock for this sink's lifetime, or raise ``LockHeld`` at once."""
         if self._lock is None:
-            self._lock = IngestLock(self._dsn, connect_timeout=self._connect_timeout)
+            self._lock = IngestLock(
+                self._dsn, connect_timeout=self._connect_timeout, share=self._share
+            )
         await self._lock.acquire()
         self._want_lock = True
 
@@ -253,6 +259,15 @@ class PostgresSink:
     @property
     def locked(self) -> bool:
         return self._lock is not None and self._lock.held
+
+    @asynccontextmanager
+    async def planning(self) -> AsyncIterator[None]:
+        """Plan alone: in task mode, under the planning lock (see ``etl.sink.lock``)."""
+        if self._lock is None:
+            yield
+            return
+        async with self._lock.planning():
+            yield
 
     async def unlock(self) -> None:
         self._want_lock = False
@@ -435,9 +450,9 @@ class PostgresSink:
 
     async def start_run(self, strategy: str, *, stale_after_s: float = 120.0) -> int:
         """Record a new 'running' run (its id becomes ``self.run_id``) after marking dead
-        'running' runs as 'failed': all of them if this sink holds the ingest lock, else those
-        whose heartbeat is older than ``stale_after_s``."""
-        locked = self.locked
+        'running' runs as 'failed': all of them if this sink holds the ingest lock alone, else
+        those whose heartbeat is older than ``stale_after_s`` (other tasks' runs are alive)."""
+        locked = self._lock is not None and self._lock.exclusive
 
         async def record(conn: Any) -> int:
             async with conn.transaction():

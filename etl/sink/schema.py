@@ -35,6 +35,10 @@ SCHEMA_VERSION = 7
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
 INGEST_LOCK_KEY = 0x65746C00
+# task mode (``etl.tasks``): tasks hold INGEST_LOCK_KEY shared, their share's lock
+# (SHARE_LOCK_CLASS, index) exclusively, and PLANNING_LOCK_KEY while they plan
+PLANNING_LOCK_KEY = 0x65746C03
+SHARE_LOCK_CLASS = 0x65746C04
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS events (
