@@ -90,3 +90,13 @@ async def test_an_indexed_job_with_a_killed_task_loads_every_id_once(
     assert len(summaries) == TASKS
     # the task that finished last found every shard done and judged the whole dataset
     assert any("its share is done" not in o for o in summaries)
+
+
+async def test_a_task_whose_database_is_down_asks_to_be_retried() -> None:
+    """A database that refuses connections is exit 6 for a single run; as a task it is 75,
+    so the orchestrator retries it (the error line says what happened)."""
+    env = task_env(1) | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/etl"}
+    proc = await etl("ingest", "--api-url", "http://127.0.0.1:1/api/v1", "--db-wait", "0", env=env)
+    code, output = await finish(proc)
+    assert code == ExitCode.TEMPFAIL, output
+    assert "PostgreSQL" in output and SECRET_KEY not in output
