@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from etl.source.datasync import REQUIRED_FIELDS
 from etl.source.decode import decode_page
+from etl.sources.events import REQUIRED_FIELDS
 from etl.transform import RequiredFields, transform_page
 
 REQUIRED = RequiredFields(REQUIRED_FIELDS)  # as the ingest checks them

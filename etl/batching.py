@@ -1,49 +1,51 @@
 """One fetched page -> one batch for the loader, and consecutive batches -> one transaction.
 
-Pure: no I/O. ``advance`` also moves the shard's in-memory state (position, cursor, status)
-to what the batch's checkpoint will commit.
+Pure: no I/O, and nothing of any one source: the page's records become rows through its
+``Stream.transform``. ``advance`` also moves the shard's in-memory state (position,
+cursor, status) to what the batch's checkpoint will commit.
 """
 
 from __future__ import annotations
 
-from etl.models import Batch, Checkpoint, Page, Position, Quarantined, ShardState
-from etl.transform import RequiredFields, TransformResult, transform_page
+from etl.models import (
+    Batch,
+    Checkpoint,
+    Page,
+    Position,
+    Quarantined,
+    ShardState,
+    Stream,
+    TransformResult,
+)
 
-# Timestamps sent in whole seconds read up to 999 ms early: the lower bound gets a second of
-# slack, so an event just above it is never left to a shard whose cursor starts below it.
-# The overlap is re-read, and the primary key absorbs it.
-BOUNDARY_SLACK_MS = 1_000
 
-
-def _lower(shard: ShardState) -> int | None:
-    return None if shard.lower_ts is None else shard.lower_ts - BOUNDARY_SLACK_MS
+def _lower(stream: Stream, shard: ShardState) -> int | None:
+    return None if shard.lower_ts is None else shard.lower_ts - stream.boundary_slack_ms
 
 
 def transform_for(
-    shard: ShardState,
-    page: Page,
-    required: RequiredFields | None = None,
-    max_text: int = 1 << 60,
+    stream: Stream, shard: ShardState, page: Page, max_text: int = 1 << 60
 ) -> TransformResult:
     """``page`` validated against ``shard``'s bounds (the shard is not moved)."""
-    return transform_page(
+    return stream.transform(
         page.events,
         shard_id=shard.shard_id,
-        lower_ts=_lower(shard),
+        lower_ts=_lower(stream, shard),
         upper_ts=shard.upper_ts,
-        required=required,
         max_text=max_text,
     )
 
 
-def advance(shard: ShardState, page: Page, result: TransformResult | None = None) -> Batch:
+def advance(
+    stream: Stream, shard: ShardState, page: Page, result: TransformResult | None = None
+) -> Batch:
     """The batch of ``page`` for ``shard``; the shard is done when the API has no more pages
-    or the page reached below the shard's lower bound (minus the slack). ``result`` is the
-    page's ``transform_for`` when the caller already has it; its events still incomplete are
-    quarantined."""
-    lower = _lower(shard)
+    or the page reached below the shard's lower bound (minus the stream's slack). ``result``
+    is the page's ``transform_for`` when the caller already has it; its records still
+    incomplete are quarantined."""
+    lower = _lower(stream, shard)
     if result is None:
-        result = transform_for(shard, page)
+        result = transform_for(stream, shard, page)
     reached_bottom = lower is not None and result.min_ts is not None and result.min_ts <= lower
     done = not page.has_more or not page.events or reached_bottom
     position = page.cursor_position or result.last
@@ -59,6 +61,27 @@ def advance(shard: ShardState, page: Page, result: TransformResult | None = None
         out_of_range=result.out_of_range,
         repeats=result.duplicates,
     )
+
+
+def fill_incomplete(stream: Stream, result: TransformResult, again: TransformResult) -> int:
+    """Complete copies from a re-read of the same page (``again``) replace ``result``'s
+    incomplete records (matched by the stream's key); returns how many were filled in.
+    Other records of ``again`` are ignored: ``result`` keeps its own rows, positions and
+    counts."""
+    if not result.incomplete:
+        return 0
+    key = stream.key_index
+    copies = {r[key]: r for r in again.records}
+    still: list[Quarantined] = []
+    for q in result.incomplete:
+        rec = copies.get(q.event_id) if q.event_id is not None else None
+        if rec is None:
+            still.append(q)
+        else:
+            result.records.append(rec)
+    filled = len(result.incomplete) - len(still)
+    result.incomplete = still
+    return filled
 
 
 def merge(batches: list[Batch]) -> Batch:
@@ -84,11 +107,15 @@ def merge(batches: list[Batch]) -> Batch:
 
 
 def skip_record(
-    shard: ShardState, position: Position, cursor: str | None, quarantined: Quarantined
+    stream: Stream,
+    shard: ShardState,
+    position: Position,
+    cursor: str | None,
+    quarantined: Quarantined,
 ) -> Batch:
     """The batch that steps ``shard`` over one record that cannot be read: the record goes
     to quarantine, the checkpoint to ``position`` (the record's) with ``cursor`` past it."""
-    lower = _lower(shard)
+    lower = _lower(stream, shard)
     done = lower is not None and position.ts_ms <= lower
     shard.position = position
     shard.cursor = None if done else cursor

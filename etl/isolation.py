@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from etl.batching import skip_record
 from etl.errors import BrokenPage
-from etl.models import Batch, Position, Quarantined, RunCounters, ShardState
+from etl.models import Batch, Position, Quarantined, RunCounters, ShardState, Stream
 
 KEPT_RAW_BYTES = 64 * 1024  # of an unreadable record, kept in quarantine
 
 
 class Isolation:
-    def __init__(self, page_size: int, counters: RunCounters) -> None:
+    def __init__(self, stream: Stream, page_size: int, counters: RunCounters) -> None:
+        self.stream = stream
         self.page_size = page_size
         self.counters = counters
         self._limits: dict[str, int] = {}  # shards isolating a broken record: their page size
@@ -51,4 +52,6 @@ class Isolation:
         extra = self.counters.extra
         extra["unreadable_records"] = extra.get("unreadable_records", 0) + 1
         self._limits[shard.shard_id] = 1
-        return skip_record(shard, position, exc.cursor, Quarantined(reason, text, position.id))
+        return skip_record(
+            self.stream, shard, position, exc.cursor, Quarantined(reason, text, position.id)
+        )

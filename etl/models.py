@@ -3,7 +3,8 @@
 Nothing here does I/O. ``pipeline`` and ``etl.wiring`` depend on these Protocols only, so
 another source, destination or state store drops in without touching them:
 
-    Source       where events come from: ``start()``, ``head()``, ``lanes()``
+    Stream       what a source feeds: columns, key, split kind, the page -> rows hook
+    Source       where a stream's records come from: ``start()``, ``head()``, ``lanes()``
     Lane         one way of fetching pages with its own budget
     Destination  where a batch of records goes: ``write(batch) -> WriteResult``
     StateStore   the sync's state: the lock, runs, shards and their heartbeat
@@ -23,8 +24,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, get_args
 
-import msgspec
-
 if TYPE_CHECKING:
     from etl.identity import SourceIdentity
 
@@ -39,34 +38,12 @@ class Position:
     id: str = ZERO_ID
 
 
-class RawEvent(msgspec.Struct, omit_defaults=True):
-    """One event as the API sent it. Loose on purpose: validation happens in transform.
-
-    ``properties`` and ``session`` stay raw JSON bytes: they go to jsonb as they came.
-    """
-
-    id: Any = None
-    sessionId: Any = None
-    userId: Any = None
-    type: Any = None
-    name: Any = None
-    properties: msgspec.Raw | None = None
-    timestamp: Any = None
-    session: msgspec.Raw | None = None
-
-
-class MalformedEvent(RawEvent, omit_defaults=True):
-    """An element of ``data`` that could not be decoded as an event; transform quarantines it."""
-
-    raw: str = ""  # the element's JSON text (invalid UTF-8 replaced)
-    error: str = ""
-
-
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One decoded response of a list endpoint."""
+    """One decoded response of a list endpoint: the stream's records as the lane decoded
+    them (its ``Stream.transform`` turns them into rows)."""
 
-    events: list[RawEvent]
+    events: list[Any]
     has_more: bool
     next_cursor: str | None
     total: int | None = None
@@ -75,22 +52,8 @@ class Page:
     cursor_position: Position | None = None
 
 
-# Column order of the ``events`` table as written by the sink (ingested_at is defaulted).
-EVENT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "session_id",
-    "user_id",
-    "type",
-    "name",
-    "occurred_at",
-    "properties",
-    "session",
-    "timestamp_raw",
-)
-# (id, session_id, user_id, type, name, occurred_at, properties json, session json, raw ts)
-Record: TypeAlias = tuple[
-    str, str | None, str | None, str, str | None, dt.datetime, str, str | None, str
-]
+# One row of a stream, in the order of its ``Stream.columns``.
+Record: TypeAlias = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +65,90 @@ class Quarantined:
     event_id: str | None = None
     # the required fields it lacked (an incomplete event: a complete copy may come later)
     missing: tuple[str, ...] = ()
+
+
+ColumnType = Literal["text", "integer", "bigint", "number", "boolean", "timestamp", "json", "uuid"]
+# How a stream is ordered and cut into independently resumable pieces:
+#   time_range    newest first by (timestamp, id); shards are time slices, split when busy
+#   cursor_chain  one chain of next-page requests, not splittable
+#   incremental   a cursor chain that asks only for what changed since a cursor field's value
+SplitKind = Literal["time_range", "cursor_chain", "incremental"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamColumn:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+
+
+@dataclass(slots=True)
+class TransformResult:
+    """One page of a stream as its ``transform`` judged it."""
+
+    records: list[Record] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    last: Position | None = None  # last record in page order with a valid (ts, id)
+    min_ts: int | None = None  # smallest ts_ms among the records ``last`` considers
+    out_of_range: int = 0  # outside (lower_ts, upper_ts]: owned by another shard
+    duplicates: int = 0  # repeated keys within the page (first one kept)
+    shard_id: str | None = None
+    # lacking required fields: re-read for a complete copy, else quarantined
+    incomplete: list[Quarantined] = field(default_factory=list)
+
+    @property
+    def positions(self) -> tuple[Position | None, int | None]:
+        return self.last, self.min_ts
+
+
+class PageTransform(Protocol):
+    """A stream's hook: one page's raw records -> rows, rejects and where the page ends.
+
+    Pure. Keeps only records inside the shard's ``(lower_ts, upper_ts]`` (None: unbounded),
+    counting the others ``out_of_range``; a record larger than ``max_text`` characters is
+    quarantined. The pipeline turns the result into a batch and its checkpoint
+    (``etl.batching.advance``)."""
+
+    def __call__(
+        self,
+        records: list[Any],
+        *,
+        shard_id: str | None,
+        lower_ts: int | None,
+        upper_ts: int | None,
+        max_text: int,
+    ) -> TransformResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """What the engine knows of a stream: its table, its key, how it is cut, and the hook
+    that turns its pages into rows. The pipeline, batching, loading and planning take it as
+    data and assume nothing else about a source.
+
+    ``boundary_slack_ms``: a shard's lower bound is widened by this much when a page is
+    judged (a source whose timestamps may read early, e.g. sent in whole seconds)."""
+
+    name: str
+    columns: tuple[StreamColumn, ...]
+    primary_key: tuple[str, ...]
+    transform: PageTransform
+    split: SplitKind = "time_range"
+    boundary_slack_ms: int = 0
+    table: str = ""  # "": the stream's name
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def table_name(self) -> str:
+        return self.table or self.name
+
+    @property
+    def key_index(self) -> int:
+        """Where a row holds the (first) primary-key column."""
+        return self.column_names.index(self.primary_key[0])
 
 
 ShardStatus = Literal["pending", "running", "done"]
@@ -279,7 +326,7 @@ class Lane(Protocol):
 
 
 class Source(Protocol):
-    """Where events come from. Knows HTTP, not SQL."""
+    """Where a stream's records come from. Knows HTTP, not SQL."""
 
     async def start(self) -> str:
         """Get ready (e.g. choose the lanes the API allows); a one-line description."""
@@ -301,10 +348,10 @@ class Source(Protocol):
     def lanes(self) -> list[Lane]: ...
 
     @property
-    def required_fields(self) -> tuple[str, ...]:
-        """The fields every event of this stream carries (wire names). An event lacking one
-        is a fault of that response: its page is re-read, and what stays incomplete is
-        quarantined, never loaded stripped."""
+    def stream(self) -> Stream:
+        """The stream it feeds: its table, key, split kind and page transform. A record
+        its transform finds incomplete is a fault of that response: the page is re-read,
+        and what stays incomplete is quarantined, never loaded stripped."""
         ...
 
 

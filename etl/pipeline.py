@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from etl import identity as ident
 from etl import planner
 from etl.aio import first_error, until_stopped
-from etl.batching import advance, transform_for
+from etl.batching import advance, fill_incomplete, transform_for
 from etl.errors import AuthError, BrokenPage, EtlError, RateLimited, SourceError
 from etl.guard import DatasetGuard
 from etl.heartbeat import tick
@@ -39,13 +39,13 @@ from etl.models import (
     ShardState,
     Source,
     StateStore,
+    TransformResult,
 )
 from etl.planning import plan_run
 from etl.scheduler import ShardScheduler
 from etl.settings import DEFAULTS
 from etl.splitting import Splitter
 from etl.tasks import TaskShare
-from etl.transform import RequiredFields, TransformResult, fill_incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +146,9 @@ class Run:
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
-        self._isolation = Isolation(options.page_size, self.counters)
+        self.stream = source.stream
+        self._isolation = Isolation(self.stream, options.page_size, self.counters)
         self._planned = True  # False: stopped before the plan was made
-        self._required = RequiredFields(tuple(source.required_fields))
 
     async def plan(self) -> tuple[str, int | None]:
         """Decide the shards of this run (see ``etl.planning``); tasks plan one at a time."""
@@ -402,10 +402,10 @@ class Run:
     async def _queue(self, lane: Lane, shard: ShardState, page: Page) -> None:
         """Transform ``page`` (re-reading it for incomplete events) and queue its batch."""
         self.counters.pages += 1
-        result = transform_for(shard, page, self._required, self.options.max_event_chars)
+        result = transform_for(self.stream, shard, page, self.options.max_event_chars)
         if result.incomplete:
             await self._reread(lane, shard, result)
-        batch = advance(shard, page, result)
+        batch = advance(self.stream, shard, page, result)
         if self._guard.overwrite:
             batch = replace(batch, overwrite=True)
         # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
@@ -460,8 +460,8 @@ class Run:
                 break
             if not ok or again is None:
                 break
-            again_result = transform_for(shard, again, self._required, self.options.max_event_chars)
-            filled = fill_incomplete(result, again_result)
+            again_result = transform_for(self.stream, shard, again, self.options.max_event_chars)
+            filled = fill_incomplete(self.stream, result, again_result)
             extra["incomplete_reread"] = extra.get("incomplete_reread", 0) + filled
             if not result.incomplete:
                 return

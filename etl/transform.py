@@ -1,4 +1,7 @@
-"""Decoded events -> rows for ``events`` (``Record``) or ``Quarantined``. Pure, no I/O.
+"""DataSync's page transform: decoded events -> rows of ``events`` or ``Quarantined``.
+
+Pure, no I/O. ``EventsTransform`` is the ``events`` stream's ``PageTransform`` hook
+(``etl.source.datasync.events_stream``).
 
 Per event, in this order:
 
@@ -19,7 +22,7 @@ Per event, in this order:
 5. ``required`` (the stream's declaration, ``RequiredFields``): an in-range event lacking
    any of them (key absent, or JSON null) is *incomplete*: it goes to ``incomplete``, not to
    ``records``, with a reason naming the fields. The caller re-reads the page for a complete
-   copy (``fill_incomplete``) and quarantines what stays incomplete: a stripped row is
+   copy (``etl.batching.fill_incomplete``) and quarantines what stays incomplete: a stripped row is
    never loaded as if it were the event.
 
 ``last`` is the position (ts_ms, id) of the last event in page order with a valid id and
@@ -35,13 +38,13 @@ import operator
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from etl.errors import TimestampError
-from etl.models import MalformedEvent, Position, Quarantined, RawEvent, Record
+from etl.models import Position, Quarantined, Record, TransformResult
+from etl.sources.events import MalformedEvent, RawEvent
 from etl.timestamps import EPOCH, MAX_EPOCH_MS, timestamp_raw, to_utc
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -52,22 +55,6 @@ _NO_BOUND_LO, _NO_BOUND_HI = -(2**63), 2**63
 _RAW_FIELDS = frozenset({"properties", "session"})  # msgspec.Raw on the wire
 _NULL_RAW = msgspec.Raw(b"null")
 INCOMPLETE_PREFIX = "missing required fields: "
-
-
-@dataclass(slots=True)
-class TransformResult:
-    records: list[Record] = field(default_factory=list)
-    quarantined: list[Quarantined] = field(default_factory=list)
-    last: Position | None = None  # last event in page order with a valid (ts, id)
-    min_ts: int | None = None  # smallest ts_ms among the events ``last`` considers
-    out_of_range: int = 0  # outside (lower_ts, upper_ts]: owned by another shard
-    duplicates: int = 0  # repeated ids within the page (first one kept)
-    shard_id: str | None = None
-    incomplete: list[Quarantined] = field(default_factory=list)  # lacking required fields
-
-    @property
-    def positions(self) -> tuple[Position | None, int | None]:
-        return self.last, self.min_ts
 
 
 def canonical_uuid(value: object) -> str | None:
@@ -133,25 +120,6 @@ def incomplete_reason(missing: list[str]) -> str:
     return f"{INCOMPLETE_PREFIX}{', '.join(missing)}"
 
 
-def fill_incomplete(result: TransformResult, again: TransformResult) -> int:
-    """Complete copies from a re-read of the same page (``again``) replace ``result``'s
-    incomplete events; returns how many were filled in. Other events of ``again`` are
-    ignored: ``result`` keeps its own records, positions and counts."""
-    if not result.incomplete:
-        return 0
-    copies = {r[0]: r for r in again.records}
-    still: list[Quarantined] = []
-    for q in result.incomplete:
-        rec = copies.get(q.event_id) if q.event_id is not None else None
-        if rec is None:
-            still.append(q)
-        else:
-            result.records.append(rec)
-    filled = len(result.incomplete) - len(still)
-    result.incomplete = still
-    return filled
-
-
 def transform_page(
     events: list[RawEvent],
     *,
@@ -180,6 +148,34 @@ def transform_page(
         loaded = {r[0] for r in out.records}
         out.incomplete = [q for q in out.incomplete if q.event_id not in loaded]
     return out
+
+
+class EventsTransform:
+    """The ``events`` stream's ``PageTransform``: ``transform_page`` with the stream's
+    required fields."""
+
+    __slots__ = ("required",)
+
+    def __init__(self, required: tuple[str, ...]) -> None:
+        self.required = RequiredFields(required)
+
+    def __call__(
+        self,
+        records: list[Any],
+        *,
+        shard_id: str | None,
+        lower_ts: int | None,
+        upper_ts: int | None,
+        max_text: int,
+    ) -> TransformResult:
+        return transform_page(
+            records,
+            shard_id=shard_id,
+            lower_ts=lower_ts,
+            upper_ts=upper_ts,
+            required=self.required,
+            max_text=max_text,
+        )
 
 
 # One event with a valid id and timestamp inside the shard: (event, id, instant, raw time).

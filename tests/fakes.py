@@ -23,14 +23,16 @@ from etl.models import (
     Lane,
     Page,
     Position,
-    RawEvent,
     Record,
     RunCounters,
     RunStatus,
     ShardState,
+    Stream,
     Tally,
     WriteResult,
 )
+from etl.source.datasync import events_stream
+from etl.sources.events import RawEvent
 
 T0_MS = 1_769_541_612_369  # the newest event of the real dataset
 
@@ -82,7 +84,7 @@ class FakeLane:
             raise self.fail
         if gate is not None:  # the answer is in: the caller takes its page credit
             await gate()
-        stream = self.source.stream()
+        stream = self.source.records()
         if shard.position is not None:  # after the last committed event (ts, id) DESC
             after = (shard.position.ts_ms, shard.position.id)
             start = next((i for i, ev in enumerate(stream) if _key(ev) < after), len(stream))
@@ -97,6 +99,9 @@ class FakeLane:
         return Page(events, more, "next" if more else None, len(stream), last)
 
 
+_STREAM = events_stream(required=("id", "type", "timestamp"))
+
+
 class FakeSource:
     """Events newest first through ``lanes`` fetchers; ``add`` makes newer ones appear."""
 
@@ -108,7 +113,7 @@ class FakeSource:
     def add(self, events: list[RawEvent]) -> None:
         self._events = sorted(self._events + events, key=_key, reverse=True)
 
-    def stream(self) -> list[RawEvent]:
+    def records(self) -> list[RawEvent]:
         return self._events
 
     async def start(self) -> str:
@@ -116,8 +121,8 @@ class FakeSource:
         return f"fetching through {self.strategy_used}"
 
     @property
-    def required_fields(self) -> tuple[str, ...]:
-        return ("id", "type", "timestamp")
+    def stream(self) -> Stream:
+        return _STREAM
 
     @property
     def strategy_used(self) -> str:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from etl.batching import BOUNDARY_SLACK_MS, advance, merge
-from etl.models import Checkpoint, Page, Position, RawEvent, ShardState
+from etl.batching import advance as advance_stream
+from etl.batching import merge
+from etl.models import Batch, Checkpoint, Page, Position, ShardState
+from etl.source.datasync import events_stream
+from etl.sources.events import BOUNDARY_SLACK_MS, RawEvent
 
 T = 1_769_541_612_369
+STREAM = events_stream(required=())  # nothing beyond a valid id and time
+
+
+def advance(shard: ShardState, page: Page) -> Batch:
+    return advance_stream(STREAM, shard, page)
 
 
 def ev(n: int, ts: int) -> RawEvent:

@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 
 from etl.clock import FakeClock
-from etl.models import Position, RawEvent
+from etl.models import Position
 from etl.source.decode import salvage_position
+from etl.sources.events import RawEvent
 from etl.transform import transform_page
 from tests.ingest_harness import ingest, loaded_ids, query
 from tests.test_ingest import EVENTS, start

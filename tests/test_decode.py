@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from etl.errors import TransientSourceError
-from etl.models import MalformedEvent
 from etl.source.decode import DecodeError, decode_error_body, decode_page
+from etl.sources.events import MalformedEvent
 
 EVENT = (
     b'{"id":"56a349b5-7243-4e0c-9fd8-f2c1eb2a5d35",'

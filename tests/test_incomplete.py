@@ -9,10 +9,11 @@ from typing import Any
 
 import msgspec
 
+from etl.batching import fill_incomplete
 from etl.clock import FakeClock
-from etl.models import RawEvent
-from etl.source.datasync import REQUIRED_FIELDS
-from etl.transform import RequiredFields, fill_incomplete, transform_page
+from etl.source.datasync import EVENTS as EVENTS_STREAM
+from etl.sources.events import REQUIRED_FIELDS, RawEvent
+from etl.transform import RequiredFields, transform_page
 from tests.ingest_harness import Recorder, ingest, loaded_ids, query
 from tests.test_ingest import EVENTS, assert_exact, start
 
@@ -66,7 +67,7 @@ def test_a_reread_fills_in_complete_copies_only() -> None:
     required = RequiredFields(REQUIRED_FIELDS)
     first = transform_page([event(1, name=...), event(2, userId=None)], required=required)
     again = transform_page([event(1), event(2, userId=None)], required=required)
-    assert fill_incomplete(first, again) == 1
+    assert fill_incomplete(EVENTS_STREAM, first, again) == 1
     assert [r[0] for r in first.records] == [event(1).id]
     assert [q.event_id for q in first.incomplete] == [event(2).id]
 

@@ -12,7 +12,8 @@ import pytest
 
 from etl.delivery import DeliveryLog
 from etl.metrics import render_metrics, write_metrics
-from etl.models import EVENT_COLUMNS, Delivery, RunCounters, ShardState
+from etl.models import Delivery, RunCounters, ShardState
+from etl.sources.events import EVENT_COLUMNS
 
 # name{labels} value, as the exposition format defines a sample line.
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+]+)$")

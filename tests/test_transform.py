@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from etl.models import EVENT_COLUMNS, Position, RawEvent
+from etl.models import Position
 from etl.source.decode import decode_page
+from etl.sources.events import EVENT_COLUMNS, RawEvent
 from etl.transform import canonical_uuid, event_position, transform_page
 
 ID = "56a349b5-7243-4e0c-9fd8-f2c1eb2a5d35"

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from etl.models import ColumnType
+
 AuthType = Literal["none", "api_key", "bearer", "oauth2_client_credentials", "oauth2_refresh_token"]
 PaginatorType = Literal["none", "link_header", "cursor", "offset", "page_number"]
-ColumnType = Literal["text", "integer", "bigint", "number", "boolean", "timestamp", "json", "uuid"]
 Action = Literal["retry", "reset_pagination", "refresh_token_then_retry", "fail", "ignore"]
 ResetFormat = Literal["auto", "epoch", "seconds"]
 

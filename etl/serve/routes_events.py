@@ -18,11 +18,11 @@ import msgspec
 from aiohttp import web
 
 from etl.errors import TransientSourceError
-from etl.models import RawEvent
 from etl.serve.app import CTX
 from etl.serve.envelope import ApiError, bad_request
 from etl.sink.single import insert_events
 from etl.source.decode import decode_page
+from etl.sources.events import RawEvent
 from etl.transform import transform_page
 
 _FIELDS = re.compile(r"\b(id|timestamp|type|name|sessionId|userId|properties|session)\b")

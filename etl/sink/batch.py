@@ -32,10 +32,11 @@ from typing import Any
 import asyncpg
 
 from etl.errors import SinkError
-from etl.models import EVENT_COLUMNS, Batch, Delivery, Quarantined, WriteResult
+from etl.models import Batch, Delivery, Quarantined, WriteResult
 from etl.pg import Conn
 from etl.sink import outbox, rollups
 from etl.sink.schema import STAGE_TABLE, STRIPPED_SQL
+from etl.sources.events import EVENT_COLUMNS
 
 
 def _stripped(alias: str) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from etl.models import EVENT_COLUMNS, Quarantined, Record
+from etl.models import Quarantined, Record
 from etl.sink import rollups
 from etl.sink.batch import _UPSERT_QUARANTINE, _quarantine_args
+from etl.sources.events import EVENT_COLUMNS
 
 _COLS = ", ".join(EVENT_COLUMNS)
 _INSERT = f"""

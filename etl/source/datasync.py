@@ -1,4 +1,4 @@
-"""The DataSync source: picks the lanes (feed and/or /events) and finds the head."""
+"""The DataSync source: its ``events`` stream, the lanes (feed and/or /events), the head."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 import etl.ratelimit as ratelimit
 from etl.errors import AuthError, BrokenPage, PermanentSourceError, SourceError, StreamTokenError
-from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy
+from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy, Stream
 from etl.settings import DEFAULTS, FEED_WINDOW_S
 from etl.source.feed import StreamToken
 from etl.source.http import Http
 from etl.source.lanes import EventsLane, FeedLane, wall_ms
 from etl.source.retry import RetryLog, RetryPolicy
+from etl.sources import events
+from etl.sources.events import REQUIRED_FIELDS
+from etl.transform import EventsTransform, event_position
 
 ANCHOR_PAGE = 1000  # events read around an anchor: its second, however dense the data
 
@@ -37,24 +40,26 @@ class SourceOptions:
     backoff_cap_s: float = 30.0
 
 
-# Every recorded event carries all of these, never null (spec §3.1); the feed announces
-# injected field removal with ``X-Chaos-Applied: missingFields``.
-REQUIRED_FIELDS = (
-    "id",
-    "sessionId",
-    "userId",
-    "type",
-    "name",
-    "properties",
-    "timestamp",
-    "session",
-)
+def events_stream(required: tuple[str, ...] = REQUIRED_FIELDS) -> Stream:
+    """DataSync's one stream: ``events``, newest first by (timestamp, id), cut into time
+    slices; an event lacking one of ``required`` (API field names) is incomplete."""
+    return Stream(
+        name=events.STREAM,
+        columns=events.COLUMNS,
+        primary_key=events.PRIMARY_KEY,
+        transform=EventsTransform(required),
+        split="time_range",
+        boundary_slack_ms=events.BOUNDARY_SLACK_MS,
+    )
+
+
+EVENTS = events_stream()
 
 
 class DataSyncSource:
     """Implements models.Source over one Http session."""
 
-    required_fields = REQUIRED_FIELDS
+    stream = EVENTS
 
     def __init__(
         self,
@@ -147,8 +152,6 @@ class DataSyncSource:
 
     async def contains(self, anchor: Position) -> bool:
         """One request: the events within a second of ``anchor`` include its id."""
-        from etl.transform import event_position  # pure helper; no cycle at import time
-
         lane = self._lanes[0]
         ticket = await lane.acquire()
         around = ShardState("anchor", lower_ts=anchor.ts_ms - 1000, upper_ts=anchor.ts_ms + 999)
@@ -175,8 +178,6 @@ class DataSyncSource:
             return None, page.total
         if page.cursor_position is not None:  # exact, even if the event itself is invalid
             return page.cursor_position, page.total
-        from etl.transform import event_position  # pure helper; no cycle at import time
-
         position = event_position(page.events[0])
         if position is None:
             raise PermanentSourceError(

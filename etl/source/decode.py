@@ -35,8 +35,9 @@ from etl.errors import (
     DecodeError,  # re-exported: the decoder's failure
     TimestampError,
 )
-from etl.models import MalformedEvent, Page, Position, RawEvent
+from etl.models import Page, Position
 from etl.source import cursors
+from etl.sources.events import MalformedEvent, RawEvent
 from etl.timestamps import EPOCH, to_utc
 
 __all__ = ["DecodeError", "decode_error_body", "decode_page"]

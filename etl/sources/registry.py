@@ -19,23 +19,12 @@ from pathlib import Path
 
 from etl.errors import ConfigError
 from etl.rest.load import load
-from etl.rest.spec import AuthSpec, Column, ColumnType, Incremental, SourceSpec, StreamSpec
+from etl.rest.spec import AuthSpec, Column, Incremental, SourceSpec, StreamSpec
+from etl.sources import events
 
 SPECS = Path(__file__).parent / "specs"
 ENTRY_POINT_GROUP = "etl.sources"
-DATASYNC_STREAMS = ("events",)
-
-_DATASYNC_COLUMNS: tuple[tuple[str, ColumnType, str], ...] = (
-    ("id", "uuid", "id"),
-    ("session_id", "uuid", "sessionId"),
-    ("user_id", "uuid", "userId"),
-    ("type", "text", "type"),
-    ("name", "text", "name"),
-    ("occurred_at", "timestamp", "timestamp"),
-    ("properties", "json", "properties"),
-    ("session", "json", "session"),
-    ("timestamp_raw", "text", "timestamp"),
-)
+DATASYNC_STREAMS = (events.STREAM,)
 
 #: DataSync described in the same terms as a spec (for `etl discover datasync`); its
 #: reading is the built-in Python source (etl/source/), split into time-range shards.
@@ -46,14 +35,14 @@ DATASYNC = SourceSpec(
     base_url="${DATASYNC_API_URL}",
     streams=(
         StreamSpec(
-            name="events",
+            name=events.STREAM,
             path="/events",
-            primary_key=("id",),
-            table="events",
+            primary_key=events.PRIMARY_KEY,
+            table=events.STREAM,
             incremental=Incremental(cursor_field="occurred_at", lookback_s=1.0),
             columns=tuple(
-                Column(name, kind, (source,), nullable=name not in ("type", "occurred_at"))
-                for name, kind, source in _DATASYNC_COLUMNS
+                Column(c.name, c.type, (events.SOURCE_FIELDS[c.name],), nullable=c.nullable)
+                for c in events.COLUMNS
             ),
         ),
     ),
