@@ -87,7 +87,9 @@ def test_sandbox_help_is_readable_at_80_columns() -> None:
     from typer.main import get_command
 
     from etl.cli import app
+    from etl.cli.root import load_all
 
+    load_all()  # commands register when their module is imported
     done = run("sandbox", "--help", env=clean_env(COLUMNS="80"))
     assert done.returncode == 0
     assert max(len(line) for line in done.stdout.splitlines()) <= 80

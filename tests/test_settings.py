@@ -61,9 +61,11 @@ def test_every_ingest_option_defaults_to_the_settings_default() -> None:
     import typer.main
 
     from etl.cli import app
+    from etl.cli.root import load_all
     from etl.settings import Settings
 
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    load_all()  # commands register when their module is imported
     command = typer.main.get_command(app).commands["ingest"]
     checked = 0
     for param in command.params:
