@@ -90,6 +90,7 @@ class Settings:
     # task mode (etl.tasks): load only share shard_index of shard_count of the plan
     shard_index: int | None = None
     shard_count: int | None = None
+    shard_offset: int = 0  # a fleet's source: its shards' first position (etl.fleet)
 
     def __post_init__(self) -> None:
         if self.api_url is not None:
@@ -156,6 +157,8 @@ class Settings:
         """Task mode needs both numbers, a shared database, and no --full-refresh (each task
         would retire the others' progress: `etl reset` once, before the tasks, does it)."""
         index, count = self.shard_index, self.shard_count
+        if self.shard_offset < 0:
+            raise ConfigError(f"shard_offset must be >= 0, got {self.shard_offset}")
         if index is None and count is None:
             return
         if count is None:
@@ -183,7 +186,7 @@ class Settings:
         """Task mode's share of the plan, or None for a single-instance run."""
         if self.shard_count is None or self.shard_index is None:
             return None
-        return TaskShare(self.shard_index, self.shard_count)
+        return TaskShare(self.shard_index, self.shard_count, self.shard_offset)
 
     @property
     def effective_feed_window_s(self) -> float:

@@ -31,17 +31,25 @@ def stable_index(shard_id: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TaskShare:
-    """Share ``index`` of ``count`` (0 <= index < count)."""
+    """Share ``index`` of ``count`` (0 <= index < count). ``offset`` shifts the numbers of
+    one source's shards into a fleet's positions (``etl.fleet``): shard k is at k + offset."""
 
     index: int
     count: int
+    offset: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"share index {self.index} is not in 0..{self.count - 1}")
+        if self.offset < 0:
+            raise ValueError(f"share offset {self.offset} is negative")
 
     def owns(self, shard_id: str) -> bool:
-        return stable_index(shard_id) % self.count == self.index
+        return self.owns_number(stable_index(shard_id))
+
+    def owns_number(self, number: int) -> bool:
+        """Whether the shard numbered ``number`` in its plan is in this share."""
+        return (number + self.offset) % self.count == self.index
 
     @property
     def label(self) -> str:

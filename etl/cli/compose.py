@@ -142,7 +142,7 @@ class StoppedAtStartup(Exception):
         self.signal_name = signal_name
 
 
-class _Stopper:
+class Stopper:
     """Turns SIGINT/SIGTERM into a stop: during start-up, cancel it (nothing is loaded yet);
     during the run, a graceful stop; a second signal during the run stops at once."""
 
@@ -172,11 +172,12 @@ async def ingest_main(
 
     With ``push``, the outbox is drained into Databox as batches commit, and the rest once
     the load has ended (the push's errors are raised after the run is recorded)."""
-    stopper = _Stopper(asyncio.current_task())
+    tune_gc()
+    stopper = Stopper(asyncio.current_task())
     signals.listen(asyncio.get_running_loop(), stopper)
     quiet_loop_errors(asyncio.get_running_loop())
     try:
-        return await _ingest(settings, reporter, stopper, push)
+        return await ingest_one(settings, reporter, stopper, push)
     except asyncio.CancelledError:
         if stopper.run is None and stopper.startup_signal is not None:
             raise StoppedAtStartup(stopper.startup_signal) from None
@@ -185,13 +186,17 @@ async def ingest_main(
         signals.stop_listening()
 
 
-async def _ingest(
-    settings: Settings, reporter: Reporter, stopper: _Stopper, push: PushSettings | None
-) -> tuple[Outcome, float]:
-    # Pages make millions of short-lived objects and no reference cycles: collect the young
-    # generation less often and leave start-up objects out of every scan.
+def tune_gc() -> None:
+    """Pages make millions of short-lived objects and no reference cycles: collect the young
+    generation less often and leave start-up objects out of every scan (once per process)."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+async def ingest_one(
+    settings: Settings, reporter: Reporter, stopper: Stopper, push: PushSettings | None
+) -> tuple[Outcome, float]:
+    """One ingest with its parts opened and closed; signals are the caller's (``stopper``)."""
     clock = MonotonicClock()
     counters = RunCounters()
     started = time.monotonic()

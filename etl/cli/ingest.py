@@ -176,6 +176,15 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="ETL_FLEET",
+            help="A fleet file (YAML or TOML) of many sources: load this task's share of all "
+            "their shards, each source into its own database on DATABASE_URL's server.",
+            show_default=False,
+        ),
+    ] = None,
     push: Annotated[
         bool,
         typer.Option(
@@ -206,6 +215,7 @@ def ingest(
             line = log_line(text, fmt=fmt, now_s=time.time(), stamp=not is_tty, fields=fields)
         typer.echo(line, err=error)
 
+    shard_count = 1 if fleet is not None and shard_count is None else shard_count  # 0 of 1
     task = shard_count is not None
 
     def leave(code: int) -> int:
@@ -246,6 +256,11 @@ def ingest(
             shard_count=shard_count,
         )
         check_data_dir(settings.data_dir, embedded=settings.database_url is None)
+        if fleet is not None:
+            from etl.cli.fleet import run_fleet
+
+            code = run_fleet(fleet, settings, api_url, push, say=say, fmt=fmt, stamp=not is_tty)
+            raise typer.Exit(code)
         pushing = push_settings(databox_url, databox_key, push_dataset, push_rate) if push else None
     except EtlError as exc:
         say(str(exc), error=True)
