@@ -1,7 +1,7 @@
 """etl ingest as N mapped Airflow tasks (dynamic task mapping), one per share of the plan.
 
-An example, not a dependency of etl: copy it into your DAGs folder (Airflow >= 2.7; in
-Airflow 3 import ``dag``/``task`` from ``airflow.sdk``). Every mapped task runs
+An example, not a dependency of etl: copy it into your DAGs folder (Airflow >= 2.7; run
+for real under Airflow 3.3.2 by ``bench/bench_airflow.py``). Every mapped task runs
 ``etl ingest --shard-index I --shard-count N`` against the same DATABASE_URL; a retried
 task resumes its shards from their progress rows. The exit code decides the retry:
 75 (temporary) is retried, 2/4/10/11 (configuration, API key, different dataset,
@@ -15,14 +15,21 @@ Two flavours:
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import timedelta
 
 import pendulum
-from airflow.decorators import dag, task
 from airflow.exceptions import AirflowException, AirflowFailException
 
-SHARD_COUNT = 8  # tasks per run; the plan itself has ETL_SHARDS time shards (>= this)
+try:
+    from airflow.sdk import dag, task  # Airflow 3
+except ImportError:  # Airflow 2
+    from airflow.decorators import dag, task
+
+# tasks per run (the plan itself has ETL_SHARDS time shards, >= this), and the etl command
+SHARD_COUNT = int(os.environ.get("ETL_SHARD_COUNT", "8"))
+ETL = os.environ.get("ETL_COMMAND", "etl")  # e.g. /opt/etl/.venv/bin/etl
 DO_NOT_RETRY = {2: "configuration", 4: "API key rejected", 10: "different dataset",
                 11: "incomplete data"}
 DEFAULTS = {
@@ -41,7 +48,7 @@ def etl_ingest_shards() -> None:
         # DATABASE_URL, DATASYNC_API_URL, DATASYNC_API_KEY come from the worker's
         # environment (or set them here from an Airflow Connection / Variable)
         code = subprocess.run(
-            ["etl", "ingest", "--shard-index", str(index),
+            [ETL, "ingest", "--shard-index", str(index),
              "--shard-count", str(SHARD_COUNT), "--log-format", "json"],
             check=False,
         ).returncode
