@@ -1,12 +1,11 @@
 """The run: fetchers -> transform -> per-loader bounded queues -> destination, in one TaskGroup.
 
-Every lane of the source gets fetchers up to its in-flight limit, which the run finds by
-itself (``etl.inflight``; ``lane.concurrency`` is where it starts). A fetcher waits for a
-slot and its lane's budget, takes an idle shard, fetches its next page (taking a page credit
-only when the response arrives), transforms it and queues the batch for the shard's loader.
-A throttled request gives its shard back at once, for a lane that has budget. A shard
-always goes to the same loader, so its checkpoints commit in page order: a crash can never
-leave a later page committed before an earlier one.
+The run takes the source's ``Stream`` as data (its transform, key and split kind) and
+never names a source. Every lane of the source gets fetchers up to its in-flight limit,
+which the run finds by itself (``etl.inflight``; ``lane.concurrency`` is where it starts);
+what one fetcher does is ``etl.fetching``. A shard always goes to the same loader, so its
+checkpoints commit in page order: a crash can never leave a later page committed before an
+earlier one.
 
 Stopping (signal, ``--max-runtime``, or a fatal source error) is graceful: fetchers stop
 and abandon requests in flight, loaders commit what is queued, and the run ends partial.
@@ -16,30 +15,27 @@ Imports no aiohttp, asyncpg or rich: the parts arrive as Protocols.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from etl import identity as ident
 from etl import planner
-from etl.aio import first_error, until_stopped
-from etl.batching import advance, fill_incomplete, transform_for
-from etl.errors import AuthError, BrokenPage, EtlError, RateLimited, SourceError
+from etl.aio import first_error
+from etl.errors import EtlError
+from etl.fetching import Fetching
 from etl.guard import DatasetGuard
 from etl.heartbeat import tick
 from etl.inflight import InFlight
-from etl.isolation import Isolation
 from etl.loading import Loaders
 from etl.models import (
     Clock,
     Destination,
     FinalStatus,
     Lane,
-    Page,
     Reporter,
     RunCounters,
     ShardState,
     Source,
     StateStore,
-    TransformResult,
 )
 from etl.planning import plan_run
 from etl.scheduler import ShardScheduler
@@ -87,28 +83,6 @@ class Outcome:
     expected_total: int | None = None
 
 
-class _Credit:
-    """At most one page credit, taken once (when a response arrives) and given back once,
-    unless handed to the loaders with its page."""
-
-    __slots__ = ("_credits", "handed", "held")
-
-    def __init__(self, credits: asyncio.Semaphore) -> None:
-        self._credits = credits
-        self.held = False
-        self.handed = False
-
-    async def take(self) -> None:
-        if not self.held:
-            await self._credits.acquire()
-            self.held = True
-
-    def give_back(self) -> None:
-        if self.held and not self.handed:
-            self.held = False
-            self._credits.release()
-
-
 class Run:
     def __init__(
         self,
@@ -135,19 +109,26 @@ class Run:
         self.options = options
         self.counters = counters or RunCounters()
         self.stop = stop or asyncio.Event()
-        self._halt = asyncio.Event()  # stop requested, or nothing left to fetch
         self.stop_reason = ""
-        self.error: EtlError | None = None
         self.shards: list[ShardState] = []
         self._by_id: dict[str, ShardState] = {}
-        self._retired: set[str] = set()
-        self._lane_names: list[str] = []
         self._slots: dict[str, InFlight] = {}
         self._loading = Loaders(destination, options, self.counters, reporter, self._by_id)
         self._splitter = Splitter(store, options, self.counters, fetchers=0, on_new=self._adopt)
         self._finished = asyncio.Event()
         self.stream = source.stream
-        self._isolation = Isolation(self.stream, options.page_size, self.counters)
+        self._fetching: Fetching = Fetching(
+            self.stream,
+            options,
+            self.counters,
+            reporter,
+            self._loading,
+            self._splitter,
+            stop=self.stop,
+            request_stop=self.request_stop,
+            overwrite=lambda: self._guard.overwrite,
+        )
+        self._halt = self._fetching.halt  # stop requested, or nothing left to fetch
         self._planned = True  # False: stopped before the plan was made
 
     async def plan(self) -> tuple[str, int | None]:
@@ -202,7 +183,7 @@ class Run:
             for lane in lanes
         }
         self._splitter.fetchers = self._fetchers
-        self._lane_names = [lane.name for lane in lanes]
+        self._fetching.lane_names = [lane.name for lane in lanes]
         scheduler = ShardScheduler(todo)
         self._halt.clear()
         if self.stop.is_set():
@@ -250,7 +231,7 @@ class Run:
                 for lane in lanes:
                     slots = self._slots[lane.name]
                     for _ in range(slots.maximum):
-                        fetchers.create_task(self._fetcher(lane, scheduler, slots))
+                        fetchers.create_task(self._fetching.fetcher(lane, scheduler, slots))
             await self._loading.close()
             await asyncio.gather(*loaders)
             self._finished.set()
@@ -275,6 +256,11 @@ class Run:
             expected_total=total,
         )
 
+    @property
+    def error(self) -> EtlError | None:
+        """The run's first fatal error (None: none)."""
+        return self._fetching.error
+
     def request_stop(self, reason: str) -> None:
         if not self.stop.is_set():
             self.stop_reason = reason
@@ -292,185 +278,3 @@ class Run:
             for f in (done, stopped, finished):
                 f.cancel()
         self._halt.set()
-
-    def _retire(self, lane: Lane, exc: EtlError) -> bool:
-        """Take a failing lane out of the run if another can carry on (not for a bad key)."""
-        if isinstance(exc, AuthError) or not isinstance(exc, SourceError):
-            return False
-        alive = [n for n in self._lane_names if n not in self._retired]
-        if lane.name not in alive or len(alive) < 2:
-            return lane.name in self._retired  # already retired by a sibling fetcher
-        self._retired.add(lane.name)
-        self.counters.extra["lanes_retired"] = len(self._retired)
-        self.reporter.message(f"the {lane.name} lane failed ({exc}); carrying on without it")
-        return True
-
-    async def _fetcher(self, lane: Lane, scheduler: ShardScheduler, slots: InFlight) -> None:
-        while not self._halt.is_set() and lane.name not in self._retired:
-            # A slot first: the lane's in-flight limit, found as the run goes (etl.inflight).
-            # No page credit yet: a request waiting on the server holds no page; the credit
-            # is taken when its response arrives (``_Credit``), so memory stays bounded
-            # without capping what is in flight.
-            ok, _ = await until_stopped(slots.acquire(), self._halt)
-            if not ok:
-                return
-            try:
-                go_on = await self._fetch_one(lane, scheduler, slots)
-            finally:
-                slots.release()
-            if not go_on:
-                return
-
-    async def _fetch_one(self, lane: Lane, scheduler: ShardScheduler, slots: InFlight) -> bool:
-        """One page of one shard into its loader's queue: False when the fetcher should stop."""
-        slots.waiting_budget(True)
-        try:
-            ok, ticket = await until_stopped(lane.acquire(), self._halt)
-        finally:
-            slots.waiting_budget(False)
-        if not ok:
-            return False
-        if self.options.split and not scheduler.has_idle:
-            await self._splitter.steal(scheduler)
-        shard = await scheduler.take()
-        if shard is None:
-            return False
-        credit = _Credit(self._loading.credits)
-        limit = self._isolation.limit(shard)
-        try:
-            try:
-                go_on, page = await self._request(lane, shard, limit, slots, credit, ticket)
-            except BrokenPage as exc:
-                go_on, queued = await self._broken(shard, scheduler, limit, exc)
-                if queued:  # the quarantined record's batch: one page's credit
-                    await credit.take()
-                    credit.handed = True
-                return go_on
-            if page is None:
-                await scheduler.release(shard)
-                return go_on
-            self._isolation.read(shard, limit)
-            await credit.take()  # normally taken already, when the response arrived
-            await self._queue(lane, shard, page)
-            credit.handed = True  # its credit goes back when it is written (``Loaders``)
-            await scheduler.release(shard)
-            return True
-        finally:
-            credit.give_back()
-
-    async def _request(
-        self,
-        lane: Lane,
-        shard: ShardState,
-        limit: int,
-        slots: InFlight,
-        credit: _Credit,
-        ticket: float | None,
-    ) -> tuple[bool, Page | None]:
-        """(carry on, the next page of ``shard``): no page when throttled (the shard goes
-        back, for a lane with budget: carry on), stopped, or failed."""
-        sent_at: float | None = slots.sent()
-
-        async def arrived() -> None:  # the response's headers are in; its body is next
-            nonlocal sent_at
-            if sent_at is not None:
-                slots.answered(sent_at)
-                sent_at = None
-            await credit.take()
-
-        fetch = lane.fetch(shard, limit, gate=arrived, yield_throttled=True, ticket=ticket)
-        try:
-            ok, page = await until_stopped(fetch, self.stop)
-        except RateLimited:  # the lane's limiter has learnt from it
-            if sent_at is not None:
-                slots.answered(sent_at, throttled=True)
-                sent_at = None
-            return True, None
-        except BrokenPage:
-            raise  # the caller isolates it (etl.isolation)
-        except EtlError as exc:
-            if not self._retire(lane, exc):
-                if self.error is None:
-                    self.error = exc
-                self.request_stop(str(exc))
-            return False, None
-        finally:
-            if sent_at is not None:
-                slots.answered(sent_at, ok=False)
-        return ok and page is not None, page
-
-    async def _queue(self, lane: Lane, shard: ShardState, page: Page) -> None:
-        """Transform ``page`` (re-reading it for incomplete events) and queue its batch."""
-        self.counters.pages += 1
-        result = transform_for(self.stream, shard, page, self.options.max_event_chars)
-        if result.incomplete:
-            await self._reread(lane, shard, result)
-        batch = advance(self.stream, shard, page, result)
-        if self._guard.overwrite:
-            batch = replace(batch, overwrite=True)
-        # The put may wait (backpressure): hold only the rows meanwhile, not the decoded
-        # page (its raw JSON values keep the whole response body alive). The shard stays
-        # ours until its batch is queued.
-        del page
-        await self._loading.put(batch)
-
-    async def _broken(
-        self, shard: ShardState, scheduler: ShardScheduler, limit: int, exc: BrokenPage
-    ) -> tuple[bool, bool]:
-        """A page that never decodes does not block its shard (``etl.isolation``): asked
-        again in pages half the size; at one record, its bytes go to quarantine and the shard
-        goes on past it."""
-        sid = shard.shard_id
-        smaller = self._isolation.broken(shard, limit)
-        if smaller is not None:
-            self.reporter.message(
-                f"shard {sid}: {exc}; asking that range again in pages of {smaller}"
-            )
-            await scheduler.release(shard)
-            return True, False
-        batch = self._isolation.step_over(shard, exc)
-        if batch is None:  # not even its position can be read: nothing to step over
-            await scheduler.release(shard)
-            if self.error is None:
-                self.error = exc
-            self.request_stop(f"shard {sid}: an unreadable record whose position is unknown")
-            return False, False
-        self.reporter.message(
-            f"shard {sid}: quarantined the raw bytes of an unreadable record and went on past it"
-        )
-        await self._loading.put(batch)
-        await scheduler.release(shard)
-        return True, True
-
-    async def _reread(self, lane: Lane, shard: ShardState, result: TransformResult) -> None:
-        """Ask the page again (same shard position) for complete copies of its incomplete
-        events; what stays incomplete is quarantined by ``advance``. A failed re-read is not
-        the run's failure: the first read stands."""
-        extra = self.counters.extra
-        for _ in range(self.options.rereads):
-            ok, ticket = await until_stopped(lane.acquire(), self._halt)
-            if not ok:
-                break
-            extra["rereads"] = extra.get("rereads", 0) + 1
-            try:
-                ok, again = await until_stopped(
-                    lane.fetch(shard, self._isolation.limit(shard), ticket=ticket), self.stop
-                )
-            except EtlError:
-                break
-            if not ok or again is None:
-                break
-            again_result = transform_for(self.stream, shard, again, self.options.max_event_chars)
-            filled = fill_incomplete(self.stream, result, again_result)
-            extra["incomplete_reread"] = extra.get("incomplete_reread", 0) + filled
-            if not result.incomplete:
-                return
-        fields = sorted({f for q in result.incomplete for f in q.missing})
-        extra["incomplete_quarantined"] = extra.get("incomplete_quarantined", 0) + len(
-            result.incomplete
-        )
-        self.reporter.message(
-            f"shard {shard.shard_id}: {len(result.incomplete)} event(s) still lack "
-            f"{', '.join(fields)} after re-reading the page; quarantined until a complete "
-            "copy arrives"
-        )

@@ -2,7 +2,8 @@
 
 ``sync_source`` is the one wiring of a declarative run (the command and the tests use it):
 the stream store (PostgreSQL, the source's lock), HTTP, the source's auth and the request
-loop, then each selected stream in turn (``etl.rest.sync.sync_stream``). SIGINT/SIGTERM or
+loop with the budget its streams share (``etl.rest.budget``), then every selected stream
+at once (``etl.rest.sync.sync_stream`` each, pages of one stream in order). SIGINT/SIGTERM or
 ``--max-runtime`` stop after the page being committed (exit 3); the next run resumes.
 """
 
@@ -52,8 +53,10 @@ async def sync_source(
     retry: RetryPolicy | None = None,
     tokens: TokenStore | None = None,
 ) -> list[StreamResult]:
-    """Every selected stream of ``spec`` into ``dsn``, one after the other (the one wiring
-    of a declarative run: the command and the tests use it)."""
+    """Every selected stream of ``spec`` into ``dsn``, concurrently under one shared
+    request budget (the one wiring of a declarative run: the command and the tests use
+    it). Each stream ends on its own (a failed one does not cancel the others mid-page);
+    then the first stream's error, in the spec's order, is raised."""
     from etl.clock import MonotonicClock
     from etl.rest.client import RestClient
     from etl.rest.sync import sync_stream
@@ -69,25 +72,27 @@ async def sync_source(
             f"(streams: {', '.join(s.name for s in spec.streams)})"
         )
     selected = [s for s in spec.streams if not names or s.name in names]
-    store = StreamStore(dsn, spec.name)
+    store = StreamStore(dsn, spec.name, writers=len(selected))
     await store.open(selected)
-    results = []
     try:
         async with Http(spec.base_url, "") as http:
             auth_ = build_auth(spec, http, tokens or PgTokenStore(dsn), wall)
             client = RestClient(
                 http, auth_, clock=clock or MonotonicClock(), wall=wall, retry=retry
             )
-            for stream in selected:
-                result = await sync_stream(
-                    client, store, stream, spec.base_url, should_stop=should_stop
-                )
-                results.append(result)
-                if result.status == "partial":
-                    break
+            done = await asyncio.gather(
+                *(
+                    sync_stream(client, store, s, spec.base_url, should_stop=should_stop)
+                    for s in selected
+                ),
+                return_exceptions=True,
+            )
     finally:
         await store.close()
-    return results
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [r for r in done if not isinstance(r, BaseException)]
 
 
 @app.command()

@@ -1,19 +1,19 @@
 """One page request of a declarative stream: auth, rate limits, response rules, retries.
 
-Per attempt: wait while the rate-limit headers said the budget is spent (until their
-reset) -> apply auth -> send -> match the response against the stream's rules, then the
-built-in ones (429 and 5xx: retry; 401: refresh the token, then retry once; any other
-4xx: fail). ``retry`` waits for ``Retry-After`` when the response has one, else for the
-reset of a spent budget, else a capped, jittered backoff. Transport faults (timeouts,
-dropped connections, a body cut short or not JSON) are retried too; after
-``max_attempts`` the stream fails (exit 5).
+Per attempt: wait for the source's shared budget (``etl.rest.budget``: synced from the
+rate-limit headers, shared by the streams running together) -> apply auth -> send ->
+match the response against the stream's rules, then the built-in ones (429 and 5xx:
+retry; 401: refresh the token, then retry once; any other 4xx: fail). ``retry`` waits
+for ``Retry-After`` when the response has one (on a 403/429 every stream of the source
+waits), else for the reset of a spent budget, else a capped, jittered backoff. Transport
+faults (timeouts, dropped connections, a body cut short or not JSON) are retried too;
+after ``max_attempts`` the stream fails (exit 5).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,7 @@ from etl.auth.oauth2 import Requester
 from etl.auth.schemes import Auth
 from etl.errors import AuthError, PermanentSourceError, SourceError, TransientSourceError
 from etl.models import Clock
+from etl.rest.budget import SharedBudget
 from etl.rest.paginate import Request
 from etl.rest.spec import RateLimitHeaders, ResponseRule, StreamSpec
 from etl.source.retry import RetryPolicy
@@ -76,14 +77,16 @@ class RestClient:
         clock: Clock,
         wall: Callable[[], float],
         retry: RetryPolicy | None = None,
+        budget: SharedBudget | None = None,
     ) -> None:
+        """``budget``: shared with other clients of the same source (default: its own)."""
         self.http = http
         self.auth = auth
         self.clock = clock
         self.wall = wall
         self.retry = retry or RetryPolicy()
         self.counters = Counters()
-        self._blocked_until = 0.0  # wall time before which the budget is known spent
+        self.budget = budget or SharedBudget(clock)
         self._secret_params: set[str] = set()  # query parameters the auth adds (a key)
 
     def storable(self, request: Request) -> Request:
@@ -103,7 +106,7 @@ class RestClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._wait_budget()
+            await self.budget.acquire()
             headers = dict(stream.headers)
             params = dict(request.params)
             await self.auth.apply(headers, params)
@@ -139,7 +142,7 @@ class RestClient:
                     continue
                 if action != "retry":
                     raise _failure(stream, resp.status, rule)
-                wait = self._retry_wait(stream.rate_limit, got, attempt)
+                wait = self._retry_wait(stream.rate_limit, got, resp.status, attempt)
                 if resp.status in (403, 429):
                     self.counters.rate_limited += 1
                 problem = TransientSourceError(f"{stream.name}: HTTP {resp.status}")
@@ -150,15 +153,21 @@ class RestClient:
             self.counters.retries += 1
             await self.clock.sleep(wait)
 
-    def _retry_wait(self, names: RateLimitHeaders, got: dict[str, str], attempt: int) -> float:
+    def _retry_wait(
+        self, names: RateLimitHeaders, got: dict[str, str], status: int, attempt: int
+    ) -> float:
         delay = retry_after(got.get(names.retry_after.lower()), self.wall())
+        if delay is not None and status in (403, 429):
+            self.budget.pause_for(delay)  # a rate limit: every stream of the source waits
+            return 0.0
         if delay is not None:
             return delay
-        if self._blocked_until > self.wall():
-            return 0.0  # _wait_budget sleeps until the reset
+        if not self.budget.ready():
+            return 0.0  # the budget's acquire() waits for the reset
         return self.retry.delay(attempt)
 
     def _learn(self, names: RateLimitHeaders, got: dict[str, str]) -> None:
+        """Sync the shared budget from the rate-limit headers, when they are there."""
         if names.remaining is None or names.reset is None:
             return
         try:
@@ -166,17 +175,14 @@ class RestClient:
             reset = float(got[names.reset.lower()])
         except (KeyError, ValueError):
             return
-        if remaining > 0:
-            return
+        try:
+            limit = int(got[names.limit.lower()]) if names.limit is not None else None
+        except (KeyError, ValueError):
+            limit = None
         epoch = names.reset_format == "epoch" or (
             names.reset_format == "auto" and reset > EPOCH_THRESHOLD
         )
-        self._blocked_until = reset if epoch else self.wall() + reset
-
-    async def _wait_budget(self) -> None:
-        wait = self._blocked_until - self.wall()
-        if wait > 0:
-            await self.clock.sleep(math.ceil(wait))
+        self.budget.observe(limit, remaining, reset - self.wall() if epoch else reset)
 
 
 def _match(

@@ -130,8 +130,10 @@ def upsert_sql(stream: StreamSpec) -> str:
 
 
 class StreamStore:
-    def __init__(self, dsn: str, source: str) -> None:
+    def __init__(self, dsn: str, source: str, *, writers: int = 1) -> None:
+        """``writers``: streams writing at once (one pooled connection each, and one more)."""
         self._dsn = dsn
+        self._writers = max(1, writers)
         self.source = source
         self._pool: asyncpg.Pool | None = None
         self._lock_conn: asyncpg.Connection | None = None
@@ -143,7 +145,9 @@ class StreamStore:
     async def open(self, streams: Sequence[StreamSpec]) -> None:
         """Connect, take the source's lock (exit 7 when held), create what is missing."""
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=2)
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._writers + 1
+            )
             self._lock_conn = await asyncpg.connect(self._dsn)
             got = await self._lock_conn.fetchval(
                 "SELECT pg_try_advisory_lock(hashtext('etl-source:' || $1))", self.source
