@@ -23,12 +23,14 @@ from etl.cli.root import app
 from etl.cli.sources import SourceArg
 from etl.cli.target import target, wall
 from etl.errors import ConfigError, EtlError, ExitCode
-from etl.sources.registry import find
+from etl.rest.spec import SourceSpec
+from etl.sources.registry import find_source
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from etl.auth.tokens import TokenStore
-    from etl.models import Clock
-    from etl.rest.spec import SourceSpec
+    from etl.models import Clock, Source
     from etl.rest.sync import StreamResult
     from etl.source.retry import RetryPolicy
 
@@ -103,10 +105,15 @@ def sync(
     stream: Streams = None,
     max_runtime: MaxRuntime = None,
 ) -> None:
-    """Load every stream of a declarative source into its own table, exactly once."""
+    """Load every stream of a source (declarative, or a Python plugin) into its own table,
+    exactly once."""
     deadline = time.monotonic() + max_runtime if max_runtime else None
     try:
-        spec = find(source)
+        found = find_source(source)
+        if not isinstance(found, SourceSpec):
+            _sync_python(source, found, database_url, data_dir, max_runtime)
+            return
+        spec = found
 
         async def main() -> list[StreamResult]:
             stop = asyncio.Event()
@@ -132,4 +139,35 @@ def sync(
             f"({r.inserted} new), {r.quarantined} quarantined"
         )
     if any(r.status == "partial" for r in results):
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _sync_python(
+    name: str, source: Source, database_url: str | None, data_dir: Path, max_runtime: float | None
+) -> None:
+    """A Python source's stream on the pipeline (``etl.cli.plugin_sync``); exit 3 when
+    stopped by a signal or ``--max-runtime`` (the next run resumes)."""
+    from dataclasses import replace
+
+    from etl.cli.plugin_sync import sync_python
+    from etl.pipeline import PipelineOptions
+
+    async def main() -> StreamResult:
+        stop = asyncio.Event()
+        signals.listen(asyncio.get_running_loop(), lambda signal_name: stop.set())
+        options = replace(PipelineOptions(), max_runtime_s=max_runtime)
+        try:
+            async with database(database_url, data_dir) as dsn:
+                return await sync_python(
+                    name, source, dsn, options=options, stop=stop, say=typer.echo
+                )
+        finally:
+            signals.stop_listening()
+
+    r = asyncio.run(main())
+    typer.echo(
+        f"{name}.{r.stream}: {r.status}, {r.rows} rows in {r.pages} pages "
+        f"({r.inserted} new), {r.quarantined} quarantined"
+    )
+    if r.status != "succeeded":
         raise typer.Exit(ExitCode.PARTIAL)

@@ -4,7 +4,8 @@
     github, ...           spec files in etl/sources/specs/*.yaml, `etl sync NAME`
     ./my-api.yaml         any spec file, by path
     [etl.sources] group   third-party packages: an entry point naming a callable that
-                          returns a SourceSpec or the path of a spec file
+                          returns a SourceSpec, the path of a spec file, or a Python
+                          source (``etl.models.Source``, see ``etl.sources.plugins``)
 
 An entry point is loaded only when asked for by name or listed by `etl sources`; a
 broken one is reported in one line, never a traceback.
@@ -18,9 +19,11 @@ from importlib import metadata
 from pathlib import Path
 
 from etl.errors import ConfigError
+from etl.models import Source
 from etl.rest.load import load
 from etl.rest.spec import AuthSpec, Column, Incremental, SourceSpec, StreamSpec
 from etl.sources import events
+from etl.sources.plugins import as_spec, is_python_source
 
 SPECS = Path(__file__).parent / "specs"
 ENTRY_POINT_GROUP = "etl.sources"
@@ -71,6 +74,13 @@ def _builtin_specs() -> dict[str, Path]:
 
 
 def _from_entry_point(ep: metadata.EntryPoint) -> SourceSpec:
+    made = _load(ep)
+    if is_python_source(made):
+        return as_spec(ep.name, f"entry point {ep.value}", made)
+    return _spec_of(ep, made)
+
+
+def _load(ep: metadata.EntryPoint) -> object:
     try:
         made = ep.load()()
     except Exception as exc:  # a third party's code: anything can go wrong in it
@@ -78,14 +88,29 @@ def _from_entry_point(ep: metadata.EntryPoint) -> SourceSpec:
             f"source {ep.name!r} (entry point {ep.value}) failed to load: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    return made
+
+
+def _spec_of(ep: metadata.EntryPoint, made: object) -> SourceSpec:
     if isinstance(made, SourceSpec):
         return made
     if isinstance(made, str | Path):
         return load(Path(made))
     raise ConfigError(
         f"source {ep.name!r} (entry point {ep.value}) returned {type(made).__name__}, "
-        "expected a SourceSpec or the path of a spec file"
+        "expected a SourceSpec, the path of a spec file or a Source (etl.sources.plugins)"
     )
+
+
+def find_source(
+    name_or_path: str, entry_points: EntryPoints = _entry_points
+) -> SourceSpec | Source:
+    """Like ``find``, but a third-party Python source comes back as itself (to run it)."""
+    for ep in entry_points():
+        if ep.name == name_or_path:
+            made = _load(ep)
+            return made if is_python_source(made) else _spec_of(ep, made)
+    return find(name_or_path, entry_points)
 
 
 def find(name_or_path: str, entry_points: EntryPoints = _entry_points) -> SourceSpec:
@@ -128,8 +153,9 @@ def available(entry_points: EntryPoints = _entry_points) -> list[SourceInfo]:
         except ConfigError as exc:
             out.append(SourceInfo(ep.name, "broken", f"entry point {ep.value}", (), str(exc)))
             continue
+        kind = "spec" if spec.base_url else "python"
         out.append(
-            SourceInfo(ep.name, "spec", f"entry point {ep.value}",
+            SourceInfo(ep.name, kind, f"entry point {ep.value}",
                        tuple(s.name for s in spec.streams), spec.description)
         )  # fmt: skip
     return out

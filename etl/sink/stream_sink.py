@@ -1,0 +1,311 @@
+"""``StreamSink``: any ``Stream`` on PostgreSQL, as the pipeline's Destination and StateStore.
+
+For a source that is not DataSync (a third-party Python source, ``etl.sources.plugins``):
+the stream's own table (its declared columns and primary key, made if missing), its
+shards in ``stream_shards`` and its status, counters and errors in ``stream_state``
+(what `etl status`/`runs`/`health` show for every stream), rejects in
+``stream_quarantine``. ``write`` commits a batch's rows, its rejects, its shard's
+checkpoint and the stream's counters in ONE transaction: exactly once, resumable at every
+page. Rows are inserted on the primary key with ``ON CONFLICT DO NOTHING`` (the first copy
+wins, as in ``events``). The lock is the source's (the same one `etl sync` takes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from etl.errors import LockHeld, SinkError
+from etl.identity import SourceIdentity
+from etl.models import (
+    Batch,
+    FinalStatus,
+    Position,
+    RunCounters,
+    ShardState,
+    Stream,
+    Tally,
+    WriteResult,
+)
+from etl.pg import DB_ERRORS, describe
+from etl.sink.dsn import redact_dsn
+from etl.sink.streams import DDL as STREAM_DDL
+from etl.sink.streams import PG_TYPES
+
+SHARDS_DDL = """
+CREATE TABLE IF NOT EXISTS stream_shards (
+    source      text        NOT NULL,
+    stream      text        NOT NULL,
+    shard_id    text        NOT NULL,
+    lower_ts    bigint      NULL,
+    upper_ts    bigint      NULL,
+    position_ts bigint      NULL,
+    position_id text        NULL,
+    cursor      text        NULL,
+    status      text        NOT NULL DEFAULT 'pending',
+    events      bigint      NOT NULL DEFAULT 0,
+    pages       bigint      NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, stream, shard_id)
+);
+"""
+_SHARD_COLS = (
+    "shard_id, lower_ts, upper_ts, position_ts, position_id, cursor, status, events, pages"
+)
+_QUARANTINE = """
+INSERT INTO stream_quarantine AS q (source, stream, fingerprint, reason, payload)
+SELECT $1, $2, u.f, u.r, u.p FROM unnest($3::text[], $4::text[], $5::text[]) AS u(f, r, p)
+ON CONFLICT (source, stream, fingerprint, reason)
+DO UPDATE SET last_seen = now(), occurrences = q.occurrences + 1
+"""
+_CHECKPOINT = """
+UPDATE stream_shards SET position_ts = coalesce($4, position_ts),
+    position_id = coalesce($5, position_id), cursor = $6, status = $7,
+    events = events + $8, pages = pages + $9, updated_at = now()
+WHERE source = $1 AND stream = $2 AND shard_id = $3
+"""
+_COUNTERS = """
+UPDATE stream_state SET rows_written = rows_written + $3, quarantined = quarantined + $4,
+    pages = pages + $5, updated_at = now() WHERE source = $1 AND stream = $2
+"""
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ddl(stream: Stream) -> str:
+    cols = [
+        f"{_q(c.name)} {PG_TYPES[c.type]}"
+        + (" NOT NULL" if c.name in stream.primary_key or not c.nullable else "")
+        for c in stream.columns
+    ]
+    cols.append("_etl_loaded_at timestamptz NOT NULL DEFAULT now()")
+    pk = ", ".join(_q(k) for k in stream.primary_key)
+    table = _q(stream.table_name)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+
+
+def insert_sql(stream: Stream) -> str:
+    """Rows as one array per column -> the table; keys already there are left alone."""
+    names = ", ".join(_q(c.name) for c in stream.columns)
+    arrays = ", ".join(
+        f"${i + 1}::{'text' if c.type == 'json' else PG_TYPES[c.type]}[]"
+        for i, c in enumerate(stream.columns)
+    )
+    select = ", ".join(
+        f"u.{_q(c.name)}::jsonb" if c.type == "json" else f"u.{_q(c.name)}" for c in stream.columns
+    )
+    pk = ", ".join(_q(k) for k in stream.primary_key)
+    return (
+        f"INSERT INTO {_q(stream.table_name)} ({names}) SELECT {select}"
+        f" FROM unnest({arrays}) AS u({names}) ON CONFLICT ({pk}) DO NOTHING"
+    )
+
+
+def _shard(row: Any) -> ShardState:
+    position = None
+    if row["position_ts"] is not None:
+        position = Position(row["position_ts"], row["position_id"] or "")
+    return ShardState(
+        row["shard_id"],
+        row["lower_ts"],
+        row["upper_ts"],
+        position,
+        row["cursor"],
+        row["status"],
+        row["events"],
+        row["pages"],
+    )
+
+
+class StreamSink:
+    """Destination + StateStore for one stream of ``source`` (use as an async context)."""
+
+    def __init__(self, dsn: str, source: str, stream: Stream, *, writers: int = 4) -> None:
+        self._dsn = dsn
+        self.source = source
+        self.stream = stream
+        self._writers = writers
+        self._pool: asyncpg.Pool | None = None
+        self._lock: asyncpg.Connection | None = None
+        self._insert = insert_sql(stream)
+
+    def _fail(self, what: str, exc: BaseException) -> SinkError:
+        return SinkError(f"{what} failed ({redact_dsn(self._dsn)}): {describe(exc, self._dsn)}")
+
+    async def __aenter__(self) -> StreamSink:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._writers + 1
+            )
+            async with self._pool.acquire() as conn:
+                await conn.execute(STREAM_DDL + SHARDS_DDL + table_ddl(self.stream))
+                await conn.execute(
+                    "INSERT INTO stream_state (source, stream, table_name) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (source, stream) DO UPDATE SET table_name = excluded.table_name",
+                    self.source,
+                    self.stream.name,
+                    self.stream.table_name,
+                )
+        except DB_ERRORS as exc:
+            await self.__aexit__()
+            raise self._fail(f"preparing {self.source}.{self.stream.name}", exc) from exc
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for closing in (self._lock, self._pool):
+            if closing is not None:
+                await closing.close()
+        self._lock = self._pool = None
+
+    @asynccontextmanager
+    async def _conn(self, what: str) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise SinkError("StreamSink used outside 'async with'")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except DB_ERRORS as exc:
+            raise self._fail(what, exc) from exc
+
+    # -- Destination ------------------------------------------------------------------
+    async def write(self, batch: Batch) -> WriteResult:
+        cp = batch.checkpoint
+        columns = [list(c) for c in zip(*batch.records, strict=True)] if batch.records else []
+        bad = [
+            (hashlib.sha256(q.payload.encode()).hexdigest()[:32], q.reason, q.payload)
+            for q in batch.quarantined
+        ]
+        key = (self.source, self.stream.name)
+        async with self._conn(f"writing shard {cp.shard_id}") as conn, conn.transaction():
+            inserted = 0
+            if columns:
+                inserted = int((await conn.execute(self._insert, *columns)).split()[-1])
+            if bad:
+                await conn.execute(_QUARANTINE, *key, *map(list, zip(*bad, strict=True)))
+            pos = cp.position
+            status = "done" if cp.done else "running"
+            done = await conn.execute(
+                _CHECKPOINT, *key, cp.shard_id, pos and pos.ts_ms, pos and pos.id, cp.cursor,
+                status, inserted, cp.pages,
+            )  # fmt: skip
+            if done != "UPDATE 1":
+                raise SinkError(f"shard {cp.shard_id!r} has no progress row (add_shards() it)")
+            await conn.execute(_COUNTERS, *key, inserted, len(bad), cp.pages)
+        duplicates = len(batch.records) - inserted
+        return WriteResult(inserted, duplicates, len(bad))
+
+    # -- StateStore -------------------------------------------------------------------
+    async def try_lock(self) -> None:
+        try:
+            self._lock = await asyncpg.connect(self._dsn)
+            got = await self._lock.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext('etl-source:' || $1))", self.source
+            )
+        except DB_ERRORS as exc:
+            raise self._fail("taking the source's lock", exc) from exc
+        if not got:
+            raise LockHeld(f"another sync of {self.source} is running against this database")
+
+    @asynccontextmanager
+    async def planning(self) -> AsyncIterator[None]:
+        yield  # one process per source (the lock): nobody to plan with
+
+    async def start_run(self, strategy: str) -> int:
+        await self._status("running", start=True)
+        return 0
+
+    async def finish_run(
+        self, status: FinalStatus, counters: RunCounters, error: str | None = None
+    ) -> None:
+        await self._status(status, error=error)
+
+    async def _status(self, status: str, *, start: bool = False, error: str | None = None) -> None:
+        async with self._conn("recording the stream's status") as conn:
+            await conn.execute(
+                "UPDATE stream_state SET status = $3, last_error = $4, updated_at = now(),"
+                " started_at = CASE WHEN $5 THEN now() ELSE started_at END,"
+                " finished_at = CASE WHEN $5 THEN NULL ELSE now() END"
+                " WHERE source = $1 AND stream = $2",
+                self.source, self.stream.name, status, error, start,
+            )  # fmt: skip
+
+    async def load_shards(self) -> list[ShardState]:
+        async with self._conn("loading the stream's shards") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_SHARD_COLS} FROM stream_shards WHERE source = $1 AND stream = $2"
+                " ORDER BY shard_id",
+                self.source,
+                self.stream.name,
+            )
+        return [_shard(r) for r in rows]
+
+    async def add_shards(self, shards: list[ShardState]) -> None:
+        async with self._conn("adding shards") as conn:
+            await conn.executemany(
+                "INSERT INTO stream_shards (source, stream, shard_id, lower_ts, upper_ts)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                [(self.source, self.stream.name, s.shard_id, s.lower_ts, s.upper_ts)
+                 for s in shards],
+            )  # fmt: skip
+
+    async def split_shard(self, shard: ShardState, new: ShardState) -> bool:
+        key = (self.source, self.stream.name)
+        async with self._conn(f"splitting shard {shard.shard_id}") as conn, conn.transaction():
+            moved = await conn.execute(
+                "UPDATE stream_shards SET lower_ts = $4 WHERE source = $1 AND stream = $2"
+                " AND shard_id = $3 AND status <> 'done'",
+                *key, shard.shard_id, new.upper_ts,
+            )  # fmt: skip
+            if moved != "UPDATE 1":
+                return False
+            await conn.execute(
+                "INSERT INTO stream_shards (source, stream, shard_id, lower_ts, upper_ts)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                *key, new.shard_id, new.lower_ts, new.upper_ts,
+            )  # fmt: skip
+        return True
+
+    async def tally(self) -> Tally:
+        async with self._conn("reading the stream's totals") as conn:
+            row = await conn.fetchrow(
+                "SELECT (SELECT coalesce(sum(events), 0) FROM stream_shards"
+                "        WHERE source = $1 AND stream = $2) AS events,"
+                " (SELECT count(*) FROM stream_quarantine WHERE source = $1 AND stream = $2)"
+                " AS quarantined",
+                self.source,
+                self.stream.name,
+            )
+        assert row is not None
+        return Tally(int(row["events"]), int(row["quarantined"]))
+
+    async def load_identity(self) -> SourceIdentity | None:
+        return None  # no dataset checks: a third-party source states no identity
+
+    async def save_identity(self, identity: SourceIdentity) -> None:
+        return None
+
+    async def reset_progress(self) -> int:
+        async with self._conn("resetting the stream's progress") as conn:
+            done = await conn.execute(
+                "DELETE FROM stream_shards WHERE source = $1 AND stream = $2",
+                self.source,
+                self.stream.name,
+            )
+        return int(done.split()[-1])
+
+    async def repair_targets(self) -> list[int]:
+        return []  # incomplete records are quarantined, not held for repair
+
+    async def heartbeat(self, counters: RunCounters) -> None:
+        async with self._conn("updating the stream") as conn:
+            await conn.execute(
+                "UPDATE stream_state SET updated_at = now() WHERE source = $1 AND stream = $2",
+                self.source,
+                self.stream.name,
+            )
