@@ -40,14 +40,19 @@ def advance(
     stream: Stream, shard: ShardState, page: Page, result: TransformResult | None = None
 ) -> Batch:
     """The batch of ``page`` for ``shard``; the shard is done when the API has no more pages
-    or the page reached below the shard's lower bound (minus the stream's slack). ``result``
-    is the page's ``transform_for`` when the caller already has it; its records still
-    incomplete are quarantined."""
+    or (time ranges) the page is empty or reached below the shard's lower bound (minus the
+    stream's slack). ``result`` is the page's ``transform_for`` when the caller already has
+    it; its records still incomplete are quarantined. A chain's mark commits with every
+    page of an ordered stream, else with its last."""
     lower = _lower(stream, shard)
     if result is None:
         result = transform_for(stream, shard, page)
-    reached_bottom = lower is not None and result.min_ts is not None and result.min_ts <= lower
-    done = not page.has_more or not page.events or reached_bottom
+    if stream.split == "time_range":
+        reached_bottom = lower is not None and result.min_ts is not None and result.min_ts <= lower
+        done = not page.has_more or not page.events or reached_bottom
+    else:
+        done = not page.has_more
+    mark = result.mark if stream.ordered or done else None
     position = page.cursor_position or result.last
     if position is not None:
         shard.position = position
@@ -56,7 +61,7 @@ def advance(
     return Batch(
         records=result.records,
         quarantined=result.quarantined + result.incomplete,
-        checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1),
+        checkpoint=Checkpoint(shard.shard_id, shard.position, shard.cursor, done, 1, mark),
         received=len(page.events),
         out_of_range=result.out_of_range,
         repeats=result.duplicates,
@@ -98,6 +103,10 @@ def merge(batches: list[Batch]) -> Batch:
             cursor=last.cursor,
             done=last.done,
             pages=sum(b.checkpoint.pages for b in batches),
+            mark=next(
+                (b.checkpoint.mark for b in reversed(batches) if b.checkpoint.mark is not None),
+                None,
+            ),
         ),
         received=sum(b.received for b in batches),
         out_of_range=sum(b.out_of_range for b in batches),

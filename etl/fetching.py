@@ -127,7 +127,7 @@ class Fetching:
             slots.waiting_budget(False)
         if not ok:
             return False
-        if self.options.split and not scheduler.has_idle:
+        if self.options.split and self.stream.split == "time_range" and not scheduler.has_idle:
             await self.splitter.steal(scheduler)
         shard = await scheduler.take()
         if shard is None:

@@ -95,6 +95,8 @@ class TransformResult:
     shard_id: str | None = None
     # lacking required fields: re-read for a complete copy, else quarantined
     incomplete: list[Quarantined] = field(default_factory=list)
+    # incremental streams: the highest cursor-field value read so far in the chain (text)
+    mark: str | None = None
 
     @property
     def positions(self) -> tuple[Position | None, int | None]:
@@ -136,6 +138,9 @@ class Stream:
     split: SplitKind = "time_range"
     boundary_slack_ms: int = 0
     table: str = ""  # "": the stream's name
+    # incremental: records arrive in cursor order, so each page commits the mark (else
+    # only the chain's last page does)
+    ordered: bool = True
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -187,6 +192,9 @@ class Checkpoint:
     cursor: str | None
     done: bool
     pages: int  # pages this batch covers (added to the shard's counter)
+    # an incremental stream's cursor-field value (text) that this batch makes committed;
+    # None leaves the stored one
+    mark: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """What a run fetches: the unfinished shards of the last run, else a full or incremental plan,
-plus re-reads of the ranges that hold incomplete events. Talks to the Protocols only."""
+plus re-reads of the ranges that hold incomplete events. A stream that is one cursor chain
+(``Stream.split`` not time_range) has one shard, named after the stream: resumed at its
+next page, or started again (from its mark, for an incremental one). Talks to the
+Protocols only."""
 
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ async def plan_run(
     """Resume what is unfinished; otherwise plan new shards (recorded in ``store``).
     ``same_dataset`` vets the stored state against the source first (and may retire it)."""
     shards = await store.load_shards()
+    if source.stream.split != "time_range":
+        return await _plan_chain(source.stream.name, shards, store)
     # the head probe retries an unreachable API with back-off: a stop ends it at once
     ok, found = await until_stopped(source.head(), stop)
     if not ok or found is None:
@@ -59,6 +64,16 @@ async def plan_run(
     if new:
         await store.add_shards(new)
     return Plan(shards + new, how, total)
+
+
+async def _plan_chain(name: str, shards: list[ShardState], store: StateStore) -> Plan:
+    """Go on with the chain's unfinished shard, else start it again (the store keeps the
+    stream's mark: an incremental stream asks only for what changed since)."""
+    if any(s.status != "done" for s in shards):
+        return Plan(shards, f"{name}: resuming at its next page", None)
+    new = [ShardState(name, lower_ts=None, upper_ts=None)]
+    await store.add_shards(new)
+    return Plan(new, f"{name}: reading from the first page", None)
 
 
 def _new_shards(

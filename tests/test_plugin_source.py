@@ -9,7 +9,7 @@ from importlib import metadata
 
 import asyncpg
 
-from etl.cli.plugin_sync import sync_python
+from etl.cli.pipeline_sync import sync_python
 from etl.pipeline import PipelineOptions
 from etl.read.status import read_status
 from etl.sources.registry import ENTRY_POINT_GROUP, available, describe, find_source

@@ -49,3 +49,26 @@ async def test_streams_running_together_never_overspend_the_primary_limit(github
     assert statuses["issues", 403] == 0 and statuses["comments", 403] == 0
     assert statuses["issues", 429] == 0 and statuses["comments", 429] == 0
     assert await loaded_issues(db_url) == expected_issues(gh)
+
+
+async def test_the_budget_the_api_states_is_spent_without_waiting_then_waited_for():
+    """Told 4,999 of 5,000 requests remain for an hour, the streams send at once (no wait
+    for the first 4,999); with none left, no request goes until the API's reset, and a
+    Retry-After pauses everyone for its length."""
+    from etl.clock import FakeClock
+    from etl.rest.budget import SharedBudget
+
+    clock = FakeClock(autojump=False)
+    budget = SharedBudget(clock)
+    assert budget.ready()  # no limit stated yet: unmetered
+    budget.observe(5000, 4999, 3600.0)
+    for _ in range(4999):
+        assert budget.ready()
+        await budget.acquire()
+    assert not budget.ready()
+    clock.advance(3600.0 + 1.0)
+    assert budget.ready()
+    budget.pause_for(30.0)
+    assert not budget.ready()
+    clock.advance(30.0)
+    assert budget.ready()

@@ -3,7 +3,8 @@
 ``sync_source`` is the one wiring of a declarative run (the command and the tests use it):
 the stream store (PostgreSQL, the source's lock), HTTP, the source's auth and the request
 loop with the budget its streams share (``etl.rest.budget``), then every selected stream
-at once (``etl.rest.sync.sync_stream`` each, pages of one stream in order). SIGINT/SIGTERM or
+at once, each on the pipeline (``etl.cli.pipeline_sync.sync_rest_stream``: one cursor
+chain per stream, its pages in order). SIGINT/SIGTERM or
 ``--max-runtime`` stop after the page being committed (exit 3); the next run resumes.
 """
 
@@ -54,14 +55,17 @@ async def sync_source(
     wall: Callable[[], float] = wall,
     retry: RetryPolicy | None = None,
     tokens: TokenStore | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[StreamResult]:
     """Every selected stream of ``spec`` into ``dsn``, concurrently under one shared
     request budget (the one wiring of a declarative run: the command and the tests use
     it). Each stream ends on its own (a failed one does not cancel the others mid-page);
-    then the first stream's error, in the spec's order, is raised."""
+    then the first stream's error, in the spec's order, is raised. ``stop`` (or
+    ``should_stop``, asked before each page after a chain's first) ends every stream after
+    the pages being committed."""
+    from etl.cli.pipeline_sync import sync_rest_stream
     from etl.clock import MonotonicClock
     from etl.rest.client import RestClient
-    from etl.rest.sync import sync_stream
     from etl.rest.wiring import build_auth
     from etl.sink.streams import StreamStore
     from etl.sink.tokens import PgTokenStore
@@ -79,22 +83,24 @@ async def sync_source(
     try:
         async with Http(spec.base_url, "") as http:
             auth_ = build_auth(spec, http, tokens or PgTokenStore(dsn), wall)
-            client = RestClient(
-                http, auth_, clock=clock or MonotonicClock(), wall=wall, retry=retry
-            )
+            clock = clock or MonotonicClock()
+            client = RestClient(http, auth_, clock=clock, wall=wall, retry=retry)
+            stopping = stop or asyncio.Event()
             done = await asyncio.gather(
                 *(
-                    sync_stream(client, store, s, spec.base_url, should_stop=should_stop)
+                    sync_rest_stream(
+                        spec.name, s, client, spec.base_url, dsn,
+                        stop=stopping, should_stop=should_stop, clock=clock,
+                    )
                     for s in selected
-                ),
-                return_exceptions=True,
-            )
+                )
+            )  # fmt: skip
     finally:
         await store.close()
-    for outcome in done:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return [r for r in done if not isinstance(r, BaseException)]
+    for _, error in done:
+        if error is not None:
+            raise error
+    return [result for result, _ in done]
 
 
 @app.command()
@@ -145,11 +151,11 @@ def sync(
 def _sync_python(
     name: str, source: Source, database_url: str | None, data_dir: Path, max_runtime: float | None
 ) -> None:
-    """A Python source's stream on the pipeline (``etl.cli.plugin_sync``); exit 3 when
+    """A Python source's stream on the pipeline (``etl.cli.pipeline_sync``); exit 3 when
     stopped by a signal or ``--max-runtime`` (the next run resumes)."""
     from dataclasses import replace
 
-    from etl.cli.plugin_sync import sync_python
+    from etl.cli.pipeline_sync import sync_python
     from etl.pipeline import PipelineOptions
 
     async def main() -> StreamResult:

@@ -23,6 +23,8 @@ class SharedBudget:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.bucket = TokenBucket(1.0, 1, clock, margin_s=RESET_MARGIN_S)
+        # the first headers set the budget (sync only ever lowers it within a window)
+        self.bucket.tokens = UNKNOWN_LIMIT
         self.metered = False  # the API has stated a limit
         self.waits = 0  # acquisitions that had to wait (budget spent or paused)
 

@@ -101,12 +101,13 @@ class RestClient:
         params = tuple((k, v) for k, v in request.params if k not in self._secret_params)
         return Request(url, params)
 
-    async def fetch(self, stream: StreamSpec, request: Request) -> Page:
+    async def fetch(self, stream: StreamSpec, request: Request, *, acquired: bool = False) -> Page:
+        """``acquired``: the caller took the first attempt's budget (a lane's ``acquire``)."""
         renewed = False
         attempt = 0
         while True:
             attempt += 1
-            await self.budget.acquire()
+            await self._take_budget(taken=acquired and attempt == 1)
             headers = dict(stream.headers)
             params = dict(request.params)
             await self.auth.apply(headers, params)
@@ -152,6 +153,10 @@ class RestClient:
                 ) from problem
             self.counters.retries += 1
             await self.clock.sleep(wait)
+
+    async def _take_budget(self, *, taken: bool) -> None:
+        if not taken:
+            await self.budget.acquire()
 
     def _retry_wait(
         self, names: RateLimitHeaders, got: dict[str, str], status: int, attempt: int

@@ -1,13 +1,15 @@
 """``StreamSink``: any ``Stream`` on PostgreSQL, as the pipeline's Destination and StateStore.
 
-For a source that is not DataSync (a third-party Python source, ``etl.sources.plugins``):
+For a source that is not DataSync (a declared REST stream, a third-party Python source):
 the stream's own table (its declared columns and primary key, made if missing), its
 shards in ``stream_shards`` and its status, counters and errors in ``stream_state``
 (what `etl status`/`runs`/`health` show for every stream), rejects in
 ``stream_quarantine``. ``write`` commits a batch's rows, its rejects, its shard's
 checkpoint and the stream's counters in ONE transaction: exactly once, resumable at every
 page. Rows are inserted on the primary key with ``ON CONFLICT DO NOTHING`` (the first copy
-wins, as in ``events``). The lock is the source's (the same one `etl sync` takes).
+wins, as in ``events``); a declared REST stream (``spec``) upserts instead, and the row whose
+cursor value is newest wins (``etl.sink.streams.upsert_sql``). A chain's next request and
+its mark also go to ``stream_state`` (what `etl status` shows). The lock is the source's.
 """
 
 from __future__ import annotations
@@ -32,27 +34,12 @@ from etl.models import (
     WriteResult,
 )
 from etl.pg import DB_ERRORS, describe
+from etl.rest.spec import StreamSpec
 from etl.sink.dsn import redact_dsn
 from etl.sink.streams import DDL as STREAM_DDL
-from etl.sink.streams import PG_TYPES
+from etl.sink.streams import PG_TYPES, dedupe, upsert_sql
+from etl.sink.streams import table_ddl as spec_table_ddl
 
-SHARDS_DDL = """
-CREATE TABLE IF NOT EXISTS stream_shards (
-    source      text        NOT NULL,
-    stream      text        NOT NULL,
-    shard_id    text        NOT NULL,
-    lower_ts    bigint      NULL,
-    upper_ts    bigint      NULL,
-    position_ts bigint      NULL,
-    position_id text        NULL,
-    cursor      text        NULL,
-    status      text        NOT NULL DEFAULT 'pending',
-    events      bigint      NOT NULL DEFAULT 0,
-    pages       bigint      NOT NULL DEFAULT 0,
-    updated_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (source, stream, shard_id)
-);
-"""
 _SHARD_COLS = (
     "shard_id, lower_ts, upper_ts, position_ts, position_id, cursor, status, events, pages"
 )
@@ -70,7 +57,9 @@ WHERE source = $1 AND stream = $2 AND shard_id = $3
 """
 _COUNTERS = """
 UPDATE stream_state SET rows_written = rows_written + $3, quarantined = quarantined + $4,
-    pages = pages + $5, updated_at = now() WHERE source = $1 AND stream = $2
+    pages = pages + $5, cursor_value = coalesce($6, cursor_value), next_request = $7::jsonb,
+    updated_at = now()
+WHERE source = $1 AND stream = $2
 """
 
 
@@ -126,14 +115,28 @@ def _shard(row: Any) -> ShardState:
 class StreamSink:
     """Destination + StateStore for one stream of ``source`` (use as an async context)."""
 
-    def __init__(self, dsn: str, source: str, stream: Stream, *, writers: int = 4) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        source: str,
+        stream: Stream,
+        *,
+        writers: int = 4,
+        spec: StreamSpec | None = None,
+        lock: bool = True,
+    ) -> None:
+        """``spec``: a declared REST stream (its table DDL, the upsert); ``lock``: False
+        when the caller holds the source's lock already (streams of one ``etl sync``)."""
         self._dsn = dsn
         self.source = source
         self.stream = stream
         self._writers = writers
+        self._spec = spec
+        self._want_lock = lock
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncpg.Connection | None = None
-        self._insert = insert_sql(stream)
+        self._insert = upsert_sql(spec) if spec is not None else insert_sql(stream)
+        self._chain = stream.split != "time_range"
 
     def _fail(self, what: str, exc: BaseException) -> SinkError:
         return SinkError(f"{what} failed ({redact_dsn(self._dsn)}): {describe(exc, self._dsn)}")
@@ -144,7 +147,11 @@ class StreamSink:
                 self._dsn, min_size=1, max_size=self._writers + 1
             )
             async with self._pool.acquire() as conn:
-                await conn.execute(STREAM_DDL + SHARDS_DDL + table_ddl(self.stream))
+                if self._want_lock:  # else the lock's holder made them (etl.sink.streams)
+                    ddl = (
+                        table_ddl(self.stream) if self._spec is None else spec_table_ddl(self._spec)
+                    )
+                    await conn.execute(STREAM_DDL + ddl)
                 await conn.execute(
                     "INSERT INTO stream_state (source, stream, table_name) VALUES ($1, $2, $3)"
                     " ON CONFLICT (source, stream) DO UPDATE SET table_name = excluded.table_name",
@@ -183,25 +190,52 @@ class StreamSink:
         ]
         key = (self.source, self.stream.name)
         async with self._conn(f"writing shard {cp.shard_id}") as conn, conn.transaction():
-            inserted = 0
-            if columns:
-                inserted = int((await conn.execute(self._insert, *columns)).split()[-1])
+            inserted = await self._rows(conn, batch) if columns else 0
             if bad:
                 await conn.execute(_QUARANTINE, *key, *map(list, zip(*bad, strict=True)))
-            pos = cp.position
-            status = "done" if cp.done else "running"
-            done = await conn.execute(
-                _CHECKPOINT, *key, cp.shard_id, pos and pos.ts_ms, pos and pos.id, cp.cursor,
-                status, inserted, cp.pages,
-            )  # fmt: skip
-            if done != "UPDATE 1":
-                raise SinkError(f"shard {cp.shard_id!r} has no progress row (add_shards() it)")
-            await conn.execute(_COUNTERS, *key, inserted, len(bad), cp.pages)
+            if not self._chain:  # a chain's progress is its stream_state row
+                await self._checkpoint(conn, batch, inserted)
+            nxt = cp.cursor if self._chain else None
+            counted = await conn.execute(
+                _COUNTERS, *key, len(batch.records), len(bad), cp.pages, cp.mark, nxt
+            )
+            if counted != "UPDATE 1":
+                raise SinkError(f"stream {self.stream.name!r} has no stream_state row")
         duplicates = len(batch.records) - inserted
         return WriteResult(inserted, duplicates, len(bad))
 
+    async def _checkpoint(self, conn: Any, batch: Batch, inserted: int) -> None:
+        cp, pos = batch.checkpoint, batch.checkpoint.position
+        done = await conn.execute(
+            _CHECKPOINT, self.source, self.stream.name, cp.shard_id, pos and pos.ts_ms,
+            pos and pos.id, cp.cursor, "done" if cp.done else "running", inserted, cp.pages,
+        )  # fmt: skip
+        if done != "UPDATE 1":
+            raise SinkError(f"shard {cp.shard_id!r} has no progress row (add_shards() it)")
+
+    async def _rows(self, conn: Any, batch: Batch) -> int:
+        """The batch's rows into the table; how many were new."""
+        if self._spec is None:
+            columns = [list(c) for c in zip(*batch.records, strict=True)]
+            return int((await conn.execute(self._insert, *columns)).split()[-1])
+        rows = dedupe(self._spec, batch.records)  # one statement may touch a key once
+        result = await conn.fetch(self._insert, *[list(c) for c in zip(*rows, strict=True)])
+        return sum(1 for r in result if r["inserted"])
+
+    async def mark(self) -> str | None:
+        """The stream's committed mark (an incremental stream's cursor value)."""
+        async with self._conn("reading the stream's mark") as conn:
+            value: str | None = await conn.fetchval(
+                "SELECT cursor_value FROM stream_state WHERE source = $1 AND stream = $2",
+                self.source,
+                self.stream.name,
+            )
+        return value
+
     # -- StateStore -------------------------------------------------------------------
     async def try_lock(self) -> None:
+        if not self._want_lock:
+            return
         try:
             self._lock = await asyncpg.connect(self._dsn)
             got = await self._lock.fetchval(
@@ -236,6 +270,18 @@ class StreamSink:
             )  # fmt: skip
 
     async def load_shards(self) -> list[ShardState]:
+        """A chain's one shard is its ``stream_state`` row: unfinished while it stores a
+        next request (also one an earlier etl stored there)."""
+        if self._chain:
+            async with self._conn("loading the stream's progress") as conn:
+                nxt = await conn.fetchval(
+                    "SELECT next_request FROM stream_state WHERE source = $1 AND stream = $2",
+                    self.source,
+                    self.stream.name,
+                )
+            if nxt is None:
+                return []
+            return [ShardState(self.stream.name, None, None, cursor=nxt, status="running")]
         async with self._conn("loading the stream's shards") as conn:
             rows = await conn.fetch(
                 f"SELECT {_SHARD_COLS} FROM stream_shards WHERE source = $1 AND stream = $2"
@@ -246,6 +292,8 @@ class StreamSink:
         return [_shard(r) for r in rows]
 
     async def add_shards(self, shards: list[ShardState]) -> None:
+        if self._chain:
+            return  # the stream_state row is there (``__aenter__``)
         async with self._conn("adding shards") as conn:
             await conn.executemany(
                 "INSERT INTO stream_shards (source, stream, shard_id, lower_ts, upper_ts)"
@@ -272,10 +320,15 @@ class StreamSink:
         return True
 
     async def tally(self) -> Tally:
+        loaded = (
+            "(SELECT rows_written FROM stream_state WHERE source = $1 AND stream = $2)"
+            if self._chain
+            else "(SELECT coalesce(sum(events), 0) FROM stream_shards"
+            " WHERE source = $1 AND stream = $2)"
+        )
         async with self._conn("reading the stream's totals") as conn:
             row = await conn.fetchrow(
-                "SELECT (SELECT coalesce(sum(events), 0) FROM stream_shards"
-                "        WHERE source = $1 AND stream = $2) AS events,"
+                f"SELECT {loaded} AS events,"
                 " (SELECT count(*) FROM stream_quarantine WHERE source = $1 AND stream = $2)"
                 " AS quarantined",
                 self.source,
@@ -292,6 +345,13 @@ class StreamSink:
 
     async def reset_progress(self) -> int:
         async with self._conn("resetting the stream's progress") as conn:
+            if self._chain:
+                await conn.execute(
+                    "UPDATE stream_state SET next_request = NULL WHERE source = $1 AND stream = $2",
+                    self.source,
+                    self.stream.name,
+                )
+                return 1
             done = await conn.execute(
                 "DELETE FROM stream_shards WHERE source = $1 AND stream = $2",
                 self.source,

@@ -1,26 +1,23 @@
-"""``StreamStore``: a declared stream's rows, progress and quarantine in PostgreSQL.
+"""A declarative source's tables in PostgreSQL: the DDL, the upsert, and ``StreamStore``
+(the source's lock and the tables made before its streams run).
 
 Each stream has its own table (its declared columns, its primary key) and one row in
-``stream_state``. ``write_page`` commits a page's rows, its rejected records and the
-stream's new position (cursor value and the next request) in ONE transaction, so after a
-crash at any moment the stream resumes from its last committed page and re-reading is
-harmless: rows are upserted on the primary key, and a row only replaces one whose cursor
-value is not newer (the latest ``updated_at`` wins).
+``stream_state`` (its status, counters, mark and next request: its progress); time-range
+streams of Python sources keep their shards in ``stream_shards``; rejects go to
+``stream_quarantine``. Rows are upserted on the primary key, and a row only replaces one
+whose cursor value is not newer (the latest ``updated_at`` wins). The writing is
+``etl.sink.stream_sink``'s, one transaction per batch.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from etl.errors import LockHeld, SinkError
-from etl.rest.records import Rejected, Row
+from etl.rest.records import Row
 from etl.rest.spec import StreamSpec
 from etl.sink.dsn import redact_dsn, scrub
 
@@ -52,6 +49,21 @@ CREATE TABLE IF NOT EXISTS stream_state (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source, stream)
 );
+CREATE TABLE IF NOT EXISTS stream_shards (
+    source      text        NOT NULL,
+    stream      text        NOT NULL,
+    shard_id    text        NOT NULL,
+    lower_ts    bigint      NULL,
+    upper_ts    bigint      NULL,
+    position_ts bigint      NULL,
+    position_id text        NULL,
+    cursor      text        NULL,
+    status      text        NOT NULL DEFAULT 'pending',
+    events      bigint      NOT NULL DEFAULT 0,
+    pages       bigint      NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, stream, shard_id)
+);
 CREATE TABLE IF NOT EXISTS stream_quarantine (
     source      text        NOT NULL,
     stream      text        NOT NULL,
@@ -71,13 +83,6 @@ _ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    cursor: str | None
-    next_request: Any  # the paginator's next request as JSON, or None
-    status: str
 
 
 def _q(name: str) -> str:
@@ -188,95 +193,8 @@ class StreamStore:
             raise RuntimeError("StreamStore used before open()")
         return self._pool
 
-    async def state(self, stream: StreamSpec) -> StreamState:
-        try:
-            row = await self._p().fetchrow(
-                "SELECT cursor_value, next_request, status FROM stream_state "
-                "WHERE source = $1 AND stream = $2",
-                self.source,
-                stream.name,
-            )
-        except _ERRORS as exc:
-            raise self._fail("cannot read the stream's progress", exc) from exc
-        if row is None:
-            return StreamState(None, None, "new")
-        nxt = json.loads(row["next_request"]) if row["next_request"] else None
-        return StreamState(row["cursor_value"], nxt, row["status"])
 
-    async def begin(self, stream: StreamSpec) -> None:
-        await self._status(stream, "running", started=True)
-
-    async def write_page(
-        self,
-        stream: StreamSpec,
-        rows: Sequence[Row],
-        rejected: Sequence[Rejected],
-        cursor: str | None,
-        next_request: Any,
-    ) -> int:
-        """Rows, quarantine and position in one transaction; returns rows inserted (new)."""
-        sql = self._upserts.get(stream.name) or self._upserts.setdefault(
-            stream.name, upsert_sql(stream)
-        )
-        columns = [list(col) for col in zip(*_dedupe(stream, rows), strict=True)] if rows else []
-        try:
-            async with self._p().acquire() as conn, conn.transaction():
-                inserted = 0
-                if rows:
-                    result = await conn.fetch(sql, *columns)
-                    inserted = sum(1 for r in result if r["inserted"])
-                for bad in rejected:
-                    await conn.execute(
-                        "INSERT INTO stream_quarantine AS q (source, stream, fingerprint, reason,"
-                        " payload) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, stream,"
-                        " fingerprint, reason) DO UPDATE SET last_seen = now(),"
-                        " occurrences = q.occurrences + 1",
-                        self.source,
-                        stream.name,
-                        hashlib.sha256(bad.payload.encode()).hexdigest()[:32],
-                        bad.reason,
-                        bad.payload,
-                    )
-                await conn.execute(
-                    "UPDATE stream_state SET cursor_value = $3, next_request = $4::jsonb,"
-                    " rows_written = rows_written + $5, quarantined = quarantined + $6,"
-                    " pages = pages + 1, updated_at = now() WHERE source = $1 AND stream = $2",
-                    self.source,
-                    stream.name,
-                    cursor,
-                    json.dumps(next_request) if next_request is not None else None,
-                    len(rows),
-                    len(rejected),
-                )
-        except _ERRORS as exc:
-            raise self._fail(f"cannot write a page of {stream.name}", exc) from exc
-        return inserted
-
-    async def finish(self, stream: StreamSpec, status: str, error: str | None = None) -> None:
-        await self._status(stream, status, error=error)
-
-    async def _status(
-        self, stream: StreamSpec, status: str, *, started: bool = False, error: str | None = None
-    ) -> None:
-        now = dt.datetime.now(dt.UTC)
-        try:
-            await self._p().execute(
-                "UPDATE stream_state SET status = $3, last_error = $4, updated_at = now(),"
-                " started_at = CASE WHEN $5 THEN $6 ELSE started_at END,"
-                " finished_at = CASE WHEN $5 THEN NULL ELSE $6 END"
-                " WHERE source = $1 AND stream = $2",
-                self.source,
-                stream.name,
-                status,
-                error,
-                started,
-                now,
-            )
-        except _ERRORS as exc:
-            raise self._fail("cannot record the stream's status", exc) from exc
-
-
-def _dedupe(stream: StreamSpec, rows: Sequence[Row]) -> list[Row]:
+def dedupe(stream: StreamSpec, rows: Sequence[Row]) -> list[Row]:
     """One row per primary key within a page (the one with the newest cursor value)."""
     keys = [i for i, c in enumerate(stream.columns) if c.name in stream.primary_key]
     cur = None
