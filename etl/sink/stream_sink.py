@@ -26,7 +26,6 @@ from etl.identity import SourceIdentity
 from etl.models import (
     Batch,
     FinalStatus,
-    Position,
     RunCounters,
     ShardState,
     Stream,
@@ -36,80 +35,18 @@ from etl.models import (
 from etl.pg import DB_ERRORS, describe
 from etl.rest.spec import StreamSpec
 from etl.sink.dsn import redact_dsn
-from etl.sink.streams import DDL as STREAM_DDL
-from etl.sink.streams import PG_TYPES, dedupe, upsert_sql
-from etl.sink.streams import table_ddl as spec_table_ddl
-
-_SHARD_COLS = (
-    "shard_id, lower_ts, upper_ts, position_ts, position_id, cursor, status, events, pages"
+from etl.sink.stream_sql import (
+    CHECKPOINT,
+    COUNTERS,
+    QUARANTINE,
+    SHARD_COLS,
+    insert_sql,
+    shard_from,
+    table_ddl,
 )
-_QUARANTINE = """
-INSERT INTO stream_quarantine AS q (source, stream, fingerprint, reason, payload)
-SELECT $1, $2, u.f, u.r, u.p FROM unnest($3::text[], $4::text[], $5::text[]) AS u(f, r, p)
-ON CONFLICT (source, stream, fingerprint, reason)
-DO UPDATE SET last_seen = now(), occurrences = q.occurrences + 1
-"""
-_CHECKPOINT = """
-UPDATE stream_shards SET position_ts = coalesce($4, position_ts),
-    position_id = coalesce($5, position_id), cursor = $6, status = $7,
-    events = events + $8, pages = pages + $9, updated_at = now()
-WHERE source = $1 AND stream = $2 AND shard_id = $3
-"""
-_COUNTERS = """
-UPDATE stream_state SET rows_written = rows_written + $3, quarantined = quarantined + $4,
-    pages = pages + $5, cursor_value = coalesce($6, cursor_value), next_request = $7::jsonb,
-    updated_at = now()
-WHERE source = $1 AND stream = $2
-"""
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def table_ddl(stream: Stream) -> str:
-    cols = [
-        f"{_q(c.name)} {PG_TYPES[c.type]}"
-        + (" NOT NULL" if c.name in stream.primary_key or not c.nullable else "")
-        for c in stream.columns
-    ]
-    cols.append("_etl_loaded_at timestamptz NOT NULL DEFAULT now()")
-    pk = ", ".join(_q(k) for k in stream.primary_key)
-    table = _q(stream.table_name)
-    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
-
-
-def insert_sql(stream: Stream) -> str:
-    """Rows as one array per column -> the table; keys already there are left alone."""
-    names = ", ".join(_q(c.name) for c in stream.columns)
-    arrays = ", ".join(
-        f"${i + 1}::{'text' if c.type == 'json' else PG_TYPES[c.type]}[]"
-        for i, c in enumerate(stream.columns)
-    )
-    select = ", ".join(
-        f"u.{_q(c.name)}::jsonb" if c.type == "json" else f"u.{_q(c.name)}" for c in stream.columns
-    )
-    pk = ", ".join(_q(k) for k in stream.primary_key)
-    return (
-        f"INSERT INTO {_q(stream.table_name)} ({names}) SELECT {select}"
-        f" FROM unnest({arrays}) AS u({names}) ON CONFLICT ({pk}) DO NOTHING"
-    )
-
-
-def _shard(row: Any) -> ShardState:
-    position = None
-    if row["position_ts"] is not None:
-        position = Position(row["position_ts"], row["position_id"] or "")
-    return ShardState(
-        row["shard_id"],
-        row["lower_ts"],
-        row["upper_ts"],
-        position,
-        row["cursor"],
-        row["status"],
-        row["events"],
-        row["pages"],
-    )
+from etl.sink.streams import DDL as STREAM_DDL
+from etl.sink.streams import dedupe, upsert_sql
+from etl.sink.streams import table_ddl as spec_table_ddl
 
 
 class StreamSink:
@@ -192,12 +129,12 @@ class StreamSink:
         async with self._conn(f"writing shard {cp.shard_id}") as conn, conn.transaction():
             inserted = await self._rows(conn, batch) if columns else 0
             if bad:
-                await conn.execute(_QUARANTINE, *key, *map(list, zip(*bad, strict=True)))
+                await conn.execute(QUARANTINE, *key, *map(list, zip(*bad, strict=True)))
             if not self._chain:  # a chain's progress is its stream_state row
                 await self._checkpoint(conn, batch, inserted)
             nxt = cp.cursor if self._chain else None
             counted = await conn.execute(
-                _COUNTERS, *key, len(batch.records), len(bad), cp.pages, cp.mark, nxt
+                COUNTERS, *key, len(batch.records), len(bad), cp.pages, cp.mark, nxt
             )
             if counted != "UPDATE 1":
                 raise SinkError(f"stream {self.stream.name!r} has no stream_state row")
@@ -207,7 +144,7 @@ class StreamSink:
     async def _checkpoint(self, conn: Any, batch: Batch, inserted: int) -> None:
         cp, pos = batch.checkpoint, batch.checkpoint.position
         done = await conn.execute(
-            _CHECKPOINT, self.source, self.stream.name, cp.shard_id, pos and pos.ts_ms,
+            CHECKPOINT, self.source, self.stream.name, cp.shard_id, pos and pos.ts_ms,
             pos and pos.id, cp.cursor, "done" if cp.done else "running", inserted, cp.pages,
         )  # fmt: skip
         if done != "UPDATE 1":
@@ -284,12 +221,12 @@ class StreamSink:
             return [ShardState(self.stream.name, None, None, cursor=nxt, status="running")]
         async with self._conn("loading the stream's shards") as conn:
             rows = await conn.fetch(
-                f"SELECT {_SHARD_COLS} FROM stream_shards WHERE source = $1 AND stream = $2"
+                f"SELECT {SHARD_COLS} FROM stream_shards WHERE source = $1 AND stream = $2"
                 " ORDER BY shard_id",
                 self.source,
                 self.stream.name,
             )
-        return [_shard(r) for r in rows]
+        return [shard_from(r) for r in rows]
 
     async def add_shards(self, shards: list[ShardState]) -> None:
         if self._chain:
