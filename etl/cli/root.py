@@ -100,7 +100,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sync": (
         "sync",
-        "Load every stream of a declarative source into its own table, exactly once.",
+        "Load every stream of a source (declarative, or a Python plugin) into its own table,\n"
+        "exactly once.",
     ),
 }
 
