@@ -8,11 +8,13 @@ from dataclasses import replace
 from importlib import metadata
 
 import asyncpg
+import pytest
 
 from etl.cli.pipeline_sync import sync_python
+from etl.errors import ConfigError
 from etl.pipeline import PipelineOptions
 from etl.read.status import read_status
-from etl.sources.registry import ENTRY_POINT_GROUP, available, describe, find_source
+from etl.sources.registry import ENTRY_POINT_GROUP, available, describe, find, find_source
 from tests.plugins.ticks import MeterSource
 
 OPTIONS = replace(PipelineOptions(), page_size=100, shards=4, span_ms=2_000_000, tick_s=0.05)
@@ -32,10 +34,13 @@ async def _loaded(db_url: str) -> list[int]:
 
 def test_a_python_source_is_found_listed_and_described():
     """`[etl.sources] meter = "pkg:source"` returning a Source: found as itself, listed as
-    python, and `etl discover` shows its table, key and typed columns."""
+    python, and `etl discover` shows its table, key and typed columns; `etl check` says
+    it has nothing to check."""
     found = find_source("meter", _eps)
     assert isinstance(found, MeterSource)
     assert {s.name: s.kind for s in available(_eps)}["meter"] == "python"
+    with pytest.raises(ConfigError, match="Python source: `etl sync meter`"):
+        find("meter", _eps)  # what `etl check`/`etl auth` use: nothing to check there
     (readings,) = describe("meter", _eps).streams
     assert (readings.table, readings.primary_key) == ("meter_readings", ("id",))
     assert [(c.name, c.type) for c in readings.columns] == [

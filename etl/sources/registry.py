@@ -123,7 +123,13 @@ def find(name_or_path: str, entry_points: EntryPoints = _entry_points) -> Source
         return load(builtin[name_or_path])
     for ep in entry_points():
         if ep.name == name_or_path:
-            return _from_entry_point(ep)
+            spec = _from_entry_point(ep)
+            if not spec.base_url:  # a Python source: no spec to check or sign in with
+                raise ConfigError(
+                    f"{name_or_path} is a Python source: `etl sync {name_or_path}` loads it,"
+                    f" `etl discover {name_or_path}` describes it"
+                )
+            return spec
     if name_or_path == "datasync":
         raise ConfigError(
             "datasync is the built-in Python source: `etl ingest` loads it, `etl health` checks it"
@@ -133,8 +139,13 @@ def find(name_or_path: str, entry_points: EntryPoints = _entry_points) -> Source
 
 
 def describe(name_or_path: str, entry_points: EntryPoints = _entry_points) -> SourceSpec:
-    """Like ``find``, and DataSync's declaration too (for `etl discover`)."""
-    return DATASYNC if name_or_path == "datasync" else find(name_or_path, entry_points)
+    """Like ``find``, and the Python sources' declarations too (for `etl discover`)."""
+    if name_or_path == "datasync":
+        return DATASYNC
+    for ep in entry_points():
+        if ep.name == name_or_path:
+            return _from_entry_point(ep)
+    return find(name_or_path, entry_points)
 
 
 def available(entry_points: EntryPoints = _entry_points) -> list[SourceInfo]:
