@@ -92,7 +92,7 @@ async def run_variant(
     try:
         async with PostgresSink(dsn, loaders=loaders, direct_copy=direct) as sink:
             if not index:
-                await admin(dsn, "DROP INDEX events_occurred_at_idx")
+                await admin(dsn, "DROP INDEX events_time_user_idx")
             for name in declare:  # push datasets: each batch also writes its outbox rows
                 kind = "events" if name == "events" else "aggregate"
                 await admin(

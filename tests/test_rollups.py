@@ -120,3 +120,28 @@ async def test_repaired_row_moves_between_groups(db_url: str) -> None:
     users = await fetch(db_url, "SELECT user_id::text AS u, events FROM rollup_user_hours")
     assert [tuple(r) for r in users] == [(USERS[0], 1)]
     assert (await verify(db_url)).ok
+
+
+async def test_odd_batches_are_summed_exactly(db_url: str) -> None:
+    """Batches spanning more than a day, times in other zones than UTC, and JSON the way
+    PostgreSQL's ``->>`` reads it (a number, an object, escapes, a repeated key: the last
+    wins) are grouped by the loader exactly as ``verify`` groups events."""
+    plus5 = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    wide = mixed(90, step=dt.timedelta(minutes=47))  # ~70 hours in one batch
+    odd = [
+        event(1000 + i, at=(T0 + dt.timedelta(minutes=13 * i)).astimezone(plus5), user=USERS[0])
+        for i in range(40)
+    ]
+    pages = [
+        '{"page": 3}',
+        '{"page": {"a": [1, 2]}}',
+        '{"page": "caf\\u00e9 \\"x\\""}',
+        '{"page": "a", "page": "b"}',
+        '{"other": "page"}',
+        '{"page": null}',
+        "{}",
+    ]
+    odd = [(*r[:6], pages[i % len(pages)], *r[7:]) for i, r in enumerate(odd)]
+    await load(db_url, [wide, odd])
+    report = await verify(db_url)
+    assert report.ok and report.events == 130
