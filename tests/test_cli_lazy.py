@@ -7,6 +7,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.main import get_command_name
 from typer.testing import CliRunner
@@ -89,6 +90,16 @@ def test_the_command_table_matches_the_commands_themselves() -> None:
         first = inspect.cleandoc(text).split("\n\n")[0]
         real[name] = (info.callback.__module__.removeprefix("etl.cli."), first)
     assert real == COMMANDS
+
+
+def test_every_module_that_registers_a_command_is_in_the_table() -> None:
+    """A new command module missing from COMMANDS would never be imported (its command would
+    silently not exist): every etl/cli module using ``@app.command`` is listed."""
+    import etl.cli
+
+    folder = Path(etl.cli.__file__).parent
+    registering = {p.stem for p in folder.glob("*.py") if "\n@app.command" in p.read_text()}
+    assert registering == {m for m, _ in COMMANDS.values()}
 
 
 def test_unknown_command_and_no_command_are_usage_errors() -> None:
