@@ -285,12 +285,15 @@ def run(server: str, events: int, reps: int) -> None:
 
 
 def main() -> None:
+    global DB
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--database-url", help="server DSN (a role that may CREATE DATABASE)")
     ap.add_argument("--events", type=int, default=3_000_000)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the database for the next run")
+    ap.add_argument("--db-name", default=DB, help=f"the database to load and read (default {DB})")
     args = ap.parse_args()
+    DB = args.db_name
     print(f"{'command':38} {'process':>11} {'in-proc':>11}")
     if args.database_url:
         try:
