@@ -25,6 +25,11 @@ from etl.settings import FEED_WINDOW_S
 
 _EPS = 1e-9
 PROBE_GROWTH = 1.5  # after a 429, probes at gaps of cooldown x 1.5^k until one succeeds
+# Learning the window: probe when the time since the oldest counted start has grown x1.3
+# (and at the prior's window, when a step passes it): few 429s, whatever the window
+PROBE_SPAN_GROWTH = 1.3
+NARROW_BRACKET = 1.25  # a wider bracket: its geometric mean is tentative (_tentative)
+LEARNED_PACE = 1.05  # learnt: paced a little above the cap's average (the cap binds)
 PRIOR_SPREAD = 4.0  # a learned window is at most this many times the prior
 RAMP_FROM, RAMP_STEP = 2.0, 0.5  # slow start: x1.25 per answer to 2 x prior, then + 0.5 x prior
 
@@ -213,7 +218,14 @@ class AdaptiveRate:
         self.window_learned = False
         self._probing_since: float | None = None  # start of the first throttled request
         self._probe_gap = self.cooldown_s
+        self._probe_origin = 0.0  # the oldest counted start when probing began
+        self._span_probes = False  # probing by the span since it (a full prior cap seen)
+        self._probe_at = float("-inf")  # learning the window: no start before the next probe
         self._last_refused = 0.0  # start of the last probe refused
+        # the learnt window is tried at the bracket's geometric mean first; a 429 within a
+        # window of learning it means the bracket's upper end (this), no new back-off
+        self._window_high: float | None = None
+        self._tentative_until = float("-inf")
         self._snapshot: list[float] = []  # our starts before the first 429
         # Until the first 429, at every prior cap's worth of starts in the prior window (the
         # spec's 200 per 300 s, then 25 % more each time it passes), one request goes alone
@@ -258,8 +270,11 @@ class AdaptiveRate:
                 late = now - self._next_start
                 self._next_start = (self._next_start if 0 <= late < gap else now) + gap
                 if self._probing_since is not None:  # one probe per (growing) gap
-                    self.paused_until = max(self.paused_until, now + self._probe_gap)
-                    self._probe_gap *= PROBE_GROWTH
+                    if self._span_probes:
+                        self._probe_at = self._next_probe(now)
+                    else:
+                        self.paused_until = max(self.paused_until, now + self._probe_gap)
+                        self._probe_gap *= PROBE_GROWTH
                 self._starts.append(now)
                 self._pending.append(now)
                 if self._first_start is None:
@@ -280,7 +295,28 @@ class AdaptiveRate:
             if self.cap and len(starts) >= self.cap
             else 0.0
         )
-        return max(self._next_start, self.paused_until, slot)
+        return max(self._next_start, self.paused_until, slot, self._probe_at)
+
+    def _next_probe(self, t: float) -> float:
+        """Learning the window: the next probe after one at ``t``, when the time since the
+        oldest counted start has grown by PROBE_SPAN_GROWTH (the prior's window, or the one
+        learnt, is tried when a step passes it)."""
+        origin = self._probe_origin
+        span = max(t - origin, self.cooldown_s)
+        target = span * PROBE_SPAN_GROWTH
+        for known in (self.prior_window_s, self.window_s):
+            known += self.margin_s
+            if span < known < target:
+                target = known
+        return origin + target
+
+    def _oldest_counted(self, before: list[float]) -> float:
+        """Of the starts ``before`` a 429, the oldest the throttle would still count if
+        its cap were the prior's (or all of them if fewer)."""
+        return before[-min(self._prior_cap(), len(before))]
+
+    def _prior_cap(self) -> int:
+        return max(1, round(self.prior_per_s * self.prior_window_s))
 
     def _review(self, now: float) -> None:
         """Drop a provisional cap once our own log spans a window; probe upwards."""
@@ -329,10 +365,23 @@ class AdaptiveRate:
         if self.learn_window:
             # Back off and probe; the first success tells the window and the cap (_learn).
             self._last_refused = max(self._last_refused, started_at)
+            if self._tentative(started_at):
+                return
             if self._probing_since is None and started_at >= self._decreased_at:
                 self._probing_since = started_at
                 self._probe_gap = self.cooldown_s
                 self._snapshot = [s for s in self._starts if s < started_at]
+                self._probe_origin = self._oldest_counted(self._snapshot or [started_at])
+                # A first 429 after the prior's cap of starts: the window is likely longer
+                # than their span, by a factor probed x1.3 at a time. After fewer starts
+                # (the cap is smaller than the prior's) or once learnt (a correction):
+                # probes at growing gaps from now.
+                self._span_probes = (
+                    not self.window_learned and len(self._snapshot) >= self._prior_cap()
+                )
+                if self._span_probes:
+                    self.paused_until = self._clock.now()  # the probes pace it from here
+                    self._probe_at = self._next_probe(started_at)
             return
         if started_at < self._decreased_at:
             return  # in flight during the last decrease: that one already covers it
@@ -348,6 +397,28 @@ class AdaptiveRate:
             self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
         self._decreased_at = now
 
+    def _tentative(self, started_at: float) -> bool:
+        """A 429 while the window learnt is the bracket's geometric mean: take its upper
+        end (one 429, no back-off). True when handled so."""
+        high = self._window_high
+        if high is None or started_at < self._decreased_at or self._probing_since is not None:
+            return False
+        self._window_high = None
+        if self._clock.now() > self._tentative_until:
+            return False  # confirmed meanwhile: a real change, learn again
+        self.window_s = max(self.window_s, high)
+        self.margin_s = self.window_s / 300
+        self.probe_after_s = 2 * self.window_s
+        assert self.cap is not None
+        self.rate_per_s = self._learned_rate()
+        self._decreased_at = self._clock.now()
+        return True
+
+    def _learned_rate(self) -> float:
+        assert self.cap is not None
+        pace = LEARNED_PACE * self.cap / self.window_s
+        return max(self.min_per_s, min(self.max_per_s, pace))
+
     def _learn(self, throttled_at: float, succeeded_at: float) -> None:
         """A request started at ``succeeded_at`` succeeded after the 429 of ``throttled_at``.
 
@@ -358,18 +429,23 @@ class AdaptiveRate:
         window = ``succeeded_at`` - that start (between it and the last refused probe). Right
         for a burst (the issue's 20 per 10 s:
         all our starts, then a long wait) and for steady pacing (slots free one start at a
-        time: the window is the span of the last cap starts, the rate ours). Once learnt,
-        the window only grows, and each later 429 lowers the rate (cap / window) by one
-        start per window at least, a tenth at most, so it converges.
+        time: the window is the span of the last cap starts, the rate ours). Within the
+        bracket: the prior's window when it was probed and passed, else the geometric
+        mean, and a bracket wider than NARROW_BRACKET is tentative (a 429 within a window
+        moves it to the upper end, ``_tentative``). Once learnt, the window only grows, and
+        each later 429 lowers the rate (cap / window) by one start per window at least, a
+        tenth at most, so it converges.
         """
         before = self._snapshot or [throttled_at]
-        prior_cap = max(1, round(self.prior_per_s * self.prior_window_s))
-        counted = min(prior_cap, len(before))
-        oldest = before[-counted]
-        # between the last refused probe and this success (geometric mean: probes are
-        # spaced x1.5, so the bracket is at most that wide)
+        oldest = self._oldest_counted(before)
+        # between the last refused probe and this success (the probes are spaced x1.3 in
+        # time since ``oldest``)
         low = max(self._last_refused, throttled_at) - oldest
-        window = max(math.sqrt(max(low, _EPS) * max(succeeded_at - oldest, _EPS)), _EPS)
+        high = max(succeeded_at - oldest, _EPS)
+        window = max(math.sqrt(max(low, _EPS) * high), _EPS)
+        if low < self.prior_window_s <= high:
+            window = high  # the prior's window was probed and passed: the spec's is right
+        first = not self.window_learned
         cap = sum(1 for s in before if s > throttled_at - window)
         if self.window_learned and self.cap is not None:
             old_window = self.window_s
@@ -384,11 +460,16 @@ class AdaptiveRate:
         self.probe_after_s = 2 * window
         self.window_learned = True
         self._probing_since = None
+        self._probe_at = float("-inf")
         self._snapshot = []
         self.cap = max(1, cap)
         self.provisional = False
-        self.rate_per_s = max(self.min_per_s, min(self.max_per_s, 1.05 * self.cap / window))
-        self._decreased_at = self._clock.now()
+        self.rate_per_s = self._learned_rate()
+        now = self._clock.now()
+        self._decreased_at = now
+        if first and window < high and high > NARROW_BRACKET * low:
+            self._window_high = min(high, self.prior_window_s * PRIOR_SPREAD)
+            self._tentative_until = now + self._window_high
 
     def _answered(self, started_at: float | None) -> float:
         pending = self._pending

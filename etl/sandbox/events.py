@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+
 from aiohttp import web
 
 from etl.sandbox import cursors, paging, responses
@@ -9,6 +12,8 @@ from etl.sandbox.dataset import EVENT_TYPES
 from etl.sandbox.faults import Plan
 from etl.sandbox.state import State
 from etl.sandbox.tsformat import Stamp, stamp_for
+
+OFF_LOOP_EVENTS = 1000  # pages this large are rendered off the event loop (real time only)
 
 
 async def list_events(state: State, request: web.Request, plan: Plan, rid: str) -> web.Response:
@@ -76,7 +81,13 @@ async def serve_page(
             ds, live, start, end, limit, type_code=type_code, session=session
         )
     share = c.invalid_events if invalid and not c.unlimited else 0.0
-    events = state.renderer.events(positions, live, stamp, by_page=by_page, invalid_share=share)
+    render = functools.partial(
+        state.renderer.events, positions, live, stamp, by_page=by_page, invalid_share=share
+    )
+    if state.render_off_loop and len(positions) >= OFF_LOOP_EVENTS:
+        events = await asyncio.to_thread(render)
+    else:
+        events = render()
     headers = _chaos(state, plan, events, positions, live, stamp, by_page)
     next_cursor = None
     ttl = c.scaled(c.cursor_ttl)

@@ -67,6 +67,11 @@ class State:
         self.capacity = SharedCapacity(config)
         # page latency waits on the clock when it can sleep (a test's virtual clock)
         self.sleep: Sleep = getattr(clock, "sleep", None) or asyncio.sleep
+        # On real time, large pages are rendered in a worker thread: the event loop stays
+        # free to answer what needs no rendering (a 429, a token) at once, as a server with
+        # more than one worker would. On a test's virtual clock, rendering stays inline
+        # (deterministic, and an idle loop must mean nothing is left to do).
+        self.render_off_loop = self.sleep is asyncio.sleep
         self.stats = Stats()
         self.session_table: SessionTable | None = None
         self.databox = Databox(config.databox, clock, limited=config.limits_enabled)

@@ -104,12 +104,12 @@ class DataSyncSource:
                 note = f"feed unavailable ({exc}); "
             else:
                 prior = 200 / opts.feed_window_s  # the spec: ~200 per window
-                # Learning the window, start at the prior's pace and ramp up (see
-                # AdaptiveRate.on_success): running into the throttle at full speed would
-                # earn a 429 for every request in flight when its window fills.
-                start = prior if opts.feed_learn_window else opts.feed_rate_max_per_s
+                # Unpaced until the first 429: what the server takes in flight is the ramp
+                # (etl.inflight), and the throttle's empty window is used, not wasted at the
+                # prior's pace. Learning the window, the throttle is met with one request
+                # (at the prior's cap of starts, one goes alone: AdaptiveRate.acquire).
                 rate = ratelimit.AdaptiveRate(
-                    initial_per_s=opts.feed_rate_per_s or start,
+                    initial_per_s=opts.feed_rate_per_s or opts.feed_rate_max_per_s,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
                     prior_per_s=prior,
