@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from etl.aio import until_stopped
 from etl.batching import advance, fill_incomplete, transform_for
+from etl.credits import Credit, Waiting
 from etl.errors import AuthError, BrokenPage, EtlError, RateLimited, SourceError
 from etl.inflight import InFlight
 from etl.isolation import Isolation
@@ -27,28 +28,6 @@ from etl.splitting import Splitter
 
 if TYPE_CHECKING:
     from etl.pipeline import PipelineOptions
-
-
-class _Credit:
-    """At most one page credit, taken once (when a response arrives) and given back once,
-    unless handed to the loaders with its page."""
-
-    __slots__ = ("_credits", "handed", "held")
-
-    def __init__(self, credits: asyncio.Semaphore) -> None:
-        self._credits = credits
-        self.held = False
-        self.handed = False
-
-    async def take(self) -> None:
-        if not self.held:
-            await self._credits.acquire()
-            self.held = True
-
-    def give_back(self) -> None:
-        if self.held and not self.handed:
-            self.held = False
-            self._credits.release()
 
 
 class Fetching:
@@ -82,6 +61,8 @@ class Fetching:
         self.overwrite = overwrite
         self.error: EtlError | None = None
         self.retired: set[str] = set()
+        # half the page credits' worth of responses may wait for one (``etl.credits``)
+        self.waiting = Waiting(loading.max_pages // 2)
         self.lane_names: list[str] = []
 
     def fail(self, exc: EtlError, reason: str) -> None:
@@ -106,7 +87,7 @@ class Fetching:
         while not self.halt.is_set() and lane.name not in self.retired:
             # A slot first: the lane's in-flight limit, found as the run goes (etl.inflight).
             # No page credit yet: a request waiting on the server holds no page; the credit
-            # is taken when its response arrives (``_Credit``), so memory stays bounded
+            # is taken when its response arrives (``etl.credits``), so memory stays bounded
             # without capping what is in flight.
             ok, _ = await until_stopped(slots.acquire(), self.halt)
             if not ok:
@@ -120,6 +101,10 @@ class Fetching:
 
     async def _fetch_one(self, lane: Lane, scheduler: ShardScheduler, slots: InFlight) -> bool:
         """One page of one shard into its loader's queue: False when the fetcher should stop."""
+        if not self.waiting.room.is_set():  # the loaders are behind: send nothing more
+            ok, _ = await until_stopped(self.waiting.room.wait(), self.halt)
+            if not ok:
+                return False
         slots.waiting_budget(True)
         try:
             ok, ticket = await until_stopped(lane.acquire(), self.halt)
@@ -132,7 +117,7 @@ class Fetching:
         shard = await scheduler.take()
         if shard is None:
             return False
-        credit = _Credit(self.loading.credits)
+        credit = Credit(self.loading.credits, self.waiting)
         limit = self.isolation.limit(shard)
         try:
             try:
@@ -161,7 +146,7 @@ class Fetching:
         shard: ShardState,
         limit: int,
         slots: InFlight,
-        credit: _Credit,
+        credit: Credit,
         ticket: float | None,
     ) -> tuple[bool, Page | None]:
         """(carry on, the next page of ``shard``): no page when throttled (the shard goes

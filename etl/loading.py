@@ -39,7 +39,8 @@ class Loaders:
         ]
         o = options
         self.abandoned = False  # stopped during a database outage: write nothing more
-        self.credits = asyncio.Semaphore(o.max_pages or o.loaders * (o.queue_batches + 1) + 2)
+        self.max_pages = o.max_pages or o.loaders * (o.queue_batches + 1) + 2
+        self.credits = asyncio.Semaphore(self.max_pages)
 
     def assign(self, shard: ShardState) -> None:
         """Give ``shard`` a loader (round robin), for the whole run."""

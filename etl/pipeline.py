@@ -208,6 +208,7 @@ class Run:
         for name, slots in self._slots.items():
             self.counters.extra[f"peak_in_flight_{name}"] = slots.peak
             self.counters.extra[f"in_flight_limit_{name}"] = slots.limit
+        self.counters.extra["peak_awaiting_credit"] = self._fetching.waiting.peak
 
     async def _run_tasks(self, lanes: list[Lane], scheduler: ShardScheduler) -> None:
         """Fetchers, loaders, the heartbeat and the halt watch, in one TaskGroup: the

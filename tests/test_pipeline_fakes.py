@@ -10,7 +10,7 @@ import pytest
 
 from etl.clock import FakeClock
 from etl.errors import PermanentSourceError
-from etl.models import Destination, RunCounters, Source, StateStore
+from etl.models import Batch, Destination, RunCounters, Source, StateStore, WriteResult
 from etl.pipeline import Outcome, PipelineOptions
 from etl.wiring import run_ingest
 from tests.fakes import T0_MS, FakeSource, MemoryStore, MemoryTable, make_events
@@ -90,3 +90,26 @@ async def test_few_page_credits_still_load_everything(max_pages: int) -> None:
     table = MemoryTable(store)
     outcome = await ingest(source, table, store, max_pages=max_pages)
     assert outcome.status == "succeeded" and set(table.rows) == {ev.id for ev in events}
+
+
+async def test_responses_waiting_for_a_page_credit_stop_new_requests() -> None:
+    """With loaders far behind (each write takes a virtual second) and few page credits,
+    answered responses wait for a credit (each keeps its connection's buffers); once half
+    the credits' worth wait, no new request goes out until the loaders catch up: fewer
+    wait at once than there are shards to fetch, and the set is still exact."""
+    events = make_events(3_000)
+    clock = FakeClock()
+    source, store = FakeSource(events, concurrency=16), MemoryStore()
+
+    class SlowTable(MemoryTable):
+        async def write(self, batch: Batch) -> WriteResult:
+            await clock.sleep(1.0)
+            return await super().write(batch)
+
+    table = SlowTable(store)
+    opts = PipelineOptions(**{**_fields(OPTIONS), "max_pages": 4, "shards": 16})  # type: ignore[arg-type]
+    outcome = await run_ingest(
+        source, table, store, Recorder(), clock, opts, counters=RunCounters()
+    )
+    assert outcome.status == "succeeded" and set(table.rows) == {ev.id for ev in events}
+    assert 1 <= outcome.counters.extra["peak_awaiting_credit"] < 16
