@@ -423,3 +423,31 @@ async def test_adaptive_meets_a_possible_throttle_with_one_request_not_all_in_fl
     assert not waiter.done()
     rate.on_success(probe)
     assert await waiter >= probe + 0.05
+
+
+async def test_once_the_window_is_learnt_waiters_go_at_once_not_at_the_next_probe() -> None:
+    """Learning the window after a full prior cap of starts (10 per 10 s here, all in the
+    first second): the probes come at x1.3 of the time since the oldest start; when one
+    passes, the requests that waited for the next probe start at once (the slots freed
+    meanwhile are caught up, pacing twice the learnt average), not a probe gap later."""
+    clock = FakeClock()
+    rate = AdaptiveRate(50.0, clock, prior_per_s=1.0, window_s=10.0, learn_window=True)
+    first = []
+    for _ in range(10):
+        first.append(await rate.acquire())
+        await clock.sleep(0.05)
+    for t in first:
+        rate.on_success(t)
+    refused = await rate.acquire()  # the checkpoint: one request alone
+    rate.on_throttled(refused)
+    probes = [await rate.acquire()]
+    assert probes[0] - first[0] == pytest.approx(1.3 * (refused - first[0]), rel=0.01)
+    rate.on_throttled(probes[0])
+    waiters = [asyncio.ensure_future(rate.acquire()) for _ in range(5)]
+    probe = await waiters.pop(0)  # the next probe, 1.3 x further
+    assert probe - first[0] == pytest.approx(1.3 * (probes[0] - first[0]), rel=0.01)
+    await clock.sleep(0.2)
+    rate.on_success(probe)  # it passed: the window is learnt
+    assert rate.window_learned and rate.cap == 10
+    starts = await asyncio.gather(*waiters)
+    assert max(starts) - probe < 0.2 + 4 / (2 * rate.cap / rate.window_s) + 0.01
