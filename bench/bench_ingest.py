@@ -14,6 +14,10 @@ requests / 429s / retries of the run (its ``ingest_runs`` row). Scenarios:
                  ingest with its defaults; events/s as a share of the budget bound
                  5000 * (10/60 + 200/300) * time_scale, the 429 share, the peak in flight
                  per lane (ingestkit/latency.py). scale-1: shared capacity in real time
+    virtual      the same five scenarios in virtual time: the client's limiters and
+                 in-flight limits against the sandbox's throttles and capacity model, no
+                 CPU or I/O time (ingestkit/virtual.py): the budget logic alone, whatever
+                 the machine's load
     unthrottled  sandbox ``--unlimited``; then a pure-COPY baseline of the same rows in the
                  same run (binary COPY out, then timed binary COPY into an identical empty
                  table, on 1 and on 2 connections)
@@ -59,6 +63,7 @@ from ingestkit.scenarios import (
     scenario_unthrottled,
 )
 from ingestkit.services import Postgres
+from ingestkit.virtual import scenario_virtual
 
 # ---------------------------------------------------------------------------------------------
 # main
@@ -112,6 +117,8 @@ def run_all(ctx: Ctx) -> None:
             print(f"    ! {name} failed: {type(exc).__name__}: {exc}", flush=True)
             return None
 
+    if "virtual" in selected:
+        guarded("virtual", scenario_virtual, ctx)
     for name in LATENCY_SCENARIOS:
         if name in selected:
             guarded(name, scenario_latency, ctx, name)

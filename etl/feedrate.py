@@ -22,6 +22,11 @@ NARROW_BRACKET = 1.25  # a wider bracket: its geometric mean is tentative (_tent
 # cap's average, so the cap binds and the slots freed while probing are caught up. Learnt
 # from fewer (cap and window both guessed): 5 % above the average, bursts spread.
 LEARNED_PACE, GUESSED_PACE = 2.0, 1.05
+# Learning the window, the pace before the first 429: this many times the prior's average,
+# and no faster until a checkpoint passes. Fast enough to use the throttle's empty window
+# (a burst), slow enough that the prior's cap of starts spans a sixteenth of its window, so
+# a shorter real window is bracketed in few probes (each one a 429).
+FIRST_WINDOW_PACE = 16.0
 PRIOR_SPREAD = 4.0  # a learned window is at most this many times the prior
 RAMP_FROM, RAMP_STEP = 2.0, 0.5  # slow start: x1.25 per answer to 2 x prior, then + 0.5 x prior
 
@@ -262,6 +267,9 @@ class AdaptiveRate:
                 # past the prior: a steady ramp, so the throttle, when met, is met at a
                 # rate close to its own (few requests in flight beyond it)
                 grown = self.rate_per_s + RAMP_STEP * self.prior_per_s
+                if self._checkpoint <= self._prior_cap():
+                    # no faster before the throttle was found looser than the prior
+                    grown = min(grown, max(self.rate_per_s, FIRST_WINDOW_PACE * self.prior_per_s))
             self.rate_per_s = min(self.max_per_s, grown)
             return
         pace = self._pace() if self.window_learned else 1.05

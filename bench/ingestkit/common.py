@@ -9,7 +9,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 API_KEY = "ds_sandbox_demo_key_0000000000000000"
 PAGE = 5000
 LATENCY = ("real-limits", "shared-capacity", "slow-server", "fast-server", "scale-1")
-SCENARIOS = (*LATENCY, "unthrottled", "dlt", "memory", "status")
+SCENARIOS = (*LATENCY, "virtual", "unthrottled", "dlt", "memory", "status")
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "scale-1")  # scale-1: ~13 min
 
 # issue 4 / issue 5 / issue 11 targets

@@ -15,6 +15,7 @@ import psutil
 from ingestkit.common import ROOT
 from ingestkit.latency import print_latency
 from ingestkit.runs import Ctx
+from ingestkit.virtual import print_virtual
 
 # ---------------------------------------------------------------------------------------------
 # report
@@ -82,6 +83,7 @@ def _print_runs(ctx: Ctx) -> None:
 
 def _print_scenario_notes(ctx: Ctx) -> None:
     print_latency(ctx, _f)
+    print_virtual(ctx)
     un = ctx.results.get("unthrottled")
     if un and "copy_baseline" in un["extra"]:
         b = un["extra"]["copy_baseline"]

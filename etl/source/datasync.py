@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import etl.ratelimit as ratelimit
 from etl.errors import AuthError, BrokenPage, PermanentSourceError, SourceError, StreamTokenError
+from etl.feedrate import FIRST_WINDOW_PACE
 from etl.models import Clock, Lane, Position, RunCounters, ShardState, Strategy, Stream
 from etl.settings import DEFAULTS, FEED_WINDOW_S
 from etl.source.feed import StreamToken
@@ -104,12 +105,13 @@ class DataSyncSource:
                 note = f"feed unavailable ({exc}); "
             else:
                 prior = 200 / opts.feed_window_s  # the spec: ~200 per window
-                # Unpaced until the first 429: what the server takes in flight is the ramp
-                # (etl.inflight), and the throttle's empty window is used, not wasted at the
-                # prior's pace. Learning the window, the throttle is met with one request
-                # (at the prior's cap of starts, one goes alone: AdaptiveRate.acquire).
+                # Learning the window, 16 x the prior's pace until the first 429: the
+                # throttle's empty window is used, not wasted at the prior's pace, and the
+                # throttle is met with one request (at the prior's cap of starts, one goes
+                # alone: AdaptiveRate.acquire). A window given: unpaced until then.
+                start = prior * FIRST_WINDOW_PACE if opts.feed_learn_window else None
                 rate = ratelimit.AdaptiveRate(
-                    initial_per_s=opts.feed_rate_per_s or opts.feed_rate_max_per_s,
+                    initial_per_s=opts.feed_rate_per_s or start or opts.feed_rate_max_per_s,
                     max_per_s=opts.feed_rate_max_per_s,
                     window_s=opts.feed_window_s,
                     prior_per_s=prior,
