@@ -414,7 +414,8 @@ class AdaptiveRate:
         return started_at
 
     def _forget(self, now: float) -> None:
-        horizon = now - self.window_s
+        # a tentative window may still grow to its bracket's upper end: keep that much
+        horizon = now - max(self.window_s, self._window_high or 0.0)
         for log in (self._starts, self._pending):
             while log and log[0] <= horizon:
                 log.popleft()

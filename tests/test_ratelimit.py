@@ -451,3 +451,31 @@ async def test_once_the_window_is_learnt_waiters_go_at_once_not_at_the_next_prob
     assert rate.window_learned and rate.cap == 10
     starts = await asyncio.gather(*waiters)
     assert max(starts) - probe < 0.2 + 4 / (2 * rate.cap / rate.window_s) + 0.01
+
+
+async def test_the_spec_throttle_time_scaled_is_learnt_with_few_429s() -> None:
+    """The spec's throttle ÷10 (200 per 30 s) against its 300 s prior, 32 requests in flight
+    of 1.5 s: the burst of the first window, the probes and a tentative window that moves up
+    its bracket cost at most 3 refusals in 600 requests, the window is learnt within 15 %,
+    and the starts a tentative (shorter) window made are still counted once it grows."""
+    clock = FakeClock()
+    rate = AdaptiveRate(200 / 300 * 16, clock, prior_per_s=200 / 300, learn_window=True)
+    server = SlidingWindowServer(200, 30.0, count_refused=False)
+    sent = refused = 0
+
+    async def fetcher() -> None:
+        nonlocal sent, refused
+        while sent < 600:
+            sent += 1
+            ticket = await rate.acquire()
+            if server.admit(clock.now()):
+                await clock.sleep(1.5)
+                rate.on_success(ticket)
+            else:
+                refused += 1
+                await clock.sleep(0.01)
+                rate.on_throttled(ticket)
+
+    await asyncio.gather(*(fetcher() for _ in range(32)))
+    assert refused <= 3
+    assert 30.0 <= rate.window_s <= 34.5 and rate.cap == 200
