@@ -7,6 +7,8 @@
         api_url: https://api.example.com/api/v1
         api_key_env: ACME_KEY   # the NAME of an environment variable: never the key itself
         database: etl_acme      # on DATABASE_URL's server (default etl_<name>), made if missing
+        # database_url_env: ACME_DB   # or: a variable holding the whole URL (another server;
+                                      # that database must exist)
         options: {page_size: 5000}
 
 YAML (``.yaml``/``.yml``) or TOML (``.toml``: ``[defaults]``, ``[[sources]]``,
@@ -39,7 +41,7 @@ from etl.tasks import TaskShare
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SOURCE_KEYS = ("name", "api_url", "api_key_env", "database", "options")
+SOURCE_KEYS = ("name", "api_url", "api_key_env", "database", "database_url_env", "options")
 TOP_KEYS = ("parallel", "defaults", "sources")
 MAX_PARALLEL = 64
 
@@ -71,9 +73,10 @@ class FleetSource:
     name: str
     api_url: str
     api_key_env: str
-    database: str
+    database: str | None  # on DATABASE_URL's server, or None: ``database_url_env``
     options: Mapping[str, Any]  # Settings fields -> values (defaults merged in)
     where: str  # "file:line" of its entry
+    database_url_env: str | None = None  # a variable holding the source's own database URL
 
     @property
     def shards(self) -> int:
@@ -120,6 +123,7 @@ def _fleet(path: Path, doc: Located) -> Fleet:
     sources = tuple(_source(doc, i, defaults) for i in range(len(entries)))
     _unique(doc, sources, "name")
     _unique(doc, sources, "database")
+    _unique(doc, sources, "database_url_env")
     return Fleet(path, sources, parallel)
 
 
@@ -138,12 +142,25 @@ def _source(doc: Located, i: int, defaults: Mapping[str, Any]) -> FleetSource:
         raise doc.error((*at, "name"), "name must be lowercase letters, digits and _ (<= 48)")
     if not ENV_NAME.match(text["api_key_env"]):
         raise doc.error((*at, "api_key_env"), "api_key_env must name an environment variable")
-    database = entry.get("database", f"etl_{text['name']}")
-    if not isinstance(database, str) or not DATABASE.match(database):
+    url_env = entry.get("database_url_env")
+    if url_env is not None and "database" in entry:
+        raise doc.error((*at, "database_url_env"), "give database or database_url_env, not both")
+    if url_env is not None and (not isinstance(url_env, str) or not ENV_NAME.match(url_env)):
+        raise doc.error(
+            (*at, "database_url_env"), "database_url_env must name an environment variable"
+        )
+    database = None if url_env else entry.get("database", f"etl_{text['name']}")
+    if database is not None and (not isinstance(database, str) or not DATABASE.match(database)):
         raise doc.error((*at, "database"), "database must be a plain PostgreSQL database name")
     options = {**defaults, **(_options(doc, (*at, "options")) if "options" in entry else {})}
     source = FleetSource(
-        text["name"], text["api_url"], text["api_key_env"], database, options, doc.where(at)
+        text["name"],
+        text["api_url"],
+        text["api_key_env"],
+        database,
+        options,
+        doc.where(at),
+        url_env,
     )
     try:  # every value in range, as `etl ingest` would check it
         replace(DEFAULTS, api_url=source.api_url, api_key="probe", **options)
@@ -198,6 +215,8 @@ def _unique(doc: Located, sources: tuple[FleetSource, ...], what: str) -> None:
     seen: dict[str, FleetSource] = {}
     for s in sources:
         value = getattr(s, what)
+        if value is None:
+            continue
         if value in seen:
             raise ConfigError(
                 f"{s.where}: {what} {value!r} is already used by the source at "
@@ -222,24 +241,40 @@ def assignments(fleet: Fleet, index: int, count: int) -> list[Assignment]:
 
 
 def missing_keys(fleet: Fleet, env: Mapping[str, str]) -> list[str]:
-    """The ``api_key_env`` variables that are unset or empty, each with its source."""
+    """The ``api_key_env`` (and ``database_url_env``) variables that are unset or empty,
+    each with its source."""
     return [
-        f"{s.where}: source {s.name!r}: {s.api_key_env} is not set"
+        f"{s.where}: source {s.name!r}: {name} is not set"
         for s in fleet.sources
-        if not env.get(s.api_key_env)
+        for name in (s.api_key_env, s.database_url_env)
+        if name is not None and not env.get(name)
     ]
 
 
-def source_settings(base: Settings, a: Assignment, api_key: str) -> Settings:
+def source_settings(
+    base: Settings, a: Assignment, api_key: str, database_url: str | None = None
+) -> Settings:
     """The settings of one source's run in a fleet task: ``base`` (the command line) with the
-    source's URL, key, database, data directory, share and options."""
+    source's URL, key, database (``database_url`` when it has its own), data directory,
+    share and options. ``ConfigError`` names the source's line."""
     s = a.source
     assert base.database_url is not None  # task mode requires it
+    if database_url is None:
+        assert s.database is not None
+        database_url = with_database(base.database_url, s.database)
+    try:
+        return _replace(base, a, api_key, database_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{s.where}: source {s.name!r}: {exc}") from exc
+
+
+def _replace(base: Settings, a: Assignment, api_key: str, database_url: str) -> Settings:
+    s = a.source
     return replace(
         base,
         api_url=s.api_url,
         api_key=api_key,
-        database_url=with_database(base.database_url, s.database),
+        database_url=database_url,
         data_dir=base.data_dir / "fleet" / s.name,
         shard_index=a.share.index,
         shard_count=a.share.count,

@@ -218,3 +218,43 @@ def test_the_example_fleet_file_in_deploy_is_valid() -> None:
     fleet = load_fleet(path)
     assert [s.database for s in fleet.sources] == ["etl_acme", "globex_events"]
     assert [s.shards for s in fleet.sources] == [16, 4]
+
+
+def test_a_source_may_name_its_own_database_url(tmp_path: Path) -> None:
+    """database_url_env: the source loads into that URL (another server); the variable is
+    required like a key's, and a URL that is not PostgreSQL's is a config error naming the
+    source's line, never the password."""
+    text = YAML.replace("database: globex_events", "database_url_env: GLOBEX_DB")
+    fleet = load_fleet(write(tmp_path, text))
+    globex = fleet.sources[1]
+    assert (globex.database, globex.database_url_env) == (None, "GLOBEX_DB")
+    said = missing_keys(fleet, {"ACME_KEY": "k", "GLOBEX_KEY": "k"})
+    assert said == [f"{tmp_path / 'fleet.yaml'}:9: source 'globex': GLOBEX_DB is not set"]
+    server = "postgresql://u@h/postgres"
+    base = Settings(api_url=None, api_key="", database_url=server, shard_index=0, shard_count=1)
+    a = next(a for a in assignments(fleet, 0, 1) if a.source.name == "globex")
+    url = "postgresql://etl:pw@other:5432/globex"
+    assert source_settings(base, a, "k", url).database_url == url
+    with pytest.raises(ConfigError, match=r"fleet\.yaml:9: source 'globex': --database-url") as e:
+        source_settings(base, a, "k", "mysql://etl:pw@other/globex")
+    assert "pw" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("    database_url_env: GLOBEX_DB\n", "give database or database_url_env, not both"),
+        ("    database_url_env: 'not a name'\n", "must name an environment variable"),
+    ],
+)
+def test_a_database_url_env_mistake_names_its_line(tmp_path: Path, change: str, says: str) -> None:
+    """database and database_url_env together, or a variable name that is not one: exit 2
+    at the line of database_url_env."""
+    text = YAML.replace("    options:\n      shards: 2", change + "    options:\n      shards: 2")
+    if "not both" not in says:
+        text = text.replace("    database: globex_events\n", "")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=says) as caught:
+        load_fleet(path)
+    line = 13 if "not both" in says else 12
+    assert str(caught.value).startswith(f"{path}:{line}: ")

@@ -56,7 +56,7 @@ sources:
   - {{name: acme, api_url: "{one.base_url}", api_key_env: ACME_KEY,
      database: {prefix}_acme}}
   - {{name: initech, api_url: "{one.base_url}", api_key_env: INITECH_KEY,
-     database: {prefix}_initech, options: {{shards: 2}}}}
+     database_url_env: INITECH_DB, options: {{shards: 2}}}}
   - {{name: globex, api_url: "{two.base_url}", api_key_env: GLOBEX_KEY,
      database: {prefix}_globex}}
 """
@@ -64,9 +64,13 @@ sources:
     return path
 
 
-def task_env(server: str, index: int) -> dict[str, str]:
+def task_env(server: str, index: int, prefix: str = "") -> dict[str, str]:
     return env_for(
-        DATABASE_URL=server, ETL_SHARD_COUNT=str(TASKS), JOB_COMPLETION_INDEX=str(index), **KEYS
+        DATABASE_URL=server,
+        ETL_SHARD_COUNT=str(TASKS),
+        JOB_COMPLETION_INDEX=str(index),
+        INITECH_DB=with_database(server, f"{prefix}_initech"),  # its own URL, made beforehand
+        **KEYS,
     )
 
 
@@ -81,20 +85,21 @@ def fleet_args(path: Path, tmp_path: Path, index: int) -> list[str]:
 async def test_a_fleet_over_three_tasks_loads_each_source_exactly_into_its_own_database(
     sandbox: Any, pg_server_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    """3 sources (two datasets, one shared by two keys) dealt to 3 tasks; task 1 killed with
-    SIGKILL mid-run and restarted with its index: every task ends 0, each source's database
-    holds exactly its own dataset's ids, and no key is printed."""
+    """3 sources (two datasets, one shared by two keys; one on a database URL of its own)
+    dealt to 3 tasks; task 1 killed with SIGKILL mid-run and restarted with its index: every
+    task ends 0, each source's database holds exactly its own dataset's ids, no key printed."""
     one, two = await two_sandboxes(sandbox)
     path = fleet_file(tmp_path, prefix, one, two)
+    await asyncio.to_thread(run_sync, _admin(pg_server_url, f'CREATE DATABASE "{prefix}_initech"'))
     procs = [
-        await etl(*fleet_args(path, tmp_path, i), env=task_env(pg_server_url, i))
+        await etl(*fleet_args(path, tmp_path, i), env=task_env(pg_server_url, i, prefix))
         for i in range(TASKS)
     ]
     await first_progress(procs[1])
     procs[1].send_signal(signal.SIGKILL)
     await procs[1].wait()
     assert procs[1].returncode == -signal.SIGKILL
-    procs[1] = await etl(*fleet_args(path, tmp_path, 1), env=task_env(pg_server_url, 1))
+    procs[1] = await etl(*fleet_args(path, tmp_path, 1), env=task_env(pg_server_url, 1, prefix))
     results = await asyncio.gather(*(finish(p) for p in procs))
     for code, output in results:
         assert code == 0, output
@@ -115,9 +120,9 @@ async def test_a_bad_fleet_file_exits_2_naming_the_line_and_loads_nothing(
     one, two = await two_sandboxes(sandbox)
     path = fleet_file(tmp_path, prefix, one, two)
     path.write_text(path.read_text().replace("loaders: 1", "loaders: 1, colour: blue"))
-    code, output = await finish(
-        await etl(*fleet_args(path, tmp_path, 0), env=task_env(pg_server_url, 0))
-    )
+    whole = task_env(pg_server_url, 0)  # no task numbers: the whole fleet, task 0 of 1
+    del whole["ETL_SHARD_COUNT"], whole["JOB_COMPLETION_INDEX"]
+    code, output = await finish(await etl(*fleet_args(path, tmp_path, 0), env=whole))
     assert code == ExitCode.CONFIG, output
     assert f"{path}:2: unknown option 'colour'" in output
     path = fleet_file(tmp_path, prefix, one, two)

@@ -91,7 +91,7 @@ def run_fleet(
         raise ConfigError("; ".join(missing))
     index, count = base.shard_index or 0, base.shard_count or 1
     work = [
-        (a, settings_for(base, a, os.environ[a.source.api_key_env]))
+        (a, settings_for(base, a, os.environ[a.source.api_key_env], _own_url(a)))
         for a in assignments(fleet, index, count)
     ]
     head = f"fleet {path.name}, task {index} of {count}"
@@ -172,7 +172,7 @@ async def _load(
     any, as a result, not an exception."""
     name = a.source.name
     try:
-        if await ensure_database(server, a.source.database):
+        if a.source.database and await ensure_database(server, a.source.database):
             reporter.message(f"created database {a.source.database}")
         outcome, elapsed = await ingest_one(settings, reporter, stopper, None)
     except EtlError as exc:
@@ -185,3 +185,9 @@ async def _load(
     if code is None:
         code = outcome.error.exit_code if outcome.error else ExitCode.INTERNAL
     return SourceResult(name, code, summary(outcome, elapsed), summary_fields(outcome, elapsed))
+
+
+def _own_url(a: Assignment) -> str | None:
+    """The source's own database URL (``database_url_env``), if it has one."""
+    name = a.source.database_url_env
+    return os.environ[name] if name else None

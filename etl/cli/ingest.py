@@ -215,7 +215,7 @@ def ingest(
             line = log_line(text, fmt=fmt, now_s=time.time(), stamp=not is_tty, fields=fields)
         typer.echo(line, err=error)
 
-    shard_count = 1 if fleet is not None and shard_count is None else shard_count  # 0 of 1
+    shard_index, shard_count = _fleet_default(fleet, shard_index, shard_count)
     task = shard_count is not None
 
     def leave(code: int) -> int:
@@ -298,6 +298,15 @@ def ingest(
     if outcome.status == "incomplete":
         raise typer.Exit(ExitCode.INCOMPLETE)
     raise typer.Exit(leave(outcome.error.exit_code if outcome.error else ExitCode.INTERNAL))
+
+
+def _fleet_default(
+    fleet: Path | None, index: int | None, count: int | None
+) -> tuple[int | None, int | None]:
+    """A fleet with no task numbers is the whole fleet in this process: task 0 of 1."""
+    if fleet is not None and count is None:
+        return (0 if index is None else index), 1
+    return index, count
 
 
 def _task_index(given: int | None, count: int | None) -> int | None:
