@@ -134,3 +134,27 @@ async def test_a_bad_fleet_file_exits_2_naming_the_line_and_loads_nothing(
     assert not any(key in output for key in KEYS.values())
     with pytest.raises(Exception, match="does not exist"):
         await loaded_ids(with_database(pg_server_url, f"{prefix}_acme"))
+
+
+async def test_sigterm_stops_every_source_of_a_fleet_task_and_a_rerun_finishes(
+    sandbox: Any, pg_server_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """The whole fleet in one process, SIGTERM once it loads: every source stops (exit 75,
+    retry me), and the rerun resumes each source to its exact id set."""
+    one, two = await two_sandboxes(sandbox)
+    path = fleet_file(tmp_path, prefix, one, two)
+    await asyncio.to_thread(run_sync, _admin(pg_server_url, f'CREATE DATABASE "{prefix}_initech"'))
+    env = task_env(pg_server_url, 0, prefix)
+    del env["ETL_SHARD_COUNT"], env["JOB_COMPLETION_INDEX"]
+    proc = await etl(*fleet_args(path, tmp_path, 0), env=env)
+    await first_progress(proc)
+    proc.send_signal(signal.SIGTERM)
+    code, output = await finish(proc)
+    assert code == ExitCode.TEMPFAIL, output
+    assert "source(s) done; exit 75" in output
+    code, output = await finish(await etl(*fleet_args(path, tmp_path, 0), env=env))
+    assert code == 0, output
+    expected = {"acme": set(one.ids()), "initech": set(one.ids()), "globex": set(two.ids())}
+    for source, ids in expected.items():
+        loaded = await loaded_ids(with_database(pg_server_url, f"{prefix}_{source}"))
+        assert sorted(loaded) == sorted(ids), source
