@@ -95,7 +95,8 @@ async def sync_rest_stream(
     options: PipelineOptions | None = None,
 ) -> tuple[StreamResult, Exception | None]:
     """One declared stream of ``source_name`` on the pipeline: how it went, and its error
-    (not raised: the source's other streams finish first)."""
+    (not raised: the source's other streams finish first). ``stop`` (a signal, or a
+    ``should_stop``) ends every stream; this stream's own failure ends only this one."""
     from etl.clock import MonotonicClock
     from etl.rest.stream import RestLane, RestSource, RestTransform, rest_stream
     from etl.sink.stream_sink import StreamSink
@@ -104,18 +105,29 @@ async def sync_rest_stream(
     options = options or PipelineOptions(loaders=1)
     transform = RestTransform(spec)
     stream = rest_stream(spec, transform)
-    counters = RunCounters()
-    async with StreamSink(dsn, source_name, stream, spec=spec, lock=False, writers=1) as sink:
-        transform.begin(await sink.mark())
-        lane = RestLane(client, spec, base_url, transform, should_stop=should_stop, stop=stop.set)
-        outcome = await run_ingest(
-            RestSource(stream, lane),
-            sink,
-            sink,
-            _Say(lambda text: None),
-            clock or MonotonicClock(),
-            options,
-            counters=counters,
-            stop=stop,
-        )
+    own = asyncio.Event()  # this run's stop: set by its own failure, or relayed from ``stop``
+    relay = asyncio.ensure_future(_relay(stop, own))
+    try:
+        async with StreamSink(dsn, source_name, stream, spec=spec, lock=False, writers=1) as sink:
+            transform.begin(await sink.mark())
+            lane = RestLane(
+                client, spec, base_url, transform, should_stop=should_stop, stop=stop.set
+            )
+            outcome = await run_ingest(
+                RestSource(stream, lane),
+                sink,
+                sink,
+                _Say(lambda text: None),
+                clock or MonotonicClock(),
+                options,
+                counters=RunCounters(),
+                stop=own,
+            )
+    finally:
+        relay.cancel()
     return _result(spec.name, outcome, lane.resets), outcome.error
+
+
+async def _relay(stop: asyncio.Event, own: asyncio.Event) -> None:
+    await stop.wait()
+    own.set()
