@@ -91,6 +91,9 @@ class Settings:
     shard_index: int | None = None
     shard_count: int | None = None
     shard_offset: int = 0  # a fleet's source: its shards' first position (etl.fleet)
+    # the key's rate budget shared through PostgreSQL with every task on the key
+    # (etl.sharedrate); None: on in task mode only
+    shared_budget: bool | None = None
 
     def __post_init__(self) -> None:
         if self.api_url is not None:
@@ -187,6 +190,12 @@ class Settings:
         if self.shard_count is None or self.shard_index is None:
             return None
         return TaskShare(self.shard_index, self.shard_count, self.shard_offset)
+
+    @property
+    def uses_shared_budget(self) -> bool:
+        """Whether the key's limiters live in PostgreSQL (``--shared-budget``), by default
+        in task mode: single runs keep their limiters in memory (no round trips)."""
+        return self.share is not None if self.shared_budget is None else self.shared_budget
 
     @property
     def effective_feed_window_s(self) -> float:

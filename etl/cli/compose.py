@@ -24,6 +24,8 @@ from etl.pipeline import Outcome, Run
 from etl.sandbox.config import DEMO_API_KEY
 from etl.sandbox.databox.config import DATABOX_DEMO_KEY, DATABOX_PREFIX
 from etl.settings import PushSettings, Settings
+from etl.sharedrate import KeyBudget, key_fingerprint
+from etl.sink.budget import PgBudgetStore
 from etl.sink.embedded import EmbeddedPostgres
 from etl.sink.outage import quiet_loop_errors
 from etl.sink.postgres import PostgresSink
@@ -247,6 +249,7 @@ async def ingest_one(
                 connections=2 * settings.max_in_flight + 8,  # both lanes at their cap
             )
         )
+        budget = await _shared_budget(settings, dsn, api_url, api_key, stack)
         source = DataSyncSource(
             http,
             clock,
@@ -254,6 +257,7 @@ async def ingest_one(
             source_options(settings),
             log=reporter.message,
             log_interval_s=settings.progress_interval_s,
+            budget=budget,
         )
         tap = MetricsTap(reporter, settings.metrics_file) if settings.metrics_file else None
         follow = asyncio.Event()
@@ -295,6 +299,22 @@ async def ingest_one(
                 f"{pushed.verified:,} ingestions ({pushed.rejected:,} records rejected)"
             )
     return outcome, time.monotonic() - started
+
+
+async def _shared_budget(
+    settings: Settings, dsn: str, api_url: str, api_key: str, stack: contextlib.AsyncExitStack
+) -> KeyBudget | None:
+    """The key's limiters in PostgreSQL, shared with the other tasks on the key (task mode
+    or ``--shared-budget``); closed (what was learnt handed in) when the run ends."""
+    if not settings.uses_shared_budget:
+        return None
+    store = PgBudgetStore(dsn)
+    stack.push_async_callback(store.close)
+    with contextlib.suppress(EtlError):
+        await store.prune()
+    budget = KeyBudget(store, key_fingerprint(api_url, api_key))
+    stack.push_async_callback(budget.close)
+    return budget
 
 
 def start_push(

@@ -185,6 +185,15 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    shared_budget_mode: Annotated[
+        str,
+        typer.Option(
+            "--shared-budget",
+            envvar="ETL_SHARED_BUDGET",
+            help="on/off: share the API key's rate budget, through PostgreSQL, with every "
+            "etl ingest on the same key and database (auto: on in task mode).",
+        ),
+    ] = "auto",
     push: Annotated[
         bool,
         typer.Option(
@@ -254,6 +263,7 @@ def ingest(
             full_refresh=full_refresh,
             shard_index=_task_index(shard_index, shard_count),
             shard_count=shard_count,
+            shared_budget=_on_off(shared_budget_mode, "--shared-budget"),
         )
         check_data_dir(settings.data_dir, embedded=settings.database_url is None)
         if fleet is not None:
@@ -307,6 +317,18 @@ def _fleet_default(
     if fleet is not None and count is None:
         return (0 if index is None else index), 1
     return index, count
+
+
+def _on_off(value: str, name: str) -> bool | None:
+    """``auto`` is None; on/off (true/false, yes/no, 1/0) a bool; else ``ConfigError``."""
+    word = value.strip().lower()
+    if word == "auto":
+        return None
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{name} must be auto, on or off, got {value!r}")
 
 
 def _task_index(given: int | None, count: int | None) -> int | None:

@@ -15,6 +15,8 @@ Tables
     ingest_source     which dataset the state belongs to (``etl.identity``; one row; schema 3)
     push_*            push destinations: datasets, the outbox, ingestions, rejects
                       (``etl.sink.schema_push``; schema 7)
+    rate_budget       the rate budget shared by tasks on one API key, per lane; its log
+                      ``rate_budget_log`` (``etl.sharedrate``; schema 9)
     schema_version    applied migration steps
     rollup_*, purges  hourly/user/page rollups kept by the loader (``etl.sink.rollups``)
 View
@@ -30,7 +32,7 @@ from etl.sink.findings import FINDINGS_DDL
 from etl.sink.rollups import ROLLUPS_DDL
 from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -202,6 +204,27 @@ DROP INDEX IF EXISTS events_occurred_at_idx;
 DROP INDEX IF EXISTS events_user_idx;
 """
 
+# v9: one limiter state per (key fingerprint, lane), changed under its row lock; the
+# slots granted per task. Times are epoch seconds on the database's clock.
+BUDGET_DDL = """
+CREATE TABLE IF NOT EXISTS rate_budget (
+    key_fp     text             NOT NULL,  -- HMAC-SHA-256 of API and key, never the key
+    lane       text             NOT NULL,
+    state      text             NOT NULL,  -- the limiter's state (JSON)
+    holder     text             NOT NULL,  -- host:pid of the task that changed it last
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (key_fp, lane)
+);
+CREATE TABLE IF NOT EXISTS rate_budget_log (
+    key_fp text             NOT NULL,
+    lane   text             NOT NULL,
+    holder text             NOT NULL,
+    at     double precision NOT NULL,
+    slots  integer          NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_budget_log_at_idx ON rate_budget_log (key_fp, at);
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1),
     (2, _V2),
@@ -217,6 +240,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     # the load ~1.5-2 s of PostgreSQL CPU per million events): the user's hours from the
     # rollup, then per hour a range of (occurred_at, user_id), whose inserts are appends
     (8, _V8),
+    # the rate budget shared by the tasks on one API key (etl.sharedrate, etl.sink.budget)
+    (9, BUDGET_DDL),
 )
 
 STAGE_TABLE = "etl_stage"

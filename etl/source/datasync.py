@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import etl.ratelimit as ratelimit
 from etl.errors import AuthError, BrokenPage, PermanentSourceError, SourceError, StreamTokenError
@@ -17,6 +18,9 @@ from etl.source.retry import RetryLog, RetryPolicy
 from etl.sources import events
 from etl.sources.events import REQUIRED_FIELDS
 from etl.transform import EventsTransform, event_position
+
+if TYPE_CHECKING:
+    from etl.sharedrate import KeyBudget
 
 ANCHOR_PAGE = 1000  # events read around an anchor: its second, however dense the data
 
@@ -72,8 +76,10 @@ class DataSyncSource:
         now_ms: Callable[[], int] = wall_ms,
         log: Callable[[str], None] | None = None,
         log_interval_s: float = 10.0,
+        budget: KeyBudget | None = None,
     ) -> None:
         self._http = http
+        self._budget = budget  # task mode: the key's limiters are shared (etl.sharedrate)
         self._retry_log = RetryLog(log, clock, interval_s=log_interval_s) if log else None
         self._clock = clock
         self._counters = counters
@@ -118,6 +124,8 @@ class DataSyncSource:
                     learn_window=opts.feed_learn_window,
                     clock=self._clock,
                 )
+                if self._budget is not None:
+                    rate = self._budget.feed(rate)
                 lanes.append(
                     FeedLane(
                         self._http,
@@ -135,6 +143,8 @@ class DataSyncSource:
                 capacity=opts.events_per_window,
                 clock=self._clock,
             )
+            if self._budget is not None:
+                bucket = self._budget.events(bucket)
             lanes.append(
                 EventsLane(
                     self._http,
@@ -147,7 +157,8 @@ class DataSyncSource:
             )
         self._lanes = lanes
         self.strategy_used = "+".join(lane.name for lane in lanes)
-        return f"{note}fetching through {self.strategy_used}"
+        shared = f"; {self._budget.describe()}" if self._budget is not None else ""
+        return f"{note}fetching through {self.strategy_used}{shared}"
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes)

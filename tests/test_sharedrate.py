@@ -1,0 +1,149 @@
+"""The rate budget shared through PostgreSQL by the tasks on one API key (etl.sharedrate):
+two "tasks" (two budgets, two holders) on one real database, the time injected (the store's
+``now`` is the test's clock, never the database's): they never exceed the key's limits
+together, a task that stops asking leaves its part to the other within the horizon, and
+what one learns (a Retry-After, a throttle's cap) the other obeys."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import asyncpg
+
+from etl.clock import FakeClock
+from etl.ratelimit import AdaptiveRate, TokenBucket
+from etl.sharedrate import KeyBudget, key_fingerprint
+from etl.sink.budget import PgBudgetStore
+from etl.sink.postgres import PostgresSink
+
+KEY = "ds_0123456789abcdef0123456789abcdef"
+URL = "http://127.0.0.1:9/api/v1"
+
+
+def task(db_url: str, clock: FakeClock, name: str) -> tuple[KeyBudget, PgBudgetStore]:
+    store = PgBudgetStore(db_url, holder=name, now=clock.now)
+    return KeyBudget(store, key_fingerprint(URL, KEY)), store
+
+
+def paced(clock: FakeClock, per_s: float = 1.0) -> AdaptiveRate:
+    """A feed limiter pacing ``per_s`` starts a second (no answers: it does not grow)."""
+    return AdaptiveRate(per_s, clock, window_s=300.0, learn_window=False)
+
+
+async def test_a_task_that_stops_asking_leaves_its_part_to_the_other_within_the_horizon(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """Two tasks share a feed paced at 1 start/s: together one start a second, each some;
+    when A stops (as if killed, its slots unused), B has every start from A's last slot
+    on, at most one horizon (2 s here) after A's last request."""
+    clock = FakeClock(autojump=False)
+    (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
+    a.feed(paced(clock))
+    b.feed(paced(clock))
+    slots: dict[str, list[float]] = {"A": [], "B": []}
+    try:
+        rng = random.Random(7)
+        for _ in range(80):  # 40 s, both asking every 0.5 s (in random order); A stops at 20 s
+            order = rng.sample([("A", a), ("B", b)], 2)
+            for name, budget in order:
+                if name == "A" and clock.now() >= 20:
+                    continue
+                results = await budget.links["feed"].settle([], 2)
+                slots[name] += [at for ok, at in results if ok]
+            clock.advance(0.5)
+        every = sorted(slots["A"] + slots["B"])
+        gaps = [later - earlier for earlier, later in itertools.pairwise(every)]
+        assert min(gaps) >= 1.0 - 1e-6  # never above the key's pace, whoever asked
+        assert len(slots["A"]) >= 5 and len([t for t in slots["B"] if t < 20]) >= 5
+        assert max(slots["A"]) <= 19.5 + 2.0  # its last ask + the horizon: no slot later
+        late = [t for t in every if t > 19.5 + 2.0]
+        assert late == [t for t in slots["B"] if t > 19.5 + 2.0]  # every later start is B's
+        assert len(late) >= 18 and max(b - a for a, b in itertools.pairwise(late)) <= 1
+    finally:
+        await a.close()
+        await b.close()
+        await sa.close()
+        await sb.close()
+
+
+async def test_tasks_together_stay_within_one_fixed_window(sink: PostgresSink, db_url: str) -> None:
+    """/events' 10 per 60 s, opened by the first request: two tasks asking for 6 each get
+    10 between them per window, whoever asks first; the next 10 when the window rolls."""
+    clock = FakeClock(autojump=False)
+    (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
+    a.events(TokenBucket(10 / 60, 10, clock))
+    b.events(TokenBucket(10 / 60, 10, clock))
+    try:
+        first_a = await a.links["events"].settle([], 6)
+        first_b = await b.links["events"].settle([], 6)
+        assert [ok for ok, _ in first_a] == [True] * 6
+        assert [ok for ok, _ in first_b] == [True] * 4 + [False] * 2
+        again = first_b[-1][1]
+        assert 58 <= again < 60.25  # told to ask again shortly before the window rolls
+        clock.advance(again)
+        second_b = await b.links["events"].settle([], 6)
+        second_a = await a.links["events"].settle([], 6)
+        granted = [at for ok, at in second_a + second_b if ok]
+        assert len(granted) == 10 and min(granted) >= 60.0
+    finally:
+        await a.close()
+        await b.close()
+        await sa.close()
+        await sb.close()
+
+
+async def test_what_one_task_learns_the_other_obeys(sink: PostgresSink, db_url: str) -> None:
+    """A's 429 with Retry-After 30 s pauses B too; A's feed throttle (a cap learnt from
+    the starts in its window) is B's cap at B's next exchange."""
+    clock = FakeClock(autojump=False)
+    (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
+    bucket_a = a.events(TokenBucket(10 / 60, 10, clock))
+    b.events(TokenBucket(10 / 60, 10, clock))
+    feed_a, feed_b = a.feed(paced(clock, 10.0)), b.feed(paced(clock, 10.0))
+    try:
+        bucket_a.pause_for(30)
+        await a.links["events"].flush()
+        (ok, at), *_ = await b.links["events"].settle([], 1)
+        assert not ok and at >= 29.0  # B asks again only when the pause is nearly over
+
+        starts = [at for ok, at in await a.links["feed"].settle([], 10) if ok]
+        assert len(starts) <= 10
+        clock.advance(max(starts) - clock.now() + 0.1)
+        feed_a.on_throttled(starts[-1])
+        await a.links["feed"].flush()
+        await b.links["feed"].settle([], 0)
+        assert isinstance(feed_b, AdaptiveRate)
+        assert feed_b.cap == len(starts) - 1 and feed_b.throttled == 1
+        assert feed_b.paused_until > clock.now()  # the cooldown holds B too
+    finally:
+        await a.close()
+        await b.close()
+        await sa.close()
+        await sb.close()
+
+
+async def test_the_budget_is_named_by_a_fingerprint_never_the_key(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """The shared state and its log identify the key by a fingerprint; the key is nowhere
+    in the database, and another key (or the same key on another API) is another budget."""
+    clock = FakeClock(autojump=False)
+    a, sa = task(db_url, clock, "A")
+    a.events(TokenBucket(10 / 60, 10, clock))
+    try:
+        await a.links["events"].settle([], 3)
+    finally:
+        await a.close()
+        await sa.close()
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch("SELECT key_fp, state, holder FROM rate_budget")
+        log = await conn.fetch("SELECT key_fp, holder, slots FROM rate_budget_log")
+    finally:
+        await conn.close()
+    assert [r["key_fp"] for r in rows] == [key_fingerprint(URL, KEY)]
+    assert all(KEY not in str(dict(r)) for r in [*rows, *log])
+    assert [r["slots"] for r in log] == [3]
+    assert key_fingerprint(URL, KEY + "x") != key_fingerprint(URL, KEY)
+    assert key_fingerprint("http://other:9/api/v1", KEY) != key_fingerprint(URL, KEY)
