@@ -230,13 +230,20 @@ class _Link:
                 results = await self.settle(feedback, len(wanted))
             except EtlError as exc:
                 self.feedback[:0] = feedback  # applied with the next exchange that works
-                for fut in wanted:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                self._fail(wanted, exc)
+                continue
+            except Exception as exc:  # a bug: the waiters fail with it, never hang
+                self._fail(wanted, exc)
                 continue
             for fut, result in zip(wanted, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+    @staticmethod
+    def _fail(wanted: list[asyncio.Future[tuple[bool, float]]], exc: Exception) -> None:
+        for fut in wanted:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def settle(
         self, feedback: list[Callable[[], None]], wanted: int
