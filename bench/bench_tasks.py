@@ -130,29 +130,17 @@ class Result:
     load_after: tuple[float, ...] = ()
     feed_slots: int = 0
     events_slots: int = 0
+    slot_rate_share: float | None = None  # slots granted per second ÷ the key's requests/s
+    baseline: bool = False  # a single run, limiters in memory, no kills
     error: str | None = None
 
 
 def task_argv(a: Any, api_url: str, dsn: str, work: Path, n: int, i: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "etl",
-        "ingest",
-        "--api-url",
-        api_url,
-        "--api-key",
-        API_KEY,
-        "--database-url",
-        dsn,
-        "--data-dir",
-        str(work / f"data-{n}-{i}"),
-        "--shard-index",
-        str(i),
-        "--shard-count",
-        str(n),
-        "--quiet",
-    ]
+    """Task I of N; N = 0: the baseline, one single run."""
+    if n == 0:
+        return [*_common(a, api_url, dsn, work / "data-single"), "--quiet"]
+    argv = _common(a, api_url, dsn, work / f"data-{n}-{i}")
+    return [*argv, "--shard-index", str(i), "--shard-count", str(n), "--quiet"]
 
 
 class Engine:
@@ -205,15 +193,15 @@ class Engine:
         rng = random.Random(a.seed + self.n)
         expected_s = a.events / (PAGE * (10 / 60 + 200 / 300) * a.time_scale) / 0.8
         kill_at = sorted(rng.uniform(0.1, 0.7) * expected_s for _ in range(a.kills))
-        for i in range(self.n):
+        for i in range(max(1, self.n)):
             self.spawn(i)
         try:
-            while len(self.done) < self.n:
+            while len(self.done) < max(1, self.n):
                 now = time.monotonic() - self.t0
                 if now > a.timeout:
                     res.error = f"timed out after {a.timeout:.0f} s"
                     break
-                if kill_at and now >= kill_at[0]:
+                if kill_at and now >= kill_at[0] and self.n > 0:
                     kill_at.pop(0)
                     self.kill_one(rng, now)
                 for i, due in list(self.restart.items()):
@@ -230,6 +218,11 @@ class Engine:
 
 
 Log = list[tuple[str, str, float, int]]
+
+
+def _common(a: Any, api_url: str, dsn: str, data: Path) -> list[str]:
+    argv = [sys.executable, "-m", "etl", "ingest", "--api-url", api_url, "--api-key", API_KEY]
+    return [*argv, "--database-url", dsn, "--data-dir", str(data)]
 
 
 async def check_db(
@@ -288,8 +281,15 @@ def one(
     res.combined = a.events / res.wall_s / bound
     res.feed_slots = sum(s for lane, _, _, s in log if lane == "feed")
     res.events_slots = sum(s for lane, _, _, s in log if lane == "events")
-    for k in res.kills:
-        reuse_after(k, log, a.time_scale)
+    res.baseline = n == 0
+    if n >= 2:
+        for k in res.kills:
+            reuse_after(k, log, a.time_scale)
+    if log:
+        span = log[-1][2] - log[0][2]
+        per_s = (10 / 60 + 200 / 300) * a.time_scale
+        slots = res.feed_slots + res.events_slots
+        res.slot_rate_share = slots / span / per_s if span > 0 else None
     return res
 
 
@@ -300,7 +300,8 @@ def one(
 
 def report(results: list[Result], a: Any) -> None:
     print(
-        f"\n{'N':>2} {'wall s':>7} {'combined':>8} {'429s':>6} {'requests':>8} {'exact':>5} "
+        f"\n{'N':>6} {'wall s':>7} {'combined':>8} {'slots/s':>7} {'429s':>6} {'requests':>8} "
+        f"{'exact':>5} "
         f"{'kills':>5} {'reuse wall s (API s), per kill':<34} {'load before→after':<18}"
     )
     for r in results:
@@ -309,9 +310,11 @@ def report(results: list[Result], a: Any) -> None:
             worst = max(k.reuse_wall_s or 0 for k in reuse)
             text = f"max {worst:.2f} ({worst * a.time_scale:.1f}) of {len(reuse)}"
         else:
-            text = "n/a" if r.tasks == 1 else "none measurable"
+            text = "n/a" if r.tasks <= 1 else "none measurable"
+        share = "-" if r.slot_rate_share is None else f"{r.slot_rate_share:.1%}"
         print(
-            f"{r.tasks:>2} {r.wall_s:>7.1f} {r.combined:>8.1%} {r.share_429:>6.2%} "
+            f"{'single' if r.baseline else r.tasks:>6} {r.wall_s:>7.1f} {r.combined:>8.1%} "
+            f"{share:>7} {r.share_429:>6.2%} "
             f"{r.requests:>8,} {'yes' if r.exact else 'NO':>5} {len(r.kills):>5} {text:<34} "
             f"{r.load_before[0]:.1f}→{r.load_after[0]:.1f}"
             + (f"  ERROR {r.error}" if r.error else "")
@@ -319,7 +322,9 @@ def report(results: list[Result], a: Any) -> None:
     print(
         f"targets: combined ≥ {TARGET_COMBINED:.0%}, 429s ≤ {TARGET_429:.1%}, exact ids, reuse ≤ "
         f"{TARGET_REUSE_API_S:g} s of API time; bound = 5000·(10/60+200/300)·{a.time_scale:g} "
-        f"= {PAGE * (10 / 60 + 200 / 300) * a.time_scale:,.0f} ev/s; {os.cpu_count()} CPUs"
+        f"= {PAGE * (10 / 60 + 200 / 300) * a.time_scale:,.0f} ev/s; {os.cpu_count()} CPUs; "
+        "slots/s: slots granted per second (rate_budget_log) ÷ the key's requests per second; "
+        "single: one run without task mode (limiters in memory), no kills"
     )
 
 
@@ -335,6 +340,9 @@ def main() -> None:
     p.add_argument("--restart-delay", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument(
+        "--no-baseline", action="store_true", help="skip the single run (limiters in memory)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "tasks.json")
     a = p.parse_args()
     if a.serve:
@@ -352,7 +360,7 @@ def main() -> None:
         pg = Postgres(a.database_url, None)
         try:
             _, root = start_sandbox(children, work, env, a)
-            for n in a.tasks:
+            for n in ([] if a.no_baseline else [0]) + a.tasks:
                 results.append(one(a, n, root, pg, work, env, ids))
                 report(results[-1:], a)
                 time.sleep(300 / a.time_scale + 5)  # the feed's window forgets this run

@@ -42,8 +42,9 @@ async def test_two_tasks_on_one_key_stay_within_its_limit_together(
     sandbox: Any, db_url: str
 ) -> None:
     """/events 10 per 6 s and a feed throttle of 20 per 30 s (x10): two tasks sharing the
-    budget are refused by the /events limit not once, by the hidden feed throttle at most
-    twice (learning its window, as a single run does), and load every id exactly once."""
+    budget are refused by the /events limit not once (each alone would spend the window's
+    10), by the hidden feed throttle only while learning it (one back-off with its probes,
+    for both tasks), and load every id exactly once."""
     events = 40_000
     sb = await sandbox(
         events=events,
@@ -61,7 +62,9 @@ async def test_two_tasks_on_one_key_stay_within_its_limit_together(
         assert code == 0, output
         assert SECRET_KEY not in output
     assert sb.stats.rate_limited.get("events", 0) == 0, sb.stats.rate_limited
-    assert sb.stats.rate_limited.get("feed", 0) <= 2, sb.stats.rate_limited
+    # learning the throttle: the first 429 and the probes refused while its window drains
+    # (3, 4.5, 6.75, ... s apart with the spec's 300 s prior), once for both tasks
+    assert sb.stats.rate_limited.get("feed", 0) <= 10, sb.stats.rate_limited
     ids = await loaded_ids(db_url)
     assert len(ids) == events and set(ids) == set(sb.ids())
     conn = await asyncpg.connect(db_url)
