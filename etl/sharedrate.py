@@ -128,8 +128,8 @@ def dump(limiter: Any) -> str:
     """A limiter's state as JSON (deques tagged; ``paused_until`` on the database's clock)."""
     out: dict[str, Any] = {}
     for name, value in vars(limiter).items():
-        if name == "_clock" or name.startswith("_sh_"):
-            continue
+        if name == "_clock" or name.startswith("_sh_") or isinstance(value, asyncio.Event):
+            continue  # this task's own: the clock, the link, events that wake its waiters
         out[name] = {"deque": list(value)} if isinstance(value, collections.deque) else value
     out["paused_until"] = limiter._sh_paused
     out[_FLOOR] = limiter._sh_floor
@@ -398,6 +398,11 @@ class SharedAdaptiveRate(_Shared, AdaptiveRate):
     def ready(self) -> bool:
         with self._sh_link.inside(self._sh_link.view):
             return AdaptiveRate.ready(self)
+
+    async def _sleep(self, seconds: float) -> None:
+        # inside an exchange, on the virtual clock: a jump, never a wait for this task's
+        # event (the link's waiters ask again when the window is learnt)
+        await self._clock.sleep(seconds)
 
     def on_success(self, started_at: float | None = None) -> None:
         self._sh_link.queue(lambda: AdaptiveRate.on_success(self, started_at))
