@@ -41,10 +41,10 @@ def args(sb: Any, db_url: str, index: int, *extra: str) -> list[str]:
 async def test_two_tasks_on_one_key_stay_within_its_limit_together(
     sandbox: Any, db_url: str
 ) -> None:
-    """/events 10 per 6 s and a feed throttle of 20 per 30 s (x10): two tasks sharing the
-    budget are refused by the /events limit not once (each alone would spend the window's
-    10), by the hidden feed throttle only while learning it (one back-off with its probes,
-    for both tasks), and load every id exactly once."""
+    """/events 10 per 6 s and the feed's throttle 200 per 30 s (x10): two tasks sharing the
+    budget are refused not once (each alone would spend the window's 10 of /events), and
+    load every id exactly once. (Learning a throttle is tested with an injected clock in
+    test_sharedrate: its 429s depend on timing.)"""
     events = 40_000
     sb = await sandbox(
         events=events,
@@ -53,7 +53,6 @@ async def test_two_tasks_on_one_key_stay_within_its_limit_together(
         time_scale=10.0,
         latency_per_page=1.0,
         capacity=0,
-        feed_throttle=20,
     )
     env = env_for(DATASYNC_API_KEY=SECRET_KEY)
     tasks = [await etl(*args(sb, db_url, i), env=env) for i in range(TASKS)]
@@ -61,10 +60,8 @@ async def test_two_tasks_on_one_key_stay_within_its_limit_together(
     for code, output in results:
         assert code == 0, output
         assert SECRET_KEY not in output
-    assert sb.stats.rate_limited.get("events", 0) == 0, sb.stats.rate_limited
-    # learning the throttle: the first 429 and the probes refused while its window drains
-    # (3, 4.5, 6.75, ... s apart with the spec's 300 s prior), once for both tasks
-    assert sb.stats.rate_limited.get("feed", 0) <= 10, sb.stats.rate_limited
+    assert sum(sb.stats.rate_limited.values()) == 0, sb.stats.rate_limited
+    assert sb.stats.requests["events"] > 10  # more than one window's worth: it was shared
     ids = await loaded_ids(db_url)
     assert len(ids) == events and set(ids) == set(sb.ids())
     conn = await asyncpg.connect(db_url)
