@@ -65,7 +65,7 @@ async def test_an_indexed_job_with_a_killed_task_loads_every_id_once(
     """3 tasks, one killed with SIGKILL and restarted with its index, a duplicate index
     refused with 75 (retry later): every task ends 0 and the table holds each id once."""
     events = 30_000
-    sb = await slow_sandbox(sandbox, events, latency_per_page=2.0)  # ~0.4 s per page
+    sb = await slow_sandbox(sandbox, events, latency_per_page=5.0)  # ~1 s per page
     tasks = [await etl(*task_args(sb, db_url), env=task_env(i)) for i in range(TASKS)]
     await first_progress(tasks[1])
     tasks[1].send_signal(signal.SIGKILL)
