@@ -61,7 +61,6 @@ async def test_two_tasks_on_one_key_stay_within_its_limit_together(
         assert code == 0, output
         assert SECRET_KEY not in output
     assert sum(sb.stats.rate_limited.values()) == 0, sb.stats.rate_limited
-    assert sb.stats.requests["events"] > 10  # more than one window's worth: it was shared
     ids = await loaded_ids(db_url)
     assert len(ids) == events and set(ids) == set(sb.ids())
     conn = await asyncpg.connect(db_url)
