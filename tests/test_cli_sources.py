@@ -8,9 +8,11 @@ import json
 import random
 import signal
 
+import asyncpg
+
 from etl.errors import ExitCode
 from etl.sandbox import SystemClock
-from tests.rest_harness import expected_issues, loaded_issues, sign_in
+from tests.rest_harness import expected_issues, loaded_issues, rows, sign_in
 from tests.test_cli_ingest import env_for, etl, run_etl
 
 
@@ -18,6 +20,20 @@ def _env(gh, db_url: str) -> dict[str, str]:
     return env_for(
         GITHUB_API_URL=gh.base_url, GITHUB_OAUTH_URL=gh.base_url + "/login", DATABASE_URL=db_url
     )
+
+
+async def until_a_page_is_committed(db_url: str, proc: asyncio.subprocess.Process) -> None:
+    """Until the sync has committed its first page (its table has rows): a fixed pause
+    was too short on a loaded machine, where the process was still starting."""
+    for _ in range(1200):
+        assert proc.returncode is None, "the sync ended before its first page"
+        try:
+            if await rows(db_url, "SELECT 1 FROM github_issues LIMIT 1"):
+                return
+        except asyncpg.UndefinedTableError:
+            pass  # the sync has not created its table yet
+        await asyncio.sleep(0.05)  # poll the condition (no event to wait on across processes)
+    raise AssertionError("no page committed in 60 s")
 
 
 async def test_sources_lists_each_source_with_its_streams():
@@ -114,7 +130,7 @@ async def test_sigterm_stops_after_the_page_being_committed_with_exit_3(github_s
     gh = await github_sandbox(clock=SystemClock(), issues=1500, latency=0.2)
     await sign_in(gh, db_url)
     proc = await etl("sync", "github", "--stream", "issues", env=_env(gh, db_url))
-    await asyncio.sleep(1.5)
+    await until_a_page_is_committed(db_url, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = await proc.communicate()
     assert proc.returncode == ExitCode.PARTIAL, err.decode()

@@ -73,8 +73,14 @@ async def test_an_indexed_job_with_a_killed_task_loads_every_id_once(
     assert tasks[1].returncode == -signal.SIGKILL
 
     await first_progress(tasks[0])
-    twin = await etl(*task_args(sb, db_url), env=task_env(0))
-    code, output = await finish(twin)
+    # Task 0 is frozen while its twin starts, so it still holds its share's lock however
+    # slowly the twin starts on a loaded machine (it could otherwise finish its share first).
+    tasks[0].send_signal(signal.SIGSTOP)
+    try:
+        twin = await etl(*task_args(sb, db_url), env=task_env(0))
+        code, output = await finish(twin)
+    finally:
+        tasks[0].send_signal(signal.SIGCONT)
     assert code == ExitCode.TEMPFAIL, output
     assert "task 0 of 3" in output
 
