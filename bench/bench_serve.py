@@ -5,16 +5,16 @@
     .venv/bin/python bench/bench_serve.py --events 200000 --seconds 5   # a quick look
 
 Uses bench/bench_read.py's database (a real `etl ingest` of ``--events`` sandbox events, so
-the rollups are the loader's; built once and reused), starts ``etl serve`` as its own
-process, then for every
-GET route of its OpenAPI document runs ``--clients`` concurrent clients for ``--seconds``
-(bounded: at most ``--max-requests`` each) and reports p50/p99/max latency, requests/s and
-errors. Then ``POST /events`` in batches of 100 from the same number of clients, and checks
-that the table grew by exactly the events the server said it created (nothing lost or
-doubled) and that a replayed batch is answered "present"; the posted events (type
-``bench_post``) are then purged through ``DELETE /series/bench_post``. Prints a table and writes
-bench/results/serve.json. Targets (issue 16): p99 < 350 ms and p50 < 20 ms for every GET at
-50 clients; POST >= 5,000 events/s.
+the rollups are the loader's; built once and reused), starts ``etl serve`` as its own process,
+then for every GET route of its OpenAPI document runs ``--clients`` concurrent clients for
+``--seconds`` (bounded: at most ``--max-requests`` each) and reports p50/p99/max latency,
+requests/s and errors. Then ``POST /events`` in batches of 100 from the same number of
+clients, and checks that the table grew by exactly the events the server said it created
+(nothing lost or doubled) and that a replayed batch is answered "present"; the posted events (type
+``bench_post``) are then purged (`etl purge --allow-reload`). Per route it also reports the
+share of answers the server's cache gave (from /metrics' ``etl_http_cache_answers_total``)
+and the 1-minute load average. Prints a table and writes bench/results/serve.json. Targets
+(issue 16): p99 < 350 ms and p50 < 20 ms for every GET at 50 clients; POST >= 5,000 events/s.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -45,7 +46,9 @@ from bench_read import free_port, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve.json"
+SERVER_LOG = ROOT / "bench" / "results" / "serve-server.log"
 POST_TYPE = "bench_post"  # what the POST phase writes, purged afterwards
+FLAGS = ("--allow-reload", "--yes", "--json")
 
 
 def paths_to_load(doc: dict[str, Any], users: list[str], end: dt.datetime) -> dict[str, list[str]]:
@@ -124,26 +127,38 @@ def new_event(i: int) -> dict[str, Any]:
 async def load_post(
     session: aiohttp.ClientSession, url: str, clients: int, seconds: float, dsn: str
 ) -> dict[str, Any]:
+    """Batches of 100 new events from ``clients`` clients; a failed request is retried (up to
+    5 times, as a client would: the insert is idempotent by id). Exact: the table grew by
+    exactly the events of the acknowledged batches (nothing lost, nothing doubled)."""
     conn = await asyncpg.connect(dsn)
     before = await conn.fetchval("SELECT count(*) FROM events")
-    created = sent = errors = 0
+    created = sent = errors = failed = 0
     deadline = time.perf_counter() + seconds
     last_batch: list[dict[str, Any]] = []
 
+    async def send(batch: list[dict[str, Any]]) -> int | None:
+        nonlocal errors
+        for _ in range(5):
+            async with session.post(url, json=batch) as r:
+                doc = await r.json()
+                if r.status in (200, 201):
+                    return int(doc["created"])
+            errors += 1
+        return None
+
     async def client(k: int) -> None:
-        nonlocal created, sent, errors, last_batch
+        nonlocal created, sent, failed, last_batch
         i = 0
         while time.perf_counter() < deadline and i < 100_000:
             batch = [new_event(k * 1_000_000 + i + j) for j in range(100)]
             i += 100
-            async with session.post(url, json=batch) as r:
-                doc = await r.json()
-                if r.status == 201:
-                    created += doc["created"]
-                    sent += 100
-                    last_batch = batch
-                else:
-                    errors += 1
+            n = await send(batch)
+            if n is None:
+                failed += 1
+                continue
+            created += n
+            sent += 100
+            last_batch = batch
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
@@ -153,23 +168,25 @@ async def load_post(
     after = await conn.fetchval("SELECT count(*) FROM events")
     await conn.close()
     return {
-        "events_per_s": round(created / wall),
+        "events_per_s": round(sent / wall),
         "created": created,
         "sent": sent,
         "rows_added": after - before,
-        "exact": after - before == created == sent,
+        "exact": after - before == sent and not failed,
         "replay_status": replay[0],
         "replay_present": replay[1],
-        "errors": errors,
+        "errors_retried": errors,
+        "batches_failed": failed,
     }
 
 
-def start_server(dsn: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(dsn: str, workers: int | None) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETL_")}
     env.update(DATABASE_URL=dsn)
+    extra = ["--workers", str(workers)] if workers else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "etl", "serve", "--port", str(port)],
+        [sys.executable, "-m", "etl", "serve", "--port", str(port), *extra],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,6 +195,11 @@ def start_server(dsn: str) -> tuple[subprocess.Popen[str], str]:
     line = proc.stderr.readline()  # printed once the socket listens
     if "listening" not in line:
         raise SystemExit(f"etl serve did not start: {line}{proc.stderr.read()}")
+    SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    # keep reading what it says (a full pipe would stall the server), into a file to look at
+    log = SERVER_LOG.open("w")
+    log.write(line)
+    threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, log), daemon=True).start()
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -261,55 +283,111 @@ async def post_load(base: str, clients: int, seconds: float, dsn: str) -> dict[s
         return await load_post(session, base + "/events", clients, seconds, dsn)
 
 
-async def purge_posted(base: str) -> int:
-    """Take the POST phase's events out again, with the rollups, through the API's purge."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.delete(f"{base}/series/{POST_TYPE}?allow_reload=true") as r,
-    ):
-        return int((await r.json())["deleted"])
+def purge_posted(dsn: str) -> int:
+    """Take the POST phase's events out again, with the rollups (`etl purge`: no statement
+    timeout, unlike the API's DELETE, which a 100k-event purge on a busy machine outlasts)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETL_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "etl", "purge", "--database-url", dsn, "--type", POST_TYPE, *FLAGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)["deleted"])
+
+
+_CACHE_LINE = re.compile(
+    r'^etl_http_cache_answers_total\{route="([^"]+)",result="(\w+)"\} (\d+)$', re.M
+)
+
+
+async def cache_counts(base: str) -> dict[tuple[str, str], int]:
+    """The server's answers by route and cache result (summed over its workers)."""
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as r:
+        text = await r.text()
+    counts: dict[tuple[str, str], int] = {}
+    for route, result, n in _CACHE_LINE.findall(text):
+        counts[(route, result)] = counts.get((route, result), 0) + int(n)
+    return counts
+
+
+def hit_rate(
+    before: dict[tuple[str, str], int], after: dict[tuple[str, str], int], route: str
+) -> dict[str, Any] | None:
+    """Of the route's answers during its load: from memory (hit), shared with a request
+    computing the same answer (shared), computed (miss)."""
+    d = {r: after.get((route, r), 0) - before.get((route, r), 0) for r in ("hit", "shared", "miss")}
+    total = sum(d.values())
+    if not total:
+        return None
+    return {**d, "hit_rate": round((d["hit"] + d["shared"]) / total, 4)}
 
 
 def run(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
     dsn = prepare(server_dsn, args.events)  # bench_read's table: a real ingest of the sandbox
-    proc, base = start_server(dsn)
+    proc, base = start_server(dsn, args.workers)
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
-    results: dict[str, Any] = {"events": args.events, "clients": args.clients, "routes": {}}
+    results: dict[str, Any] = {
+        "events": args.events,
+        "clients": args.clients,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "routes": {},
+    }
     try:
         routes = asyncio.run(routes_to_load(base, dsn))
         for route, paths in routes.items():
             print(f"GET {route} ({len(paths)} distinct URLs) ...", flush=True)
-            results["routes"][route] = (
+            before = asyncio.run(cache_counts(base))
+            res = (
                 wrk_route(base, paths, args.clients, args.seconds)
                 if use_wrk
                 else asyncio.run(
                     python_route(base, paths, args.clients, args.seconds, args.max_requests)
                 )
             )
+            res["distinct_urls"] = len(paths)
+            res["cache"] = hit_rate(before, asyncio.run(cache_counts(base)), route)
+            res["load_avg_1m"] = round(os.getloadavg()[0], 2)
+            results["routes"][route] = res
         print("POST /events ...", flush=True)
         results["post"] = asyncio.run(post_load(base, args.clients, args.seconds, dsn))
-        results["post"]["purged_after"] = asyncio.run(purge_posted(base))
+        results["post"]["load_avg_1m"] = round(os.getloadavg()[0], 2)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        results["purged_after"] = purge_posted(dsn)
     return results
 
 
 def print_table(res: dict[str, Any]) -> None:
-    print(f"\netl serve on {res['events']:,} events, {res['clients']} concurrent clients")
-    print(f"{'route':<34} {'req':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  ok")
+    print(
+        f"\netl serve on {res['events']:,} events, {res['clients']} concurrent clients, "
+        f"workers {res.get('workers') or 'default'} ({res.get('cpus')} CPUs)"
+    )
+    print(
+        f"{'route':<26} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8}"
+        f" {'URLs':>5} {'hits':>6} {'load':>5}  ok"
+    )
     for path, r in res["routes"].items():
         ok = r["p99_ms"] < 350 and r["p50_ms"] < 20 and set(r["statuses"]) == {200}
+        cache = r.get("cache")
+        hits = f"{100 * cache['hit_rate']:.1f}%" if cache else "–"
         print(
-            f"{path:<34} {r['requests']:>7} {r['rps']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-            f"{r['max_ms']:>8}  {'✓' if ok else '✗ ' + str(r['statuses'])}"
+            f"{path:<26} {r['requests']:>7} {r['rps']:>8} {r['p50_ms']:>7} {r['p99_ms']:>7} "
+            f"{r['max_ms']:>8} {r.get('distinct_urls', ''):>5} {hits:>6} "
+            f"{r.get('load_avg_1m', ''):>5}  {'✓' if ok else '✗ ' + str(r['statuses'])}"
         )
+    if "post" not in res:
+        return
     p = res["post"]
     print(
-        f"POST /events (batches of 100): {p['events_per_s']:,} events/s, "
-        f"{p['created']:,} created, table grew by {p['rows_added']:,} "
+        f"POST /events (batches of 100): {p['events_per_s']:,} events/s acknowledged, "
+        f"{p['sent']:,} sent, table grew by {p['rows_added']:,} "
         f"({'exact' if p['exact'] else 'NOT EXACT'}); replay -> {p['replay_status']} "
-        f"present={p['replay_present']}; errors {p['errors']}"
+        f"present={p['replay_present']}; errors retried {p['errors_retried']}, "
+        f"batches failed {p['batches_failed']}; load {p['load_avg_1m']}"
     )
 
 
@@ -321,6 +399,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-requests", type=int, default=5000, help="per client and route")
     ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--workers", type=int, help="etl serve --workers (default: the server's)")
     args = ap.parse_args()
     if args.dsn:
         res = run(args, args.dsn)

@@ -51,7 +51,7 @@ async def test_statuses_answered_are_documented(serve_client: ClientFactory) -> 
     server's own telemetry saw is in the document's responses for that route."""
     client = await serve_client(client_api_key="k", max_events_per_request=2)
     key = {"X-API-Key": "k"}
-    ev = event()
+    ev, gone = event(), event(type_="gone")
     for method, path, kwargs in [
         ("GET", "/", {}),
         ("GET", "/health", {}),
@@ -77,11 +77,16 @@ async def test_statuses_answered_are_documented(serve_client: ClientFactory) -> 
         ("GET", "/top/users", {"headers": key}),
         ("GET", "/top/moons", {"headers": key}),
         ("GET", "/anomalies", {"headers": key}),
+        ("POST", "/anomalies/runs", {"headers": key}),
+        ("POST", "/anomalies/runs?bucket=week", {"headers": key}),
+        ("DELETE", "/series/gone", {"headers": key}),
+        ("POST", "/events", {"headers": key, "json": gone}),
+        ("POST", "/events", {"headers": key, "json": gone}),
     ]:
         await client.request(method, path, **kwargs)
     seen = client.server.app[CTX].telemetry.requests
     paths = document()["paths"]
     statuses = {(m.lower(), r, str(s)) for (m, r, s) in seen}
-    assert {s for _, _, s in statuses} >= {"200", "201", "400", "401", "413", "415", "422"}
+    assert {s for _, _, s in statuses} >= {"200", "201", "400", "401", "409", "413", "415", "422"}
     for method, route, status in statuses:
         assert status in paths[route][method]["responses"], (method, route, status)

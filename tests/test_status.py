@@ -132,6 +132,7 @@ async def test_json_schema(live_run: PostgresSink, db_url: str) -> None:
         "percent": 40.0,
         "duplicates": 0,
         "quarantined": 1,
+        "posted": 0,  # recorded by `etl serve`'s POST /events (none here)
     }
     assert set(doc["rate"]) == {"now_per_s", "average_per_s", "eta_s"}
     assert {k: doc["shards"][k] for k in ("total", "done", "running", "pending")} == {

@@ -56,7 +56,7 @@ def render_status(
     if not s.shards and run is not None and run.status != "running":
         parts.append(Text("no sync state: the next `etl ingest` plans a full sync", style="dim"))
     figures = Figures(
-        loaded=s.loaded,
+        loaded=s.ingested,
         total=s.expected_total,
         rate_now=s.rate_now_per_s,
         rate_avg=s.rate_avg_per_s,
@@ -70,7 +70,16 @@ def render_status(
         duplicates=s.duplicates,
     )
     lines = [ShardLine(r.shard_id, r.status, r.events, r.position, r.lower) for r in s.shards]
-    parts += [figures_panel(figures, "loaded"), shard_table(lines, max_shard_rows)]
+    parts.append(figures_panel(figures, "loaded"))
+    if s.posted:
+        parts.append(
+            Text(
+                f"+ {s.posted:,} recorded through `etl serve` (POST /events) · "
+                f"{s.loaded:,} loaded in all",
+                style="dim",
+            )
+        )
+    parts.append(shard_table(lines, max_shard_rows))
     return Group(*parts, *_streams(s))
 
 

@@ -3,7 +3,8 @@ stored with the run that found them.
 
 One call reads ``training_days + detection_days`` of hourly (or daily) counts per type from
 ``rollup_hourly`` (a few thousand rows), judges them in Python (``etl.anomaly``), and records
-the run and every finding in ``anomaly_runs`` / ``anomaly_findings`` in one transaction.
+the run and every finding in ``anomaly_runs`` / ``anomaly_findings`` in one transaction
+(``store=False`` only judges: `etl serve`'s GET /anomalies).
 The detection window ends at ``until`` (default: the start of the last bucket with events,
 which may still be filling, as Elementary judges only complete buckets).
 """
@@ -24,7 +25,7 @@ from etl.read.series import WIDTH, Bucket, floor, read_series
 
 @dataclass(frozen=True, slots=True)
 class AnomalyReport:
-    run_id: int
+    run_id: int | None  # None: judged without storing (`etl serve`'s GET /anomalies)
     window_end: dt.datetime | None
     bucket: str
     settings: Settings
@@ -44,6 +45,7 @@ async def _run(
     until: dt.datetime | None,
     settings: Settings,
     rules: Sequence[Rule],
+    store: bool,
 ) -> AnomalyReport:
     if until is None:
         last = await conn.fetchval("SELECT max(hour) FROM rollup_hourly")
@@ -66,6 +68,23 @@ async def _run(
                 for i, day in enumerate(daily.buckets)
             }
             breaches = check_rules(days, rules)
+    run_id = (
+        await _store(conn, bucket, until, settings, rules, anomalies, breaches) if store else None
+    )
+    return AnomalyReport(
+        run_id, until, bucket, settings, checked, tuple(anomalies), tuple(breaches)
+    )
+
+
+async def _store(
+    conn: Conn,
+    bucket: Bucket,
+    until: dt.datetime | None,
+    settings: Settings,
+    rules: Sequence[Rule],
+    anomalies: list[Anomaly],
+    breaches: list[Breach],
+) -> int:
     async with conn.transaction():
         run_id = await conn.fetchval(
             "INSERT INTO anomaly_runs (window_end, settings, anomalies, breaches)"
@@ -83,9 +102,7 @@ async def _run(
                 " VALUES ($1, $2, $3, $4, $5::jsonb)",
                 rows,
             )
-    return AnomalyReport(
-        int(run_id), until, bucket, settings, checked, tuple(anomalies), tuple(breaches)
-    )
+    return int(run_id)
 
 
 async def find_anomalies(
@@ -96,6 +113,10 @@ async def find_anomalies(
     until: dt.datetime | None = None,
     settings: Settings = Settings(),
     rules: Sequence[Rule] = (),
+    store: bool = True,
 ) -> AnomalyReport:
-    """Judge the detection window ending at ``until``; store and return what was found."""
-    return await run_query(target, "finding anomalies", _run, bucket, types, until, settings, rules)
+    """Judge the detection window ending at ``until``; store (unless ``store`` is false) and
+    return what was found."""
+    return await run_query(
+        target, "finding anomalies", _run, bucket, types, until, settings, rules, store
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,13 +93,20 @@ def forecast(s: Series, last_bucket: dt.datetime, bucket: Bucket, horizon: int) 
         raise ValueError(
             f"a forecast of {s.name!r} needs at least {2 * m} {bucket}s of history, has {len(y)}"
         )
-    f = holtwinters.fit(y, m)
+    f = _fit(tuple(y), m)
     width = WIDTH[bucket]
     points = tuple(
         ForecastPoint(last_bucket + p.step * width, p.value, p.low, p.high)
         for p in holtwinters.forecast(f, horizon)
     )
     return Forecast(s.name, m, f.alpha, f.beta, f.gamma, f.sigma, points)
+
+
+@functools.lru_cache(maxsize=256)
+def _fit(y: tuple[float, ...], m: int) -> holtwinters.Fit:
+    """The fit of exactly these points (a pure function, so remembered: `etl serve` is asked
+    for the same series' forecast over and over, and ranges that end alike fit the same)."""
+    return holtwinters.fit(y, m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +133,15 @@ async def series_report(
     data = await read_series(
         target, bucket=bucket, types=types, since=since, until=until, total=total, users=users
     )
+    return report_of(data, with_stats=with_stats, horizon=horizon)
+
+
+def report_of(data: SeriesSet, *, with_stats: bool = False, horizon: int = 0) -> SeriesReport:
+    """``data`` with, on request, its statistics and forecast (see ``series_report``)."""
     st = tuple(stats(s) for s in data.series) if with_stats else ()
     fc: tuple[Forecast, ...] = ()
     if horizon:
         if not data.buckets:
             raise ValueError("no data in the range to forecast from")
-        fc = tuple(forecast(s, data.buckets[-1], bucket, horizon) for s in data.series)
+        fc = tuple(forecast(s, data.buckets[-1], data.bucket, horizon) for s in data.series)
     return SeriesReport(data, st, fc)

@@ -1,9 +1,9 @@
 """The progress snapshot of `etl status` and `etl health`, read in one consistent transaction.
 
 Every query touches small tables only (``ingest_progress``, the ``ingest_totals`` view over it,
-``ingest_runs``, the tail of one run's ``delivery_log``): never a COUNT(*) over ``events``, so
-the answer takes milliseconds however large the table is. The value and its JSON form are in
-``etl.read.views``.
+``posted_totals``, ``ingest_runs``, the tail of one run's ``delivery_log``): never a COUNT(*)
+over ``events``, so the answer takes milliseconds however large the table is. The value and
+its JSON form are in ``etl.read.views``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
         head = await conn.fetchrow(
             "SELECT now() AS now, to_regclass('ingest_runs') IS NOT NULL"
             " AND to_regclass('ingest_totals') IS NOT NULL AS ready,"
-            " to_regclass('stream_state') IS NOT NULL AS streams"
+            " to_regclass('stream_state') IS NOT NULL AS streams,"
+            " to_regclass('posted_totals') IS NOT NULL AS posted"
         )
         assert head is not None  # a SELECT without FROM returns one row
         streams = await _read_streams(conn) if head["streams"] else ()
@@ -57,6 +58,9 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
             return StatusSnapshot(taken_at=head["now"], initialized=False, streams=streams)
         totals = await conn.fetchrow("SELECT events, duplicates, quarantined FROM ingest_totals")
         assert totals is not None  # an aggregate view: one row
+        posted = 0
+        if head["posted"]:  # events recorded by `etl serve`'s POST /events (no shard)
+            posted = int(await conn.fetchval("SELECT coalesce(sum(events), 0) FROM posted_totals"))
         shards = tuple(
             ShardRow(
                 shard_id=r["shard_id"],
@@ -84,7 +88,8 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
     return StatusSnapshot(
         taken_at=head["now"],
         initialized=True,
-        loaded=int(totals["events"]),
+        loaded=int(totals["events"]) + posted,
+        posted=posted,
         duplicates=int(totals["duplicates"]),
         quarantined=int(totals["quarantined"]),
         shards=shards,

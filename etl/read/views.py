@@ -7,7 +7,9 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
       "initialized": bool,            # false: no ingest has run against this database yet
       "taken_at": iso8601,            # the database's clock
       "events": {"loaded": int, "expected": int | null, "percent": float | null,
-                 "duplicates": int, "quarantined": int},
+                 "duplicates": int, "quarantined": int,
+                 "posted": int},          # of "loaded": recorded through `etl serve`'s
+                                          # POST /events (not from the API, so not in percent)
       "rate": {"now_per_s": float | null, "average_per_s": float | null, "eta_s": float | null},
       "shards": {"total": int, "done": int, "running": int, "pending": int,
                  "items": [{"id": str, "status": str, "events": int,
@@ -118,7 +120,7 @@ class StreamRow:
 class StatusSnapshot:
     taken_at: dt.datetime
     initialized: bool
-    loaded: int = 0
+    loaded: int = 0  # ingested (progress counters) + posted
     duplicates: int = 0
     quarantined: int = 0
     shards: tuple[ShardRow, ...] = ()
@@ -128,6 +130,12 @@ class StatusSnapshot:
     # did load, whose rate and duration are the real figures of a load
     last_load: RunRow | None = None
     streams: tuple[StreamRow, ...] = ()
+    posted: int = 0  # of ``loaded``: recorded through `etl serve`'s POST /events
+
+    @property
+    def ingested(self) -> int:
+        """Loaded from the API (what ``expected_total`` is compared with)."""
+        return self.loaded - self.posted
 
     @property
     def expected_total(self) -> int | None:
@@ -136,7 +144,7 @@ class StatusSnapshot:
     @property
     def percent(self) -> float | None:
         total = self.expected_total
-        return min(100.0, 100.0 * self.loaded / total) if total else None
+        return min(100.0, 100.0 * self.ingested / total) if total else None
 
     @property
     def rate_avg_per_s(self) -> float | None:
@@ -151,7 +159,7 @@ class StatusSnapshot:
         if self.run is None or self.run.status != "running" or not total:
             return None
         rate = self.rate_now_per_s or self.rate_avg_per_s
-        return max(0, total - self.loaded) / rate if rate else None
+        return max(0, total - self.ingested) / rate if rate else None
 
     @property
     def load(self) -> RunRow | None:
@@ -207,6 +215,7 @@ def snapshot_to_json(snapshot: StatusSnapshot) -> dict[str, Any]:
             "percent": _round(s.percent, 2),
             "duplicates": s.duplicates,
             "quarantined": s.quarantined,
+            "posted": s.posted,
         },
         "rate": {
             "now_per_s": _round(s.rate_now_per_s),

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from etl.pg import RecoveringPool
-from etl.serve.cache import MicroCache
+from etl.serve.cache import AnswerCache
 from etl.serve.envelope import ApiError, Handler, error_middleware
+from etl.serve.seriesstore import SeriesStore
 from etl.serve.telemetry import Telemetry
 
 # ("ok" | "error" | "not configured", detail) of the source API, checked per /health call
@@ -37,10 +38,18 @@ class ServeContext:
     max_events_per_request: int = 1000
     row_cap: int = 1000  # most rows any GET returns
     thresholds_url: str | None = None  # benchmark service for /anomalies' threshold rules
-    cache_ttl_s: float = 1.0  # GET answers shared for this long (0: off)
+    cache_ttl_s: float = 1.0  # live GET answers shared for this long (0: no cache at all)
+    cache_poll_s: float = 1.0  # data answers: the data's version is read this often at most
+    cache_max_age_s: float = 60.0  # ... and kept this long at most while it does not change
     clock: Callable[[], float] = time.monotonic  # for the cache's expiry
     telemetry: Telemetry = field(default_factory=Telemetry)
-    cache: MicroCache | None = None  # made by make_app from cache_ttl_s and clock
+    cache: AnswerCache | None = None  # made by make_app from the cache_* fields and clock
+    series: SeriesStore = field(default_factory=SeriesStore)  # series cut from memory
+
+    def data_changed(self) -> None:
+        """A write went through this server: cached data answers are stale now."""
+        if self.cache is not None:
+            self.cache.data_changed()
 
 
 def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object]:
@@ -61,7 +70,19 @@ def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object
 def make_app(ctx: ServeContext) -> web.Application:
     from etl.serve import routes_dashboard, routes_events, routes_read, routes_sync
 
-    ctx.cache = MicroCache(ctx.cache_ttl_s, clock=ctx.clock)
+    async def version() -> str:
+        from etl.read.version import data_version
+
+        async with ctx.db.connection() as conn:
+            return await data_version(conn)
+
+    ctx.cache = AnswerCache(
+        ctx.cache_ttl_s,
+        version=version,
+        poll_s=ctx.cache_poll_s,
+        max_age_s=ctx.cache_max_age_s,
+        clock=ctx.clock,
+    )
     app = web.Application(
         client_max_size=ctx.max_body_bytes,
         middlewares=[

@@ -1,45 +1,89 @@
-"""A micro-cache for GET answers: under load, many clients asking the same question within
-``ttl_s`` share one database round trip (single flight), and the answer is at most ``ttl_s``
-old. Only 200 answers are kept, so a failure (503) is never served from the cache and a
-recovered database is seen at once. ``ttl_s`` 0 turns it off.
+"""The answer cache of GET routes: answers kept as the bytes sent, shared by every client.
+
+Two lifetimes:
+
+live routes (``/status``, ``/health``, ``/``)
+    describe the present (heartbeats, a run's progress): an answer is shared for ``ttl_s``
+    (1 s) and many clients asking within it share one database round trip.
+data routes (every other GET but ``/metrics``)
+    answer from the loaded data, which changes only when something is written: an answer is
+    kept until the data's version changes (``etl.read.version``: a fingerprint of the small
+    tables every write bumps in its own transaction), or for ``max_age_s`` at most (the
+    thresholds service of /anomalies is not versioned). The version is read at most once
+    per ``poll_s`` (so a write by another process is seen within ``poll_s``); a write made
+    through this server (POST /events, DELETE /series/{type}) calls ``data_changed()`` and is
+    seen by the next request.
+
+Single flight: concurrent requests for the same URL (and version) wait for one computation.
+Only 200 answers are kept, so a failure (503) is never served from the cache and a recovered
+database is seen at once. ``ttl_s`` 0 turns the cache off. The stored bytes are bounded by
+``max_bytes`` (oldest dropped). Per-route hits and misses are counted for ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from aiohttp import web
 
+from etl.errors import EtlError
 from etl.serve.envelope import Handler
 
-UNCACHED = frozenset({"/metrics"})  # its sync part is remembered, its request counts live
+UNCACHED = frozenset({"/metrics", "/openapi.json"})
+LIVE = frozenset({"/status", "/health", "/"})
 T = TypeVar("T")
+VersionSource = Callable[[], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    expires: float
+    tag: object  # live: its expiry time; data: the version it was computed at
+    born: float
     status: int
     body: bytes
     content_type: str
     charset: str | None
 
 
-class MicroCache:
+class AnswerCache:
     def __init__(
-        self, ttl_s: float, *, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float,
+        *,
+        version: VersionSource | None = None,
+        poll_s: float = 1.0,
+        max_age_s: float = 60.0,
+        max_bytes: int = 64 << 20,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl_s = ttl_s
-        self._max = max_entries
+        self.poll_s = poll_s
+        self.max_age_s = max_age_s
+        self._max_bytes = max_bytes
         self._clock = clock
+        self._read_version = version
+        self._generation = 0  # bumped by writes through this server
+        self._db_version: str | None = None
+        self._checked_at = -math.inf
+        self._poll: asyncio.Future[None] | None = None
         self._entries: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Future[_Entry | None]] = {}
+        self._bytes = 0
+        self._inflight: dict[tuple[str, object], asyncio.Future[_Entry | None]] = {}
         self._values: dict[str, tuple[float, object]] = {}
         self._value_locks: dict[str, asyncio.Lock] = {}
+        # (route pattern, "hit" | "shared" | "miss") -> answers
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+
+    def data_changed(self) -> None:
+        """Something was written through this server: no answer computed before is valid."""
+        self._generation += 1
+        self._checked_at = -math.inf
 
     async def remember(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         """``compute()``'s value, shared for ``ttl_s`` (one computation at a time per key)."""
@@ -55,19 +99,54 @@ class MicroCache:
                 self._values[key] = (self._clock() + self.ttl_s, value)
             return value
 
-    def _store(self, key: str, response: web.Response) -> _Entry | None:
-        if response.status != 200 or not isinstance(response.body, bytes):
+    async def _refresh(self) -> None:
+        assert self._read_version is not None
+        try:
+            found: str | None = await self._read_version()
+        except EtlError:  # database down or not migrated: answer uncached until it is
+            found = None
+        if found != self._db_version:
+            self._drop_data()
+        self._db_version = found
+        self._checked_at = self._clock() if found is not None else -math.inf
+
+    async def version(self) -> object | None:
+        """The data's version as this server knows it (None: unknown, do not cache)."""
+        if self._read_version is None or self.ttl_s <= 0:
             return None
-        if len(self._entries) >= self._max:
-            self._entries.clear()  # bounded; a burst of distinct keys just starts over
-        entry = _Entry(
-            self._clock() + self.ttl_s,
-            response.status,
-            response.body,
-            response.content_type,
-            response.charset,
-        )
+        if self._clock() - self._checked_at >= self.poll_s:
+            if self._poll is None or self._poll.done():  # one read at a time, shared
+                self._poll = asyncio.ensure_future(self._refresh())
+            await asyncio.shield(self._poll)
+        if self._db_version is None:
+            return None
+        return (self._generation, self._db_version)
+
+    def _drop_data(self) -> None:
+        for key in [k for k, e in self._entries.items() if not isinstance(e.tag, float)]:
+            self._bytes -= len(self._entries.pop(key).body)
+
+    def _valid(self, entry: _Entry | None, tag: object, now: float) -> bool:
+        if entry is None:
+            return False
+        if isinstance(entry.tag, float):  # live: the tag is its expiry
+            return entry.tag > now
+        return entry.tag == tag and now - entry.born < self.max_age_s
+
+    def _store(self, key: str, tag: object, response: web.StreamResponse) -> _Entry | None:
+        if (
+            response.status != 200
+            or not isinstance(response, web.Response)
+            or not isinstance(response.body, bytes)
+        ):
+            return None
+        now = self._clock()
+        entry = _Entry(tag, now, 200, response.body, response.content_type, response.charset)
+        old = self._entries.pop(key, None)
+        self._bytes += len(entry.body) - (len(old.body) if old else 0)
         self._entries[key] = entry
+        while self._bytes > self._max_bytes and self._entries:  # oldest first
+            self._bytes -= len(self._entries.pop(next(iter(self._entries))).body)
         return entry
 
     @staticmethod
@@ -77,31 +156,63 @@ class MicroCache:
             r.charset = entry.charset
         return r
 
+    async def _tag(self, path: str) -> object | None:
+        if path in LIVE:
+            return None if self.ttl_s <= 0 else self._clock() + self.ttl_s
+        return await self.version()
+
+    def _count(self, request: web.Request, result: str) -> None:
+        info = request.match_info.route.resource
+        self.counts[(info.canonical if info is not None else "unmatched", result)] += 1
+
+    async def answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        tag = await self._tag(request.path)
+        if tag is None:
+            return await handler(request)
+        key = str(request.rel_url)
+        entry = self._entries.get(key)
+        if self._valid(entry, tag, self._clock()):
+            assert entry is not None
+            self._count(request, "hit")
+            return self._replay(entry)
+        flight = (key, tag if not isinstance(tag, float) else "live")
+        waiting = self._inflight.get(flight)
+        if waiting is not None:
+            shared = await asyncio.shield(waiting)
+            if shared is not None:
+                self._count(request, "shared")
+                return self._replay(shared)
+            return await handler(request)
+        future: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = future
+        stored: _Entry | None = None
+        self._count(request, "miss")
+        try:
+            response = await handler(request)
+            stored = self._store(key, tag, response)
+            return response
+        finally:
+            del self._inflight[flight]
+            future.set_result(stored)
+
     def middleware(self) -> Callable[[web.Request, Handler], object]:
         @web.middleware
         async def cache_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if self.ttl_s <= 0 or request.method != "GET" or request.path in UNCACHED:
+            if request.method != "GET" or request.path in UNCACHED:
                 return await handler(request)
-            key = str(request.rel_url)
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > self._clock():
-                return self._replay(entry)
-            waiting = self._inflight.get(key)
-            if waiting is not None:
-                shared = await asyncio.shield(waiting)
-                if shared is not None:
-                    return self._replay(shared)
-                return await handler(request)
-            future: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
-            self._inflight[key] = future
-            stored: _Entry | None = None
-            try:
-                response = await handler(request)
-                if isinstance(response, web.Response):
-                    stored = self._store(key, response)
-                return response
-            finally:
-                del self._inflight[key]
-                future.set_result(stored)
+            return await self.answer(request, handler)
 
         return cache_middleware
+
+    def render(self) -> str:
+        """Prometheus lines: answers per route by cache result."""
+        lines = [
+            "# HELP etl_http_cache_answers_total GET answers by route and cache result"
+            " (hit: from memory; shared: waited for another request's computation; miss).",
+            "# TYPE etl_http_cache_answers_total counter",
+        ]
+        lines += [
+            f'etl_http_cache_answers_total{{route="{route}",result="{result}"}} {n}'
+            for (route, result), n in sorted(self.counts.items())
+        ]
+        return "\n".join(lines) + "\n"

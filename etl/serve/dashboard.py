@@ -47,7 +47,9 @@ async function poll() {
       document.getElementById("percent").textContent =
         e.percent == null ? "" : `(${e.percent.toFixed(1)} %)`;
       const fill = document.querySelector("[data-progress=fill]");
-      if (fill && e.expected) fill.setAttribute("width", 720 * Math.min(1, e.loaded / e.expected));
+      document.getElementById("posted").textContent = e.posted ? `, ${fmt(e.posted)} posted` : "";
+      const ingested = e.loaded - (e.posted || 0);
+      if (fill && e.expected) fill.setAttribute("width", 720 * Math.min(1, ingested / e.expected));
       document.getElementById("run-state").textContent = s.run ? s.run.status : "no run yet";
       if (s.run && s.run.status === "running") { setTimeout(poll, 2000); return; }
     }
@@ -96,9 +98,9 @@ def render(data: DashboardData) -> str:
 <h2>sync</h2>
 <p id="progress-text"><b id="loaded">{s.loaded:,}</b> of <span id="expected">{
         f"{expected:,}" if expected is not None else "–"
-    }</span> events
+    }</span> events<span id="posted">{f", {s.posted:,} posted" if s.posted else ""}</span>
 <span id="percent">{percent}</span> · run: <span id="run-state">{escape(run_state)}</span></p>
-{svg.progress_bar(s.loaded, expected)}
+{svg.progress_bar(s.ingested, expected)}
 <h2>event volume</h2>
 {volume}
 {notes}

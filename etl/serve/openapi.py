@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from etl import __version__
+from etl.serve.openapi_schemas import SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -44,6 +45,22 @@ _SERIES_RESP = {
     "200": _json({"type": "object"}, "buckets and values"),
     "400": _err("bad parameter"),
     **_AUTH_401,
+    **_DB_503,
+}
+
+_ANOMALY_Q = [
+    _q("bucket", {"enum": ["hour", "day"]}, "bucket width"),
+    _q("type", {"type": "string"}, "repeatable"),
+    _q("until", _TS, "end of the detection window"),
+    _q("training_days", {"type": "integer"}, "default 14"),
+    _q("detection_days", {"type": "integer"}, "default 2"),
+    _q("sensitivity", {"type": "integer"}, "z-score, default 3"),
+    _q("min_training_points", {"type": "integer"}, "default 7"),
+]
+_ANOMALY_ERRORS = {
+    "400": _err("bad parameter"),
+    **_AUTH_401,
+    "502": _err("the thresholds service failed"),
     **_DB_503,
 }
 
@@ -126,10 +143,14 @@ PATHS: dict[str, dict[str, Any]] = {
             },
             "responses": {
                 "201": _json({"$ref": "#/components/schemas/PostResult"}, "at least one created"),
-                "200": _json({"$ref": "#/components/schemas/PostResult"}, "all already present"),
+                "200": _json(
+                    {"$ref": "#/components/schemas/PostResult"},
+                    "none created: all already present (or purged, when some were present)",
+                ),
                 "400": _err("invalid JSON or an invalid event (field and reason in details)"),
                 **_AUTH_401,
                 "413": _err("body or event count over the cap"),
+                "409": _err("every event was removed by a purge that blocks reloading"),
                 "415": _err("not application/json"),
                 **_DB_503,
             },
@@ -215,22 +236,23 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/anomalies": {
         "get": {
-            "summary": "As `etl anomalies --json`: anomalies and threshold breaches (stored).",
-            "parameters": [
-                _q("bucket", {"enum": ["hour", "day"]}, "bucket width"),
-                _q("type", {"type": "string"}, "repeatable"),
-                _q("until", _TS, "end of the detection window"),
-                _q("training_days", {"type": "integer"}, "default 14"),
-                _q("detection_days", {"type": "integer"}, "default 2"),
-                _q("sensitivity", {"type": "integer"}, "z-score, default 3"),
-                _q("min_training_points", {"type": "integer"}, "default 7"),
-            ],
+            "summary": "As `etl anomalies --json`: anomalies and threshold breaches, judged"
+            " without storing a run (run_id null).",
+            "parameters": _ANOMALY_Q,
             "responses": {
                 "200": _json({"type": "object"}, "the report; found: bool"),
-                "400": _err("bad parameter"),
-                **_AUTH_401,
-                "502": _err("the thresholds service failed"),
-                **_DB_503,
+                **_ANOMALY_ERRORS,
+            },
+        }
+    },
+    "/anomalies/runs": {
+        "post": {
+            "summary": "As `etl anomalies`: judge and store the run and its findings (the"
+            " dashboard marks the last stored run's anomalies).",
+            "parameters": _ANOMALY_Q,
+            "responses": {
+                "201": _json({"type": "object"}, "the stored report; run_id: int, found: bool"),
+                **_ANOMALY_ERRORS,
             },
         }
     },
@@ -256,67 +278,6 @@ PATHS: dict[str, dict[str, Any]] = {
                 **_DB_503,
             },
         }
-    },
-}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "details"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {},
-                },
-            }
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status", "database", "api", "dataset"],
-        "properties": {
-            "status": {"enum": ["ok", "degraded"]},
-            "database": {"enum": ["ok", "error"]},
-            "api": {"enum": ["ok", "error", "not configured"]},
-            "dataset": {"type": "object"},
-            "last_run": {"type": "string"},
-            "problems": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["id", "type", "timestamp"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "type": {"type": "string"},
-            "timestamp": {"description": "ISO 8601, epoch s/ms/µs, or RFC 2822"},
-            "name": {"type": ["string", "null"]},
-            "userId": {"type": ["string", "null"], "format": "uuid"},
-            "sessionId": {"type": ["string", "null"], "format": "uuid"},
-            "properties": {"type": ["object", "null"]},
-            "session": {"type": ["object", "null"]},
-        },
-    },
-    "PostResult": {
-        "type": "object",
-        "properties": {
-            "created": {"type": "integer"},
-            "present": {"type": "integer"},
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "status": {"enum": ["created", "present"]},
-                    },
-                },
-            },
-        },
     },
 }
 

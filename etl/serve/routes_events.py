@@ -6,7 +6,9 @@ timestamp normalization. A request is all or nothing: if any event is invalid, n
 is inserted, the invalid events are quarantined with their reason (as an ingest would) and
 the answer is 400 naming each one's index, field and reason. Otherwise every event is
 inserted exactly once by id: 201 when at least one is new, 200 when all were already present
-(a retried request is harmless).
+(a retried request is harmless). An event a blocking purge removed (`etl purge` or
+``DELETE /series/{type}`` without ``allow_reload``) is not recorded again: it is reported as
+``purged``, and a request whose every event is purged answers 409 ``purged``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiohttp import web
 from etl.errors import TransientSourceError
 from etl.serve.app import CTX
 from etl.serve.envelope import ApiError, bad_request
-from etl.sink.single import insert_events
+from etl.sink.single import InsertResult, insert_events
 from etl.source.decode import decode_page
 from etl.sources.events import RawEvent
 from etl.transform import transform_page
@@ -90,14 +92,29 @@ async def post_events(request: web.Request) -> web.Response:
     async with ctx.db.connection() as conn:
         done = await insert_events(conn, result.records, [])
     ids = [r[0] for r in result.records]
+    if done.purged and not done.created and not done.present:
+        raise ApiError(
+            409,
+            "purged",
+            f"{len(done.purged)} event(s) removed by a purge that blocks reloading; "
+            "nothing was recorded",
+            {"events": [{"index": k, "id": i} for k, i in enumerate(ids)]},
+        )
     doc = {
         "created": len(done.created),
         "present": len(done.present) + result.duplicates,
-        "results": [
-            {"id": i, "status": "created" if i in done.created else "present"} for i in ids
-        ],
+        "purged": len(done.purged),
+        "results": [{"id": i, "status": _status(i, done)} for i in ids],
     }
+    if done.created:
+        request.app[CTX].data_changed()
     return web.json_response(doc, status=201 if done.created else 200)
+
+
+def _status(event_id: str, done: InsertResult) -> str:
+    if event_id in done.created:
+        return "created"
+    return "purged" if event_id in done.purged else "present"
 
 
 def register(app: web.Application) -> None:

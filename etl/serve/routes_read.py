@@ -85,28 +85,19 @@ async def user_events(request: web.Request) -> web.Response:
 async def _report(
     request: web.Request, types: tuple[str, ...], *, with_stats: bool = False, horizon: int = 0
 ) -> Any:
-    from etl.read.stats import series_report
+    from etl.read.stats import report_of
 
     ctx = _ctx(request)
     since, until = _range(request)
-    async with ctx.db.connection() as conn:
-        try:
-            report = await series_report(
-                conn,
-                bucket=_bucket(request),
-                types=types,
-                since=since,
-                until=until,
-                with_stats=with_stats,
-                horizon=horizon,
-            )
-        except ValueError as exc:  # too little history to fit a forecast
-            raise ApiError(422, "cannot_forecast", str(exc)) from exc
-    if len(report.data.buckets) > ctx.row_cap * 10:
-        raise ConfigError(
-            f"{len(report.data.buckets)} buckets: narrow since/until or use bucket=day"
-        )
-    return report
+    bucket = _bucket(request)
+    version = await ctx.cache.version() if ctx.cache is not None else None
+    data = await ctx.series.read(ctx.db, version, bucket, types, since, until)
+    if len(data.buckets) > ctx.row_cap * 10:
+        raise ConfigError(f"{len(data.buckets)} buckets: narrow since/until or use bucket=day")
+    try:
+        return report_of(data, with_stats=with_stats, horizon=horizon)
+    except ValueError as exc:  # too little history to fit a forecast
+        raise ApiError(422, "cannot_forecast", str(exc)) from exc
 
 
 async def series(request: web.Request) -> web.Response:
@@ -116,10 +107,9 @@ async def series(request: web.Request) -> web.Response:
 
 async def series_count(request: web.Request) -> web.Response:
     """How many series (event types) are held."""
-    from etl.read.series import count_series
-
-    async with _ctx(request).db.connection() as conn:
-        return _json({"series": await count_series(conn)})
+    ctx = _ctx(request)
+    version = await ctx.cache.version() if ctx.cache is not None else None
+    return _json({"series": await ctx.series.count(ctx.db, version)})
 
 
 async def series_one(request: web.Request) -> web.Response:
@@ -154,12 +144,12 @@ async def purge_series(request: web.Request) -> web.Response:
         raise ConfigError("dry_run and allow_reload take true or false") from exc
     async with _ctx(request).db.connection() as conn:
         result = await run_query(conn, "purging", purge, f, dry_run=dry, allow_reload=reload_)
+    if not dry:
+        _ctx(request).data_changed()
     return _json(result)
 
 
-async def anomalies(request: web.Request) -> web.Response:
-    """As `etl anomalies --json`: found anomalies and threshold breaches (stored with a run).
-    A thresholds service that fails is 502, never an empty list."""
+async def _anomalies(request: web.Request, *, store: bool) -> Any:
     from etl import thresholds as th
     from etl.anomaly import Settings
     from etl.read.anomalies import find_anomalies
@@ -181,8 +171,24 @@ async def anomalies(request: web.Request) -> web.Response:
             until=until,
             settings=settings,
             rules=rules,
+            store=store,
         )
-    return _json({**jsonable(report), "found": report.found})
+    return {**jsonable(report), "found": report.found}
+
+
+async def anomalies(request: web.Request) -> web.Response:
+    """As `etl anomalies --json` (found anomalies and threshold breaches), judged without
+    storing a run (``run_id`` null): a GET changes nothing. A thresholds service that fails
+    is 502, never an empty list."""
+    return _json(await _anomalies(request, store=False))
+
+
+async def store_anomalies(request: web.Request) -> web.Response:
+    """As `etl anomalies`: judge, and store the run and its findings (what the dashboard
+    marks); 201 with the run's id."""
+    doc = await _anomalies(request, store=True)
+    _ctx(request).data_changed()
+    return _json(doc, status=201)
 
 
 async def top(request: web.Request) -> web.Response:
@@ -217,4 +223,5 @@ def register(app: web.Application) -> None:
     r.add_get("/series/{type}/forecast", series_forecast)
     r.add_delete("/series/{type}", purge_series)
     r.add_get("/anomalies", anomalies)
+    r.add_post("/anomalies/runs", store_anomalies)
     r.add_get("/top/{what}", top)

@@ -83,7 +83,7 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     assert ctx.cache is not None
     lines = await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))
-    body = "\n".join(lines) + "\n" + ctx.telemetry.render()
+    body = "\n".join(lines) + "\n" + ctx.telemetry.render() + ctx.cache.render()
     return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 

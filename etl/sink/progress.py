@@ -165,8 +165,12 @@ async def drop_everything(conn: Conn) -> int:
     source identity) in one transaction; the run history and delivery log stay. Returns the
     number of events the counters said were loaded."""
     async with conn.transaction():
-        loaded = await conn.fetchval("SELECT events FROM ingest_totals")
+        loaded = await conn.fetchval(
+            "SELECT (SELECT events FROM ingest_totals)"
+            " + coalesce((SELECT events FROM posted_totals), 0)"
+        )
         await conn.execute(
-            "TRUNCATE events, quarantine, ingest_progress, ingest_progress_archive, ingest_source"
+            "TRUNCATE events, quarantine, ingest_progress, ingest_progress_archive, ingest_source,"
+            " posted_totals"
         )
         return int(loaded or 0)

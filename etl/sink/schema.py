@@ -17,6 +17,8 @@ Tables
                       (``etl.sink.schema_push``; schema 7)
     rate_budget       the rate budget shared by tasks on one API key, per lane; its log
                       ``rate_budget_log`` (``etl.sharedrate``; schema 9)
+    posted_totals     one row: events recorded through `etl serve`'s POST /events (they have
+                      no shard, so the progress counters do not hold them; schema 10)
     schema_version    applied migration steps
     rollup_*, purges  hourly/user/page rollups kept by the loader (``etl.sink.rollups``)
 View
@@ -32,7 +34,7 @@ from etl.sink.findings import FINDINGS_DDL
 from etl.sink.rollups import ROLLUPS_DDL
 from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -225,6 +227,15 @@ CREATE TABLE IF NOT EXISTS rate_budget_log (
 CREATE INDEX IF NOT EXISTS rate_budget_log_at_idx ON rate_budget_log (key_fp, at);
 """
 
+# v10: events posted to `etl serve` (no shard): counted here, in the insert's transaction
+_V10 = """
+CREATE TABLE IF NOT EXISTS posted_totals (
+    one        boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    events     bigint      NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1),
     (2, _V2),
@@ -242,6 +253,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (8, _V8),
     # the rate budget shared by the tasks on one API key (etl.sharedrate, etl.sink.budget)
     (9, BUDGET_DDL),
+    # events posted to `etl serve`: counted in posted_totals
+    (10, _V10),
 )
 
 STAGE_TABLE = "etl_stage"

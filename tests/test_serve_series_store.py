@@ -1,0 +1,54 @@
+"""`etl serve` cuts series from the whole set held in memory: the same answer as the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from etl.read.series import read_series
+from etl.serve.seriesstore import slice_set
+from tests.serve_harness import T0, ClientFactory, seed
+
+
+async def test_a_cut_of_the_whole_set_is_what_the_database_answers(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """For hours and days, every combination of bounds (absent, inside, before or after the
+    data, off the bucket grid, empty) and of types (all, some, unknown, repeated) gives
+    exactly the SeriesSet that read_series gives for that question."""
+    client = await serve_client()
+    await seed(client)  # three days from T0
+    h = dt.timedelta(hours=1)
+    bounds = [None, T0 - 30 * h, T0, T0 + 5.5 * h, T0 + 49 * h, T0 + 72 * h, T0 + 100 * h]
+    kinds = [(), ("click",), ("purchase", "page_view"), ("nope",), ("click", "click")]
+    for bucket in ("hour", "day"):
+        full = await read_series(db_url, bucket=bucket)
+        for since, until in itertools.product(bounds, bounds):
+            if since is not None and until is not None and since > until:
+                continue
+            for types in kinds:
+                want = await read_series(
+                    db_url, bucket=bucket, types=types, since=since, until=until
+                )
+                got = slice_set(full, types, since, until)
+                assert got == want, (bucket, since, until, types)
+
+
+async def test_series_routes_answer_from_memory_after_a_write(
+    serve_client: ClientFactory,
+) -> None:
+    """With the cache on, a series route answers from the held set, and a write through the
+    server (a new version) is in the next answer."""
+    client = await serve_client(cache_ttl_s=1.0)
+    await seed(client)
+
+    async def day_totals() -> dict[str, list[int]]:
+        doc = await (await client.get("/series", params={"bucket": "day"})).json()
+        return {s["name"]: s["values"] for s in doc["series"]}
+
+    assert (await day_totals())["purchase"] == [1, 1, 1]
+    assert (await (await client.get("/series/count")).json()) == {"series": 3}
+    r = await client.delete("/series/purchase")
+    assert (await r.json())["deleted"] == 3
+    assert "purchase" not in await day_totals()
+    assert (await (await client.get("/series/count")).json()) == {"series": 2}

@@ -1,0 +1,112 @@
+"""What writes through `etl serve` do to the rest: the status counts posted events, a blocking
+purge keeps them out, GET /anomalies stores nothing, and cached answers follow the data."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from etl.read.status import read_status
+from tests.serve_harness import ClientFactory, at, event, seed
+
+
+async def test_posted_events_count_in_status_health_and_dashboard(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """Events recorded by POST /events are in /status' loaded count (and its 'posted'), in
+    `etl status`' snapshot and on the dashboard; a replayed batch adds nothing."""
+    client = await serve_client()
+    batch = [event(), event(), event()]
+    assert (await client.post("/events", json=batch)).status == 201
+    assert (await client.post("/events", json=batch)).status == 200
+    doc = await (await client.get("/status")).json()
+    assert doc["events"]["loaded"] == 3 and doc["events"]["posted"] == 3
+    snapshot = await read_status(db_url)
+    assert snapshot.loaded == 3 and snapshot.ingested == 0
+    page = await (await client.get("/")).text()
+    assert '<b id="loaded">3</b>' in page and "3 posted" in page
+    assert (await client.get("/health")).status == 200
+
+
+async def test_a_purged_event_posted_again_is_not_recorded(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """After a purge that blocks reloading, posting the event again answers 409 'purged' and
+    records nothing; in a batch with new events it is reported 'purged' and the rest go in;
+    after a purge with allow_reload it can be posted again."""
+    client = await serve_client()
+    gone = event(type_="signup", ts=at(1))
+    assert (await client.post("/events", json=gone)).status == 201
+    assert (await (await client.delete("/series/signup")).json())["deleted"] == 1
+    r = await client.post("/events", json=gone)
+    doc = await r.json()
+    assert r.status == 409 and doc["error"]["code"] == "purged"
+    assert doc["error"]["details"]["events"] == [{"index": 0, "id": gone["id"]}]
+    fresh = event(type_="page_view", ts=at(1))
+    r = await client.post("/events", json=[gone, fresh])
+    doc = await r.json()
+    assert r.status == 201 and doc["created"] == 1 and doc["purged"] == 1
+    assert {x["id"]: x["status"] for x in doc["results"]} == {
+        gone["id"]: "purged",
+        fresh["id"]: "created",
+    }
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE type = 'signup'") == 0
+        await conn.execute("UPDATE purges SET block_reload = false")  # as allow_reload would
+    finally:
+        await conn.close()
+    assert (await client.post("/events", json=gone)).status == 201
+
+
+async def test_get_anomalies_stores_nothing_post_runs_stores_a_run(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """GET /anomalies judges without storing (run_id null, no row); POST /anomalies/runs
+    stores the run and answers 201 with its id."""
+    client = await serve_client()
+    await seed(client)
+    q = {"training_days": "1", "detection_days": "1"}
+    got = await (await client.get("/anomalies", params=q)).json()
+    assert got["run_id"] is None and got["series_checked"] == 3
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM anomaly_runs") == 0
+        r = await client.post("/anomalies/runs", params=q)
+        stored = await r.json()
+        assert r.status == 201 and isinstance(stored["run_id"], int)
+        assert await conn.fetchval("SELECT count(*) FROM anomaly_runs") == 1
+        assert stored["anomalies"] == got["anomalies"]
+    finally:
+        await conn.close()
+
+
+async def test_data_answers_are_kept_until_the_data_changes(
+    serve_client: ClientFactory,
+) -> None:
+    """A data route is answered from memory while the data's version stays the same (however
+    long, up to the max age); a write through this server is seen by the next request, a
+    write by another process once the version is read again (poll interval); /metrics
+    counts hits and misses per route."""
+    now = [1000.0]
+    client = await serve_client(
+        cache_ttl_s=1.0, cache_poll_s=5.0, cache_max_age_s=600.0, clock=lambda: now[0]
+    )
+    other = await serve_client()  # another process writing to the same database
+    assert (await client.post("/events", json=event(ts=at(1)))).status == 201
+
+    async def total() -> int:
+        doc = await (await client.get("/series", params={"bucket": "day"})).json()
+        return sum(sum(s["values"]) for s in doc["series"])
+
+    assert await total() == 1
+    now[0] += 100.0  # far past the 1 s TTL of live routes: still the same data
+    assert await total() == 1
+    assert (await client.post("/events", json=event(ts=at(2)))).status == 201
+    assert await total() == 2  # this server's own write: seen at once
+    assert (await other.post("/events", json=event(ts=at(3)))).status == 201
+    assert await total() == 2  # another's write: not until the version is read again
+    now[0] += 5.0
+    assert await total() == 3
+    text = await (await client.get("/metrics")).text()
+    assert 'etl_http_cache_answers_total{route="/series",result="hit"} 2' in text
+    assert 'etl_http_cache_answers_total{route="/series",result="miss"} 3' in text
