@@ -316,12 +316,14 @@ def hit_rate(
     before: dict[tuple[str, str], int], after: dict[tuple[str, str], int], route: str
 ) -> dict[str, Any] | None:
     """Of the route's answers during its load: from memory (hit), shared with a request
-    computing the same answer (shared), computed (miss)."""
-    d = {r: after.get((route, r), 0) - before.get((route, r), 0) for r in ("hit", "shared", "miss")}
+    computing the same answer (shared), the last live answer while it is refreshed (stale),
+    computed (miss)."""
+    kinds = ("hit", "shared", "stale", "miss")
+    d = {r: after.get((route, r), 0) - before.get((route, r), 0) for r in kinds}
     total = sum(d.values())
     if not total:
         return None
-    return {**d, "hit_rate": round((d["hit"] + d["shared"]) / total, 4)}
+    return {**d, "hit_rate": round((total - d["miss"]) / total, 4)}
 
 
 def run(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:

@@ -194,8 +194,18 @@ class RecoveringPool:
     async def connection(self) -> AsyncIterator[Conn]:
         pool = await self._get_pool()
         try:
-            async with pool.acquire(timeout=self._connect_timeout_s) as conn:
-                yield conn
+            conn = await pool.acquire(timeout=self._connect_timeout_s)
+        except TimeoutError as exc:  # every connection busy: the database is not lost
+            raise SinkError(
+                f"database busy: no connection free within {self._connect_timeout_s:g} s"
+            ) from exc
+        except CONNECTION_LOST as exc:
+            await self._drop(pool)
+            raise SinkError(f"database unavailable: {scrub(str(exc), self._dsn)}") from exc
+        except asyncpg.PostgresError as exc:
+            raise SinkError(f"database error: {scrub(str(exc), self._dsn)}") from exc
+        try:
+            yield conn
         except CONNECTION_LOST as exc:
             await self._drop(pool)
             raise SinkError(f"database unavailable: {scrub(str(exc), self._dsn)}") from exc
@@ -203,6 +213,9 @@ class RecoveringPool:
             raise SinkError("query cancelled: over the statement timeout") from exc
         except asyncpg.PostgresError as exc:
             raise SinkError(f"database error: {scrub(str(exc), self._dsn)}") from exc
+        finally:
+            if self._pool is pool:  # a dropped pool was terminated with its connections
+                await pool.release(conn)
 
     async def _drop(self, pool: Pool) -> None:
         async with self._opening:

@@ -65,3 +65,44 @@ def test_serves_then_stops_cleanly_on_sigterm(db_url: str, tmp_path: Path) -> No
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_workers_share_one_port_and_sum_their_counts(db_url: str, tmp_path: Path) -> None:
+    """--workers 2: one listening line naming the workers, both answer on the one port,
+    /metrics (whichever answers) counts every request of both and the number of workers,
+    and SIGTERM stops them all with exit 0."""
+    import re
+    import time
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        _etl("serve", "--port", str(port), "--workers", "2", "--data-dir", str(tmp_path)),
+        env=_env(DATABASE_URL=db_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()
+        assert "listening" in first and "2 workers" in first, first
+        for _ in range(20):  # new connections: the kernel spreads them over the workers
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as r:
+                assert r.status == 200
+        deadline = time.monotonic() + 20
+        counted = -1
+        while counted != 20 and time.monotonic() < deadline:  # others publish every second
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            found = re.search(
+                r'etl_http_requests_total\{method="GET",route="/status",status="200"\} (\d+)',
+                text,
+            )
+            counted = int(found.group(1)) if found else 0
+        assert counted == 20
+        assert "etl_serve_workers 2" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err

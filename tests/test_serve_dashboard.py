@@ -24,13 +24,13 @@ async def test_dashboard_draws_volumes_forecast_anomalies_and_top_users(
     serve_client: ClientFactory, tmp_path: Path
 ) -> None:
     """Chromium loads / over three days of events: one line per type, the forecast band, the
-    anomalies the last check stored marked on their series, the top users as bars; a
+    anomalies the last stored check found marked on their series, the top users as bars; a
     screenshot is saved with the test's output."""
     client = await serve_client()
     await seed(client)
     assert (await client.post("/events", json=event(type_="error", ts="2026-11-03T23:10:00Z"))).ok
-    report = await (
-        await client.get("/anomalies", params={"training_days": "1", "detection_days": "1"})
+    report = await (  # stored, so the dashboard marks it
+        await client.post("/anomalies/runs", params={"training_days": "1", "detection_days": "1"})
     ).json()
     url = str(client.make_url("/"))
     dom = await asyncio.to_thread(dump_dom, url, tmp_path / "p")

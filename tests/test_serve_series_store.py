@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 
 from etl.read.series import read_series
 from etl.serve.seriesstore import slice_set
@@ -52,3 +53,30 @@ async def test_series_routes_answer_from_memory_after_a_write(
     assert (await r.json())["deleted"] == 3
     assert "purchase" not in await day_totals()
     assert (await (await client.get("/series/count")).json()) == {"series": 2}
+
+
+async def test_the_json_sent_is_what_jsonable_makes(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """The C encoder of the read routes gives the same JSON values as ``jsonable`` (times in
+    UTC with Z, tuples as lists, non-finite floats as null) for what those routes send."""
+    from etl.read.events import user_events
+    from etl.read.jsonable import jsonable
+    from etl.read.stats import series_report
+    from etl.read.top import read_top
+    from etl.serve.routes_read import _json
+    from tests.serve_harness import ALICE
+
+    client = await serve_client()
+    await seed(client)
+    values: list[object] = [
+        await series_report(db_url, with_stats=True, horizon=3),
+        await series_report(db_url, bucket="day", with_stats=True),
+        await user_events(db_url, ALICE, limit=5),
+        await read_top(db_url, "users"),
+        {"stats": (float("nan"), float("inf"), 1.5), "at": T0},
+    ]
+    for value in values:
+        body = _json(value).body
+        assert isinstance(body, bytes)
+        assert json.loads(body) == jsonable(value)

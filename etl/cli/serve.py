@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import typer
@@ -61,18 +61,44 @@ def serve(
     statement_timeout_ms: Annotated[
         int, typer.Option(min=100, help="Longest any query may run, in ms.")
     ] = 2000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            envvar="ETL_SERVE_WORKERS",
+            min=1,
+            max=64,
+            help="Server processes on the port (SO_REUSEPORT). Default: one per CPU with "
+            "DATABASE_URL, 1 with the embedded PostgreSQL.",
+            show_default=False,
+        ),
+    ] = None,
+    thresholds_url: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds-url",
+            envvar="ETL_THRESHOLDS_URL",
+            help="Benchmark service answering /anomalies' threshold rules as JSON.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json) and the dashboard at /."""
+    import os
+    from pathlib import Path
+
     from aiohttp import web
 
     from etl.pg import RecoveringPool
     from etl.serve.app import ServeContext, make_app
+    from etl.serve.peers import Peers
 
     try:
         banner = check_bind(host, client_key)
+        if workers is not None and workers > 1 and database_url is None:
+            raise ConfigError("--workers > 1 needs DATABASE_URL (one embedded PostgreSQL each)")
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from None
+    n = workers or (max(1, os.cpu_count() or 1) if database_url else 1)
 
     async def api_check() -> tuple[str, str]:
         from etl.cli.health import api_check as check
@@ -80,12 +106,14 @@ def serve(
         result = await check(api_url, api_key)
         return ("ok" if result.ok else "error"), result.detail
 
-    async def build() -> web.Application:
+    async def build(peers: Peers | None = None) -> web.Application:
         ctx = ServeContext(
             db=RecoveringPool("postgresql://unset", statement_timeout_ms=statement_timeout_ms),
             api_check=api_check if api_url else None,
             dataset={"source": "datasync", "streams": ["events"]},
             client_api_key=client_key,
+            thresholds_url=thresholds_url,
+            peers=peers,
         )
         application = make_app(ctx)
 
@@ -105,17 +133,41 @@ def serve(
         application.cleanup_ctx.append(database_ctx)
         return application
 
+    def listening(text: str) -> None:
+        """The line a supervisor (or a test) waits for: printed once the socket listens."""
+        typer.echo(
+            f"etl serve · listening on {' '.join(_URL.findall(text))}"
+            f"{f' · {n} workers' if n > 1 else ''} · {banner}",
+            err=True,
+        )
+
+    def serve_one(k: int, port: int, shared: Path, on_listening: Callable[[str], None]) -> None:
+        web.run_app(
+            build(Peers(shared, k)),
+            host=host,
+            port=port,
+            reuse_port=True,
+            shutdown_timeout=10,
+            access_log=None,
+            print=on_listening,
+            handle_signals=True,
+        )
+
     try:
+        if n > 1:
+            from etl.cli.serve_workers import supervise
+
+            code = supervise(n, host, port, serve_one, listening)
+            if code:
+                raise typer.Exit(ExitCode.INTERNAL)  # a worker died
+            return
         web.run_app(
             build(),
             host=host,
             port=port,
             shutdown_timeout=10,  # SIGTERM: stop accepting, let requests in flight finish
             access_log=None,
-            # called once the socket listens: the line a supervisor (or a test) waits for
-            print=lambda text: typer.echo(
-                f"etl serve · listening on {' '.join(_URL.findall(text))} · {banner}", err=True
-            ),
+            print=listening,
         )
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)

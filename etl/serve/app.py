@@ -18,6 +18,7 @@ from aiohttp import web
 from etl.pg import RecoveringPool
 from etl.serve.cache import AnswerCache
 from etl.serve.envelope import ApiError, Handler, error_middleware
+from etl.serve.peers import Peers
 from etl.serve.seriesstore import SeriesStore
 from etl.serve.telemetry import Telemetry
 
@@ -45,6 +46,7 @@ class ServeContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
     cache: AnswerCache | None = None  # made by make_app from the cache_* fields and clock
     series: SeriesStore = field(default_factory=SeriesStore)  # series cut from memory
+    peers: Peers | None = None  # with --workers > 1: the other workers' counters for /metrics
 
     def data_changed(self) -> None:
         """A write went through this server: cached data answers are stale now."""
@@ -102,4 +104,11 @@ def make_app(ctx: ServeContext) -> web.Application:
         await app[CTX].db.close()
 
     app.on_cleanup.append(_close)
+    if ctx.peers is not None:
+        peers, cache = ctx.peers, ctx.cache
+
+        def snapshot() -> dict[str, object]:
+            return {"telemetry": ctx.telemetry.snapshot(), "cache": cache.snapshot()}
+
+        app.cleanup_ctx.append(lambda _: peers.publishing(snapshot))
     return app

@@ -4,7 +4,8 @@ Two lifetimes:
 
 live routes (``/status``, ``/health``, ``/``)
     describe the present (heartbeats, a run's progress): an answer is shared for ``ttl_s``
-    (1 s) and many clients asking within it share one database round trip.
+    (1 s); once it expired, the next request computes a new one while the others are given
+    the last answer (at most ``STALE_S`` past its expiry), so nobody queues behind a refresh.
 data routes (every other GET but ``/metrics``)
     answer from the loaded data, which changes only when something is written: an answer is
     kept until the data's version changes (``etl.read.version``: a fingerprint of the small
@@ -26,9 +27,9 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -37,6 +38,7 @@ from etl.serve.envelope import Handler
 
 UNCACHED = frozenset({"/metrics", "/openapi.json"})
 LIVE = frozenset({"/status", "/health", "/"})
+STALE_S = 5.0  # a live answer being refreshed is served this long past its expiry
 T = TypeVar("T")
 VersionSource = Callable[[], Awaitable[str]]
 
@@ -76,6 +78,7 @@ class AnswerCache:
         self._bytes = 0
         self._inflight: dict[tuple[str, object], asyncio.Future[_Entry | None]] = {}
         self._values: dict[str, tuple[float, object]] = {}
+        self._data_values: dict[str, tuple[object, float, object]] = {}
         self._value_locks: dict[str, asyncio.Lock] = {}
         # (route pattern, "hit" | "shared" | "miss") -> answers
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -133,6 +136,23 @@ class AnswerCache:
             return entry.tag > now
         return entry.tag == tag and now - entry.born < self.max_age_s
 
+    def _stale_ok(self, entry: _Entry) -> bool:
+        return isinstance(entry.tag, float) and self._clock() < entry.tag + STALE_S
+
+    async def remember_data(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+        """``compute()``'s value, kept while the data's version stays (and ``max_age_s``);
+        one computation at a time per key."""
+        tag = await self.version()
+        if tag is None:
+            return await compute()
+        async with self._value_locks.setdefault(key, asyncio.Lock()):
+            hit = self._data_values.get(key)
+            if hit is not None and hit[0] == tag and self._clock() - hit[1] < self.max_age_s:
+                return cast(T, hit[2])
+            value = await compute()
+            self._data_values[key] = (tag, self._clock(), value)
+            return value
+
     def _store(self, key: str, tag: object, response: web.StreamResponse) -> _Entry | None:
         if (
             response.status != 200
@@ -177,6 +197,9 @@ class AnswerCache:
             return self._replay(entry)
         flight = (key, tag if not isinstance(tag, float) else "live")
         waiting = self._inflight.get(flight)
+        if waiting is not None and entry is not None and self._stale_ok(entry):
+            self._count(request, "stale")  # a live answer being refreshed: the last one
+            return self._replay(entry)
         if waiting is not None:
             shared = await asyncio.shield(waiting)
             if shared is not None:
@@ -204,15 +227,23 @@ class AnswerCache:
 
         return cache_middleware
 
-    def render(self) -> str:
-        """Prometheus lines: answers per route by cache result."""
+    def snapshot(self) -> list[list[Any]]:
+        return [[route, result, n] for (route, result), n in self.counts.items()]
+
+    def render(self, others: Iterable[list[list[Any]]] = ()) -> str:
+        """Prometheus lines: answers per route by cache result (plus other workers')."""
+        counts: dict[tuple[str, str], int] = defaultdict(int, self.counts)
+        for doc in others:
+            for route, result, n in doc:
+                counts[(route, result)] += n
         lines = [
             "# HELP etl_http_cache_answers_total GET answers by route and cache result"
-            " (hit: from memory; shared: waited for another request's computation; miss).",
+            " (hit: from memory; shared: waited for another request's computation; stale:"
+            " the last live answer while it is refreshed; miss: computed).",
             "# TYPE etl_http_cache_answers_total counter",
         ]
         lines += [
             f'etl_http_cache_answers_total{{route="{route}",result="{result}"}} {n}'
-            for (route, result), n in sorted(self.counts.items())
+            for (route, result), n in sorted(counts.items())
         ]
         return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from aiohttp import web
 
@@ -12,8 +13,9 @@ from etl.read.runs import read_runs
 from etl.read.stats import series_report
 from etl.read.status import read_status
 from etl.read.top import read_top
+from etl.read.views import StatusSnapshot
 from etl.serve import svg
-from etl.serve.app import CTX
+from etl.serve.app import CTX, ServeContext
 from etl.serve.dashboard import DashboardData, render
 
 WINDOW = dt.timedelta(days=7)  # the volume chart's span, ending at the newest data
@@ -21,13 +23,27 @@ FORECAST_H = 24
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    async with request.app[CTX].db.connection() as conn:
+    """The page: the sync's state read now, the charts of the data remembered per data
+    version (they change only when the data does)."""
+    ctx = request.app[CTX]
+    async with ctx.db.connection() as conn:
         data = DashboardData(snapshot=await read_status(conn), runs=await read_runs(conn, limit=10))
-        if data.snapshot.initialized:
-            await _volumes(conn, data)
-            top = await read_top(conn, "users", limit=10)
-            data.top_users = [(r.key, float(r.events)) for r in top.rows]
+    if data.snapshot.initialized:
+        assert ctx.cache is not None
+        charts = await ctx.cache.remember_data("dashboard:charts", lambda: _charts(ctx))
+        data.series, data.bands, data.anomalies, data.top_users, data.notes = charts
     return web.Response(text=render(data), content_type="text/html", charset="utf-8")
+
+
+async def _charts(ctx: ServeContext) -> tuple[Any, Any, Any, Any, Any]:
+    data = DashboardData(
+        snapshot=StatusSnapshot(taken_at=dt.datetime.now(dt.UTC), initialized=True)
+    )
+    async with ctx.db.connection() as conn:
+        await _volumes(conn, data)
+        top = await read_top(conn, "users", limit=10)
+    data.top_users = [(r.key, float(r.events)) for r in top.rows]
+    return data.series, data.bands, data.anomalies, data.top_users, data.notes
 
 
 async def _volumes(conn: Conn, data: DashboardData) -> None:

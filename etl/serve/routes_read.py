@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, cast
 
+import msgspec
 from aiohttp import web
 
 from etl.errors import ConfigError
@@ -16,9 +17,14 @@ from etl.read.jsonable import jsonable
 from etl.serve.app import CTX, ServeContext
 from etl.serve.envelope import ApiError
 
+_ENCODER = msgspec.json.Encoder()
+
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.json_response(jsonable(value), status=status)
+    """``value`` (the read side's dataclasses) as JSON: what ``jsonable`` makes of it, encoded
+    in C (a 14-day hourly series of every type: 0.5 ms instead of 15). The read side's times
+    are UTC, so msgspec's RFC 3339 text is ``jsonable``'s (a test compares the two)."""
+    return web.Response(body=_ENCODER.encode(value), status=status, content_type="application/json")
 
 
 def _time(request: web.Request, name: str) -> dt.datetime | None:

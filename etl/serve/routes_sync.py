@@ -78,12 +78,22 @@ async def _sync_lines(ctx: ServeContext) -> list[str]:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition: the server's requests (live) and the sync (at most the cache TTL
-    old; ``etl_database_up`` says whether the database answered)."""
+    """Prometheus exposition: the server's requests (live; with several workers summed over
+    them, the others' part at most a second old) and the sync (at most the cache TTL old;
+    ``etl_database_up`` says whether the database answered)."""
     ctx = request.app[CTX]
     assert ctx.cache is not None
-    lines = await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))
-    body = "\n".join(lines) + "\n" + ctx.telemetry.render() + ctx.cache.render()
+    lines = [*await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))]  # a copy
+    others = ctx.peers.others() if ctx.peers is not None else []
+    lines += _gauge(
+        "etl_serve_workers",
+        "Server processes whose counts are summed here.",
+        [("", 1 + len(others))],
+    )
+    telemetry = ctx.telemetry.merged(o["telemetry"] for o in others) if others else ctx.telemetry
+    body = (
+        "\n".join(lines) + "\n" + telemetry.render() + ctx.cache.render(o["cache"] for o in others)
+    )
     return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -32,6 +33,25 @@ class Telemetry:
                 counts[i] += 1
         counts[-1] += 1
         self._sum[(method, route)] += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON-ready data (what a worker shares with the others)."""
+        return {
+            "requests": [[*k, n] for k, n in self.requests.items()],
+            "hist": [[*k, counts, self._sum[k]] for k, counts in self._hist.items()],
+        }
+
+    def merged(self, others: Iterable[dict[str, Any]]) -> Telemetry:
+        """These counters plus other workers' snapshots (for one /metrics of the server)."""
+        out = Telemetry(self._clock)
+        for doc in [self.snapshot(), *others]:
+            for method, route, status, n in doc["requests"]:
+                out.requests[(method, route, int(status))] += n
+            for method, route, counts, total in doc["hist"]:
+                mine = out._hist.setdefault((method, route), [0] * (len(BUCKETS_S) + 1))
+                out._hist[(method, route)] = [a + b for a, b in zip(mine, counts, strict=True)]
+                out._sum[(method, route)] += total
+        return out
 
     def render(self) -> str:
         lines = [
