@@ -80,3 +80,33 @@ async def test_the_json_sent_is_what_jsonable_makes(
         body = _json(value).body
         assert isinstance(body, bytes)
         assert json.loads(body) == jsonable(value)
+
+
+async def test_top_users_from_memory_are_what_the_database_answers(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """Top users cut from the held hourly rows equal read_top's for every range and measure,
+    ties included (ordered by the other measure, then the id)."""
+    from etl.read.top import read_top
+    from etl.read.user_hours import read_user_hours
+    from etl.serve.topstore import index_rows, top_users
+    from tests.serve_harness import event
+
+    client = await serve_client()
+    await seed(client)
+    tied = [event(ts=f"2026-11-02T0{h}:10:00Z") for h in range(4)]  # 4 users, 1 event each
+    assert (await client.post("/events", json=tied)).status == 201
+    rows = await read_user_hours(db_url, cap=10_000)
+    assert rows is not None
+    held = index_rows(rows)
+    assert held is not None
+    h = dt.timedelta(hours=1)
+    bounds = [None, T0 - 5 * h, T0 + 2.5 * h, T0 + 25 * h, T0 + 27 * h, T0 + 48 * h]
+    bounds += [T0 + 80 * h]
+    for since, until in itertools.product(bounds, bounds):
+        if since is not None and until is not None and since > until:
+            continue
+        for by in ("events", "purchases"):
+            for limit in (1, 3, 10):
+                want = await read_top(db_url, "users", by=by, limit=limit, since=since, until=until)
+                assert top_users(held, by, limit, since, until) == want, (since, until, by)

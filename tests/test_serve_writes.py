@@ -105,7 +105,7 @@ async def test_data_answers_are_kept_until_the_data_changes(
     assert await total() == 2  # this server's own write: seen at once
     assert (await other.post("/events", json=event(ts=at(3)))).status == 201
     assert await total() == 2  # another's write: not until the version is read again
-    now[0] += 5.0
+    now[0] += 10.0  # two intervals: the version is read before answering
     assert await total() == 3
     text = await (await client.get("/metrics")).text()
     assert 'etl_http_cache_answers_total{route="/series",result="hit"} 2' in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import AsyncIterator, Callable
@@ -88,7 +89,7 @@ def serve(
     from aiohttp import web
 
     from etl.pg import RecoveringPool
-    from etl.serve.app import ServeContext, make_app
+    from etl.serve.app import ServeContext, make_app, warm
     from etl.serve.peers import Peers
 
     try:
@@ -128,7 +129,9 @@ def serve(
                         await migrate(conn)
                 except EtlError as exc:  # serve anyway: 503 until the database is back
                     typer.echo(f"warning: {exc}", err=True)
+                warming = asyncio.create_task(warm(ctx))  # in-memory stores, in the background
                 yield
+                warming.cancel()
 
         application.cleanup_ctx.append(database_ctx)
         return application

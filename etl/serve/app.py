@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from etl.errors import EtlError
 from etl.pg import RecoveringPool
 from etl.serve.cache import AnswerCache
 from etl.serve.envelope import ApiError, Handler, error_middleware
 from etl.serve.peers import Peers
 from etl.serve.seriesstore import SeriesStore
 from etl.serve.telemetry import Telemetry
+from etl.serve.topstore import TopStore
 
 # ("ok" | "error" | "not configured", detail) of the source API, checked per /health call
 ApiCheck = Callable[[], Awaitable[tuple[str, str]]]
@@ -46,6 +48,7 @@ class ServeContext:
     telemetry: Telemetry = field(default_factory=Telemetry)
     cache: AnswerCache | None = None  # made by make_app from the cache_* fields and clock
     series: SeriesStore = field(default_factory=SeriesStore)  # series cut from memory
+    top: TopStore = field(default_factory=TopStore)  # top users from memory
     peers: Peers | None = None  # with --workers > 1: the other workers' counters for /metrics
 
     def data_changed(self) -> None:
@@ -67,6 +70,21 @@ def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object
         return await handler(request)
 
     return auth
+
+
+async def warm(ctx: ServeContext) -> None:
+    """Fill the in-memory stores (series, top users) for the current data, so the first
+    clients do not wait for them; a database that does not answer leaves them for later."""
+    assert ctx.cache is not None
+    version = await ctx.cache.version()
+    if version is None:
+        return
+    ctx.top.users(ctx.db, version)
+    try:
+        for bucket in ("hour", "day"):
+            await ctx.series.read(ctx.db, version, bucket, (), None, None)
+    except EtlError:
+        return
 
 
 def make_app(ctx: ServeContext) -> web.Application:

@@ -11,9 +11,11 @@ data routes (every other GET but ``/metrics``)
     kept until the data's version changes (``etl.read.version``: a fingerprint of the small
     tables every write bumps in its own transaction), or for ``max_age_s`` at most (the
     thresholds service of /anomalies is not versioned). The version is read at most once
-    per ``poll_s`` (so a write by another process is seen within ``poll_s``); a write made
-    through this server (POST /events, DELETE /series/{type}) calls ``data_changed()`` and is
-    seen by the next request.
+    per ``poll_s``, in the background while the known one is younger than two intervals (a
+    request never waits for it then), so a write by another process is seen within about
+    ``poll_s`` on a busy server and at once on an idle one; a write made through this server
+    (POST /events, DELETE /series/{type}) calls ``data_changed()`` and is seen by the next
+    request.
 
 Single flight: concurrent requests for the same URL (and version) wait for one computation.
 Only 200 answers are kept, so a failure (503) is never served from the cache and a recovered
@@ -41,6 +43,13 @@ LIVE = frozenset({"/status", "/health", "/"})
 STALE_S = 5.0  # a live answer being refreshed is served this long past its expiry
 T = TypeVar("T")
 VersionSource = Callable[[], Awaitable[str]]
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """A version read that failed unexpectedly is retried by the next request; its error is
+    taken here so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,6 @@ class AnswerCache:
     def data_changed(self) -> None:
         """Something was written through this server: no answer computed before is valid."""
         self._generation += 1
-        self._checked_at = -math.inf
 
     async def remember(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         """``compute()``'s value, shared for ``ttl_s`` (one computation at a time per key)."""
@@ -117,10 +125,15 @@ class AnswerCache:
         """The data's version as this server knows it (None: unknown, do not cache)."""
         if self._read_version is None or self.ttl_s <= 0:
             return None
-        if self._clock() - self._checked_at >= self.poll_s:
+        age = self._clock() - self._checked_at
+        if age >= self.poll_s:
             if self._poll is None or self._poll.done():  # one read at a time, shared
                 self._poll = asyncio.ensure_future(self._refresh())
-            await asyncio.shield(self._poll)
+                self._poll.add_done_callback(_retrieve)
+            # known and recent: answer by it while the read goes on (nobody queues behind
+            # it); unknown, or older than two intervals (an idle server): wait for the read
+            if self._db_version is None or age >= 2 * self.poll_s:
+                await asyncio.shield(self._poll)
         if self._db_version is None:
             return None
         return (self._generation, self._db_version)

@@ -200,6 +200,7 @@ async def store_anomalies(request: web.Request) -> web.Response:
 async def top(request: web.Request) -> web.Response:
     """Top users, types or pages by events or purchases; ties broken by key, deterministic."""
     from etl.read.top import read_top
+    from etl.serve.topstore import top_users
 
     ctx = _ctx(request)
     what = request.match_info["what"]
@@ -207,14 +208,14 @@ async def top(request: web.Request) -> web.Response:
     if what not in ("users", "types", "pages") or by not in ("events", "purchases"):
         raise ConfigError("top lists are users|types|pages by events|purchases")
     since, until = _range(request)
+    limit = _int(request, "limit", 10, 1, ctx.row_cap)
+    version = await ctx.cache.version() if ctx.cache is not None else None
+    held = ctx.top.users(ctx.db, version) if what == "users" and version else None
+    if held is not None:
+        return _json(top_users(held, cast(Any, by), limit, since, until))
     async with ctx.db.connection() as conn:
         result = await read_top(
-            conn,
-            cast(Any, what),
-            by=cast(Any, by),
-            limit=_int(request, "limit", 10, 1, ctx.row_cap),
-            since=since,
-            until=until,
+            conn, cast(Any, what), by=cast(Any, by), limit=limit, since=since, until=until
         )
     return _json(result)
 

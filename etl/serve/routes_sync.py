@@ -84,7 +84,14 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     assert ctx.cache is not None
     lines = [*await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))]  # a copy
-    others = ctx.peers.others() if ctx.peers is not None else []
+    others: list[dict[str, Any]] = []
+    if ctx.peers is not None:  # their files change once a second: read them that often
+        peers = ctx.peers
+
+        async def read_peers() -> list[dict[str, Any]]:
+            return peers.others()
+
+        others = await ctx.cache.remember("metrics:peers", read_peers)
     lines += _gauge(
         "etl_serve_workers",
         "Server processes whose counts are summed here.",
