@@ -110,3 +110,39 @@ async def test_data_answers_are_kept_until_the_data_changes(
     text = await (await client.get("/metrics")).text()
     assert 'etl_http_cache_answers_total{route="/series",result="hit"} 2' in text
     assert 'etl_http_cache_answers_total{route="/series",result="miss"} 3' in text
+
+
+async def test_kept_data_answers_outlive_a_lost_database_up_to_their_max_age(
+    serve_client: ClientFactory, pg_server_url: str
+) -> None:
+    """With the database gone, a data answer already kept is still given (its version cannot
+    be read, so nothing says it changed) until its max age; a live route answers 503."""
+    from tests.fixtures_db import with_database
+    from tests.serve_harness import migrated
+
+    name = "etl_serve_kept_db"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = with_database(pg_server_url, name)
+    await migrated(dsn)
+    now = [1000.0]
+    client = await serve_client(
+        dsn=dsn, cache_ttl_s=1.0, cache_max_age_s=60.0, clock=lambda: now[0]
+    )
+    try:
+        ev = event(ts=at(1))
+        assert (await client.post("/events", json=ev)).status == 201
+        path = f"/events/{ev['userId']}"
+        assert (await client.get(path)).status == 200
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        now[0] += 10.0
+        r = await client.get(path)
+        assert r.status == 200 and [e["id"] for e in (await r.json())["events"]] == [ev["id"]]
+        assert (await client.get("/status")).status == 503
+        now[0] += 60.0
+        assert (await client.get(path)).status == 503
+    finally:
+        await client.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

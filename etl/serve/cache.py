@@ -19,7 +19,8 @@ data routes (every other GET but ``/metrics``)
 
 Single flight: concurrent requests for the same URL (and version) wait for one computation.
 Only 200 answers are kept, so a failure (503) is never served from the cache and a recovered
-database is seen at once. ``ttl_s`` 0 turns the cache off. The stored bytes are bounded by
+database is seen at once. While the version cannot be read (database down or busy) the data
+answers already kept are still given, up to ``max_age_s``. ``ttl_s`` 0 turns the cache off. The stored bytes are bounded by
 ``max_bytes`` (oldest dropped). Per-route hits and misses are counted for ``/metrics``.
 """
 
@@ -113,13 +114,14 @@ class AnswerCache:
     async def _refresh(self) -> None:
         assert self._read_version is not None
         try:
-            found: str | None = await self._read_version()
-        except EtlError:  # database down or not migrated: answer uncached until it is
-            found = None
+            found = await self._read_version()
+        except EtlError:  # down, busy or not migrated: keep what is known, ask again later
+            self._checked_at = self._clock()
+            return
         if found != self._db_version:
             self._drop_data()
         self._db_version = found
-        self._checked_at = self._clock() if found is not None else -math.inf
+        self._checked_at = self._clock()
 
     async def version(self) -> object | None:
         """The data's version as this server knows it (None: unknown, do not cache)."""
