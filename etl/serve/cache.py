@@ -20,8 +20,9 @@ data routes (every other GET but ``/metrics``)
 Single flight: concurrent requests for the same URL (and version) wait for one computation.
 Only 200 answers are kept, so a failure (503) is never served from the cache and a recovered
 database is seen at once. While the version cannot be read (database down or busy) the data
-answers already kept are still given, up to ``max_age_s``. ``ttl_s`` 0 turns the cache off. The stored bytes are bounded by
-``max_bytes`` (oldest dropped). Per-route hits and misses are counted for ``/metrics``.
+answers already kept are still given, up to ``max_age_s``. ``ttl_s`` 0 turns the cache off.
+The stored bytes are bounded by ``max_bytes`` (oldest dropped). Per-route hits and misses
+are counted for ``/metrics``.
 """
 
 from __future__ import annotations
