@@ -43,7 +43,7 @@ class UserHours:
 
 
 def index_rows(rows: list[UserHour]) -> UserHours | None:
-    """``rows`` (by user, then hour) indexed; None when the day sums would be too large."""
+    """``rows`` (in any order) indexed; None when the day sums would be too large."""
     keys = sorted({r[0] for r in rows})
     if not rows:
         return UserHours([], 0.0, 0.0, 0.0, {}, [array("q")], [array("q")])
