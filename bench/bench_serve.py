@@ -192,13 +192,17 @@ def start_server(dsn: str, workers: int | None) -> tuple[subprocess.Popen[str], 
         text=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()  # printed once the socket listens
-    if "listening" not in line:
-        raise SystemExit(f"etl serve did not start: {line}{proc.stderr.read()}")
+    said = []
+    for line in proc.stderr:  # "listening" once the socket listens (warnings may come first)
+        said.append(line)
+        if "listening" in line:
+            break
+    else:
+        raise SystemExit(f"etl serve did not start: {''.join(said)}")
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
     # keep reading what it says (a full pipe would stall the server), into a file to look at
     log = SERVER_LOG.open("w")
-    log.write(line)
+    log.writelines(said)
     threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, log), daemon=True).start()
     return proc, f"http://127.0.0.1:{port}"
 

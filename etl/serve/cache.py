@@ -99,11 +99,15 @@ class AnswerCache:
         self._generation += 1
 
     async def remember(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
-        """``compute()``'s value, shared for ``ttl_s`` (one computation at a time per key)."""
+        """``compute()``'s value, shared for ``ttl_s`` (one computation at a time per key;
+        while it runs, others get the last value, at most ``STALE_S`` past its expiry)."""
         hit = self._values.get(key)
         if hit is not None and hit[0] > self._clock():
             return cast(T, hit[1])
-        async with self._value_locks.setdefault(key, asyncio.Lock()):
+        lock = self._value_locks.setdefault(key, asyncio.Lock())
+        if hit is not None and lock.locked() and self._clock() < hit[0] + STALE_S:
+            return cast(T, hit[1])  # being computed again: the last value meanwhile
+        async with lock:
             hit = self._values.get(key)
             if hit is not None and hit[0] > self._clock():
                 return cast(T, hit[1])
