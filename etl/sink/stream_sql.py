@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from etl.models import Position, ShardState, Stream
-from etl.sink.streams import PG_TYPES
+from etl.sink.streams import PG_TYPES, column_defs
+from etl.sink.streams import quote_ident as _q
 
 SHARD_COLS = "shard_id, lower_ts, upper_ts, position_ts, position_id, cursor, status, events, pages"
 QUARANTINE = """
@@ -29,17 +30,8 @@ WHERE source = $1 AND stream = $2
 """
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def table_ddl(stream: Stream) -> str:
-    cols = [
-        f"{_q(c.name)} {PG_TYPES[c.type]}"
-        + (" NOT NULL" if c.name in stream.primary_key or not c.nullable else "")
-        for c in stream.columns
-    ]
-    cols.append("_etl_loaded_at timestamptz NOT NULL DEFAULT now()")
+    cols = column_defs(stream.columns, stream.primary_key)
     pk = ", ".join(_q(k) for k in stream.primary_key)
     table = _q(stream.table_name)
     return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}, PRIMARY KEY ({pk}))"

@@ -89,13 +89,23 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def table_ddl(stream: StreamSpec) -> str:
+quote_ident = _q
+
+
+def column_defs(columns: Sequence[Any], primary_key: Sequence[str]) -> list[str]:
+    """A stream table's column definitions (a key column is NOT NULL), then the load time:
+    the one shape of every stream's table, declarative or a pipeline stream."""
     cols = [
         f"{_q(c.name)} {PG_TYPES[c.type]}"
-        + (" NOT NULL" if c.name in stream.primary_key or not c.nullable else "")
-        for c in stream.columns
+        + (" NOT NULL" if c.name in primary_key or not c.nullable else "")
+        for c in columns
     ]
     cols.append("_etl_loaded_at timestamptz NOT NULL DEFAULT now()")
+    return cols
+
+
+def table_ddl(stream: StreamSpec) -> str:
+    cols = column_defs(stream.columns, stream.primary_key)
     pk = ", ".join(_q(k) for k in stream.primary_key)
     adds = "".join(
         f"ALTER TABLE {_q(stream.table)} ADD COLUMN IF NOT EXISTS {_q(c.name)} "
