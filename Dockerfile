@@ -21,9 +21,10 @@ COPY etl ./etl
 RUN pip install --no-deps .
 
 FROM python:3.11.7-slim-bookworm
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 ETL_DATA_DIR=/data
-# /data holds delivery.jsonl; mount a named volume there (docker-compose.yml does), or
-# `docker run --rm` drops it with the container.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 ETL_DATA_DIR=/data XDG_CONFIG_HOME=/data/config
+# /data holds delivery.jsonl and, without ETL_SECRET_KEY, the key that seals OAuth2 tokens
+# (config/etl/secret.key); mount a named volume there (docker-compose.yml does), or
+# `docker run --rm` drops them with the container.
 RUN useradd --create-home --uid 10001 etl && mkdir -p /data && chown etl /data
 COPY --from=build /opt/venv /opt/venv
 USER etl

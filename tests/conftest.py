@@ -26,12 +26,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None and hasattr(os, "geteuid") and os.geteuid() == 0:
         config.option.basetemp = tempfile.mkdtemp(prefix="etl-pytest-")
         config.stash[_OWN_BASETEMP] = config.option.basetemp
+    # The token stores' sealing key (etl.auth.sealing): one key file for the session, shared
+    # by the tests and the `etl` processes they start (env_for keeps XDG_CONFIG_HOME), never
+    # the user's own ~/.config/etl/secret.key or ETL_SECRET_KEY.
+    config.stash[_OWN_CONFIG] = os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(
+        prefix="etl-pytest-config-"
+    )
+    os.environ.pop("ETL_SECRET_KEY", None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    own = config.stash.get(_OWN_BASETEMP, None)
-    if own:
-        shutil.rmtree(own, ignore_errors=True)
+    for key in (_OWN_BASETEMP, _OWN_CONFIG):
+        own = config.stash.get(key, None)
+        if own:
+            shutil.rmtree(own, ignore_errors=True)
 
 
 _OWN_BASETEMP = pytest.StashKey[str]()
+_OWN_CONFIG = pytest.StashKey[str]()

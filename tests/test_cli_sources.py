@@ -94,6 +94,11 @@ async def test_auth_signs_in_with_the_device_flow_and_prints_no_token(github_san
     assert code == 0, out
     assert "github.issues: succeeded, 120 rows" in out
     assert not any(t in out for t in gh.state.oauth.access)
+    code, status = await run_etl("status", "--json", env=_env(gh, db_url))
+    stored = await rows(db_url, "SELECT t::text AS t FROM source_tokens t")
+    seen = status + "".join(r["t"] for r in stored)  # what a person reading them sees
+    secrets = [*gh.state.oauth.access, *gh.state.oauth.refresh, *issued]
+    assert code == 0 and not [t for t in secrets if t in seen]
 
 
 async def test_kill_9_at_any_moment_then_rerun_loads_each_issue_once(github_sandbox, db_url):

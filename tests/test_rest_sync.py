@@ -6,6 +6,7 @@ import pytest
 
 from etl.clock import FakeClock
 from etl.errors import AuthError, ExitCode
+from etl.sink.tokens import PgTokenStore
 from tests.rest_harness import (
     Bridge,
     expected_issues,
@@ -122,8 +123,8 @@ async def test_a_token_expiring_mid_run_is_refreshed_and_rotated(github_sandbox,
     (result,) = await run(github_spec(gh), gh, db_url, streams=["issues"])
     assert result.status == "succeeded"
     assert gh.state.oauth.refreshes >= 1
-    stored = await rows(db_url, "SELECT refresh_token FROM source_tokens")
-    assert stored[0]["refresh_token"] != first.refresh_token
+    stored = await PgTokenStore(db_url).load("github")
+    assert stored is not None and stored.refresh_token != first.refresh_token
     assert await loaded_issues(db_url) == expected_issues(gh)
 
 

@@ -93,19 +93,23 @@ def auth(source: SourceArg, data_dir: DataDir, database_url: DatabaseUrl = None)
             from etl.source.http import Http
 
             async with database(database_url, data_dir) as dsn, Http(spec.base_url, "") as http:
+                store = PgTokenStore(dsn)
+                store.check_key()  # a key that cannot be had fails before the person signs in
                 endpoint = token_endpoint(spec, http)
                 code = await device.start(endpoint, spec.auth.device_url or "", spec.auth.scope)
                 typer.echo(f"Open {code.verification_uri} and enter the code {code.user_code}")
                 typer.echo(f"(waiting up to {code.expires_in / 60:.0f} min)", err=True)
                 tokens = await device.poll(endpoint, code, sleep=MonotonicClock().sleep, wall=wall)
-                await PgTokenStore(dsn).save(spec.name, tokens)
+                await store.save(spec.name, tokens)
 
         asyncio.run(main())
     except EtlError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(ExitCode.PARTIAL) from None
-    typer.echo(f"signed in to {spec.name}; the tokens are stored in the database (never printed)")
+    typer.echo(
+        f"signed in to {spec.name}; the tokens are stored in the database, sealed (never printed)"
+    )
 
 
 def _no_device_flow(spec: SourceSpec) -> EtlError:
