@@ -26,7 +26,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -49,7 +49,7 @@ def key_file(env: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    text: str
+    text: str = field(repr=False)  # a token: never in a repr, a log or a traceback
     stale: bool  # stored in clear, or sealed with a key that is not the first: seal again
 
 
@@ -68,7 +68,7 @@ class Sealer:
         """``stored`` (a token of ``source``, for the message) as text."""
         if not stored.startswith(PREFIX):
             return Opened(stored, stale=True)  # written in clear by a version before sealing
-        token = stored.removeprefix(PREFIX).encode("ascii")
+        token = stored.removeprefix(PREFIX)
         with contextlib.suppress(InvalidToken):
             return Opened(self._first.decrypt(token).decode(), stale=False)
         try:
@@ -99,7 +99,7 @@ class SecretKey:
     and once: a store that never touches tokens never needs a key."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = os.environ if env is None else env
+        self._env: Mapping[str, str] = os.environ if env is None else env
         self._sealer: Sealer | None = None
 
     def sealer(self) -> Sealer:
@@ -116,7 +116,7 @@ class SecretKey:
                 self._sealer = Sealer(_fernets(value, ENV), ENV)
             else:
                 path = self._path()
-                if create or path.exists():
+                if create or _exists(path):
                     self._sealer = Sealer(_fernets(_read_or_make(path), str(path)), str(path))
         return self._sealer
 
@@ -128,6 +128,15 @@ class SecretKey:
             return key_file(self._env)
         except RuntimeError as exc:  # no home directory to put it in
             raise ConfigError(f"no home directory for {KEY_FILE_HINT}: set {ENV}") from exc
+
+
+def _exists(path: Path) -> bool:
+    """Whether the key file is there; a path that cannot be looked at counts as there, so
+    reading it says why (exit 2) rather than a new key being made beside it."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def _read_or_make(path: Path) -> str:
