@@ -16,6 +16,7 @@ from collections.abc import Callable
 from etl.models import Clock, RunCounters, ShardState, Source
 from etl.pipeline import Outcome, PipelineOptions
 from etl.rest.client import RestClient
+from etl.rest.parents import Parents
 from etl.rest.spec import StreamSpec
 from etl.rest.sync import StreamResult
 
@@ -93,10 +94,12 @@ async def sync_rest_stream(
     should_stop: Callable[[], bool] = lambda: False,
     clock: Clock | None = None,
     options: PipelineOptions | None = None,
+    parents: Parents | None = None,
 ) -> tuple[StreamResult, Exception | None]:
     """One declared stream of ``source_name`` on the pipeline: how it went, and its error
     (not raised: the source's other streams finish first). ``stop`` (a signal, or a
-    ``should_stop``) ends every stream; this stream's own failure ends only this one."""
+    ``should_stop``) ends every stream; this stream's own failure ends only this one.
+    ``parents``: a child stream's parent rows (``etl.rest.parents``)."""
     from etl.clock import MonotonicClock
     from etl.rest.stream import RestLane, RestSource, RestTransform, rest_stream
     from etl.sink.stream_sink import StreamSink
@@ -111,8 +114,9 @@ async def sync_rest_stream(
         async with StreamSink(dsn, source_name, stream, spec=spec, lock=False, writers=1) as sink:
             transform.begin(await sink.mark())
             lane = RestLane(
-                client, spec, base_url, transform, should_stop=should_stop, stop=stop.set
-            )
+                client, spec, base_url, transform,
+                should_stop=should_stop, stop=stop.set, parents=parents,
+            )  # fmt: skip
             outcome = await run_ingest(
                 RestSource(stream, lane),
                 sink,

@@ -70,6 +70,7 @@ def discover(source: SourceArg, as_json: AsJson = False) -> None:
                 "table": s.table,
                 "primary_key": list(s.primary_key),
                 "cursor": s.incremental.cursor_field if s.incremental else None,
+                "parent": s.parent.stream if s.parent else None,
                 "columns": [
                     {"name": c.name, "type": c.type, "from": ".".join(c.source)}
                     for c in s.columns
@@ -87,6 +88,8 @@ def discover(source: SourceArg, as_json: AsJson = False) -> None:
         typer.echo(f"  config {p.name:<14} env {p.env or '-':<22} {shown}")
     for s in spec.streams:
         cursor = f", cursor {s.incremental.cursor_field}" if s.incremental else ""
+        if s.parent is not None:
+            cursor += f", per row of {s.parent.stream}"
         typer.echo(f"stream {s.name} -> table {s.table} (key {', '.join(s.primary_key)}{cursor})")
         for c in s.columns:
             typer.echo(f"  {c.name:<18} {c.type:<10} from {'.'.join(c.source)}")

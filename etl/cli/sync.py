@@ -4,7 +4,8 @@
 the stream store (PostgreSQL, the source's lock), HTTP, the source's auth and the request
 loop with the budget its streams share (``etl.rest.budget``), then every selected stream
 at once, each on the pipeline (``etl.cli.pipeline_sync.sync_rest_stream``: one cursor
-chain per stream, its pages in order). SIGINT/SIGTERM or
+chain per stream, its pages in order); a child stream (``etl.rest.parents``) starts when
+its parent's run has ended, so it reads the parent's rows this run wrote. SIGINT/SIGTERM or
 ``--max-runtime`` stop after the page being committed (exit 3); the next run resumes.
 """
 
@@ -24,7 +25,7 @@ from etl.cli.root import app
 from etl.cli.sources import SourceArg
 from etl.cli.target import target, wall
 from etl.errors import ConfigError, EtlError, ExitCode
-from etl.rest.spec import SourceSpec
+from etl.rest.spec import SourceSpec, StreamSpec
 from etl.sources.registry import find_source
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from etl.auth.tokens import TokenStore
     from etl.models import Clock, Source
+    from etl.rest.parents import Parents
     from etl.rest.sync import StreamResult
     from etl.source.retry import RetryPolicy
 
@@ -86,21 +88,38 @@ async def sync_source(
             clock = clock or MonotonicClock()
             client = RestClient(http, auth_, clock=clock, wall=wall, retry=retry)
             stopping = stop or asyncio.Event()
-            done = await asyncio.gather(
-                *(
-                    sync_rest_stream(
+            finished = {s.name: asyncio.Event() for s in selected}
+
+            async def one(s: StreamSpec) -> tuple[StreamResult, Exception | None]:
+                parents = None
+                if s.parent is not None:  # after its parent's run: its rows as they now are
+                    if s.parent.stream in finished:
+                        await finished[s.parent.stream].wait()
+                    parents = _parents(spec, s, dsn)
+                try:
+                    return await sync_rest_stream(
                         spec.name, s, client, spec.base_url, dsn,
-                        stop=stopping, should_stop=should_stop, clock=clock,
-                    )
-                    for s in selected
-                )
-            )  # fmt: skip
+                        stop=stopping, should_stop=should_stop, clock=clock, parents=parents,
+                    )  # fmt: skip
+                finally:
+                    finished[s.name].set()
+
+            done = await asyncio.gather(*(one(s) for s in selected))
     finally:
         await store.close()
     for _, error in done:
         if error is not None:
             raise error
     return [result for result, _ in done]
+
+
+def _parents(spec: SourceSpec, child: StreamSpec, dsn: str) -> Parents:
+    from etl.read.parents import TableParents
+
+    assert child.parent is not None
+    parent = spec.stream(child.parent.stream)
+    assert parent is not None  # checked when the spec was loaded
+    return TableParents(dsn, parent, child.parent.fields)
 
 
 @app.command()

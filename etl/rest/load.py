@@ -17,6 +17,7 @@ import yaml
 from etl.errors import ConfigError
 from etl.rest import nodes
 from etl.rest.nodes import Ctx, Obj, SpecError
+from etl.rest.parents import with_parent
 from etl.rest.spec import (
     ACTIONS,
     AUTH_TYPES,
@@ -29,6 +30,7 @@ from etl.rest.spec import (
     Defaults,
     Incremental,
     Paginator,
+    Parent,
     RateLimitHeaders,
     ResponseRule,
     SourceSpec,
@@ -79,13 +81,14 @@ def parse_node(root: yaml.Node, file: str) -> SourceSpec:
     top.done()
     if streams_node is None:
         raise Ctx(file).problem(root, "missing required key 'streams'")
+    parents: dict[str, tuple[Ctx, yaml.Node]] = {}
     streams = tuple(
-        _stream(ctx, node, stream_name, name, defaults, tmpl)
+        _stream(ctx, node, stream_name, name, defaults, tmpl, parents)
         for stream_name, ctx, node in nodes.entries(Ctx(file, "streams"), streams_node)
     )
     if not streams:
         raise Ctx(file, "streams").problem(streams_node, "a source needs at least one stream")
-    return replace(spec, streams=streams)
+    return replace(spec, streams=tuple(with_parent(s, streams, parents) for s in streams))
 
 
 def _ident(ctx: Ctx, node: yaml.Node) -> str:
@@ -270,12 +273,21 @@ def _columns(ctx: Ctx, node: yaml.Node) -> tuple[Column, ...]:
 
 
 def _stream(
-    ctx: Ctx, node: yaml.Node, name: str, source: str, d: Defaults, tmpl: nodes.Reader
+    ctx: Ctx,
+    node: yaml.Node,
+    name: str,
+    source: str,
+    d: Defaults,
+    tmpl: nodes.Reader,
+    parents: dict[str, tuple[Ctx, yaml.Node]],
 ) -> StreamSpec:
     if not _IDENT.match(name):
         raise ctx.problem(node, "a stream name must be lower-case letters, digits and _")
     o = Obj(ctx, node, "a mapping with path, primary_key and columns")
     path = o.req("path", tmpl)
+    parent_node = o.raw("parent")
+    parents[name] = (ctx.at("parent"), parent_node) if parent_node else (ctx, node)
+    parent = None if parent_node is None else Parent(_ident(ctx.at("parent"), parent_node), ())
     columns = o.req("columns", _columns)
     names = {c.name for c in columns}
     pk_node = o.raw("primary_key")
@@ -304,6 +316,7 @@ def _stream(
         responses=o.opt("responses", _rules, ()) + d.responses,
         incremental=incremental,
         table=o.opt("table", _ident, f"{source}_{name}"),
+        parent=parent,
     )
     o.done()
     return stream

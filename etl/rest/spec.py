@@ -125,6 +125,17 @@ class Defaults:
 
 
 @dataclass(frozen=True, slots=True)
+class Parent:
+    """A child stream reads one path per record of its parent stream (``{field}`` in the
+    path is that record's column), for the parent's records changed since the child's mark
+    (the parent's cursor value it last reached): GitHub's comments of each updated issue."""
+
+    stream: str
+    fields: tuple[str, ...]  # the parent's columns named in the path
+    cursor_type: ColumnType = "timestamp"  # the parent's cursor column's type (the mark's)
+
+
+@dataclass(frozen=True, slots=True)
 class StreamSpec:
     name: str
     path: str
@@ -139,6 +150,7 @@ class StreamSpec:
     responses: tuple[ResponseRule, ...] = ()
     incremental: Incremental | None = None
     table: str = ""
+    parent: Parent | None = None
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)

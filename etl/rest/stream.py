@@ -1,7 +1,8 @@
 """A declared REST stream as a pipeline ``Source``: its ``Stream``, one lane, one chain.
 
 ``rest_stream`` turns a ``StreamSpec`` into the engine's ``Stream`` (split ``incremental``
-when the spec names a cursor field, else ``cursor_chain``). ``RestTransform`` is its page
+when the spec names a cursor field, else ``cursor_chain``; a child stream's chain walks its
+parent's rows, ``etl.rest.parents``). ``RestTransform`` is its page
 hook: records -> typed rows (``etl.rest.records``), rejects to quarantine, and the mark (the
 highest cursor value read so far in the chain). ``RestLane`` fetches the chain's next page:
 the stored next request, else the first request asking for what changed since the mark
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
-from etl.errors import PermanentSourceError, SourceError
+from etl.errors import ConfigError, PermanentSourceError, SourceError
 from etl.models import (
     Lane,
     Page,
@@ -31,11 +34,13 @@ from etl.models import (
 from etl.rest import paginate
 from etl.rest.client import ResetPagination, RestClient
 from etl.rest.paginate import Request
+from etl.rest.parents import ParentRow, Parents, child_path
 from etl.rest.records import BadRecords, Rejected, cursor_text, records_at, to_row
 from etl.rest.spec import StreamSpec
-from etl.rest.sync import first_request, typed_cursor
+from etl.rest.sync import first_request, typed_cursor, typed_value
 
 MAX_RESETS = 3
+PARENT_BATCH = 100  # a child stream reads its parent's rows this many at a time
 
 
 class RestTransform:
@@ -44,15 +49,29 @@ class RestTransform:
     def __init__(self, spec: StreamSpec) -> None:
         self.spec = spec
         inc = spec.incremental
+        # a child's mark is its parent's cursor (``reached``), not its records' cursor
+        self._child = spec.parent is not None
         self._cursor_i = spec.columns.index(spec.column(inc.cursor_field)) if inc else -1
-        self.ordered = inc.ordered if inc is not None else True
+        if self._child:
+            self._cursor_i = -1
+        self.ordered = False if self._child else (inc.ordered if inc is not None else True)
         self.committed: str | None = None  # the stored mark this run started from
         self.seen: Any = None
 
     def begin(self, committed: str | None) -> None:
         """The run starts from the stream's stored mark."""
         self.committed = committed
-        self.seen = typed_cursor(self.spec, committed)
+        if self.spec.parent is not None:
+            self.seen = typed_value(self.spec.parent.cursor_type, committed)
+        else:
+            self.seen = typed_cursor(self.spec, committed)
+
+    def reached(self, parent_cursor: str) -> None:
+        """A child read a parent row with this cursor value: the mark once the chain ends."""
+        assert self.spec.parent is not None
+        value = typed_value(self.spec.parent.cursor_type, parent_cursor)
+        if value is not None and (self.seen is None or value > self.seen):
+            self.seen = value
 
     def restart_from(self) -> str | None:
         """Where the chain starts again: past what an ordered stream has read, else at the
@@ -80,7 +99,7 @@ class RestTransform:
             out.records.append(row)
             if i >= 0 and row[i] is not None:
                 self.seen = row[i] if self.seen is None else max(self.seen, row[i])
-        if i >= 0 and self.seen is not None:
+        if (i >= 0 or self._child) and self.seen is not None:
             out.mark = cursor_text(self.seen)
         return out
 
@@ -88,14 +107,15 @@ class RestTransform:
 def rest_stream(spec: StreamSpec, transform: RestTransform | None = None) -> Stream:
     """The engine's view of a declared stream."""
     inc = spec.incremental
+    hook = transform or RestTransform(spec)
     return Stream(
         name=spec.name,
         columns=tuple(StreamColumn(c.name, c.type, c.nullable) for c in spec.columns),
         primary_key=spec.primary_key,
-        transform=transform or RestTransform(spec),
+        transform=hook,
         split="incremental" if inc is not None else "cursor_chain",
         table=spec.table,
-        ordered=inc.ordered if inc is not None else True,
+        ordered=hook.ordered,
     )
 
 
@@ -113,9 +133,11 @@ class RestLane:
         *,
         should_stop: Callable[[], bool] = lambda: False,
         stop: Callable[[], None] = lambda: None,
+        parents: Parents | None = None,
     ) -> None:
         """``should_stop`` is asked before every page after the first; True calls ``stop``
-        (the run's stop: the pages before it are committed) and waits for it."""
+        (the run's stop: the pages before it are committed) and waits for it. ``parents``:
+        a child stream's parent rows (``etl.rest.parents``)."""
         self.name = spec.name
         self.client = client
         self.spec = spec
@@ -123,6 +145,8 @@ class RestLane:
         self.transform = transform
         self.should_stop = should_stop
         self.stop = stop
+        self.parents = parents
+        self._queue: deque[ParentRow] = deque()
         self.resets = 0
 
     async def acquire(self) -> float | None:
@@ -144,11 +168,27 @@ class RestLane:
         yield_throttled: bool = False,
         ticket: float | None = None,
     ) -> Page:
-        stored = Request.from_json(json.loads(shard.cursor)) if shard.cursor else None
-        if stored is not None and self.should_stop():
+        state = json.loads(shard.cursor) if shard.cursor else None
+        if state is not None and self.should_stop():
             self.stop()
             await asyncio.Event().wait()  # the run's stop abandons this wait
-        request, resumed, resets = stored or self._first(), stored is not None, 0
+        if self.spec.parent is not None:
+            return await self._child_page(state, gate)
+        stored = Request.from_json(state)
+        request, body, headers, records = await self._get(stored, self._first, gate)
+        following = paginate.next_request(self.spec.paginator, request, headers, body, len(records))
+        nxt = json.dumps(self.client.storable(following).to_json()) if following else None
+        return Page(records, following is not None, nxt)
+
+    async def _get(
+        self,
+        stored: Request | None,
+        first: Callable[[], Request],
+        gate: Callable[[], Awaitable[None]] | None,
+    ) -> tuple[Request, Any, dict[str, str], list[Any]]:
+        """One page: the stored request, else ``first()``; a refused stored request or a
+        ``reset_pagination`` starts again at ``first()`` (at most ``MAX_RESETS`` times)."""
+        request, resumed, resets = stored or first(), stored is not None, 0
         while True:
             try:
                 page = await self.client.fetch(self.spec, request, acquired=True)
@@ -156,7 +196,7 @@ class RestLane:
             except (ResetPagination, PermanentSourceError) as exc:
                 if not (isinstance(exc, ResetPagination) or resumed) or resets >= MAX_RESETS:
                     raise
-                resets, resumed, request = resets + 1, False, self._first()
+                resets, resumed, request = resets + 1, False, first()
                 self.resets += 1
                 await self.client.budget.acquire()
         if gate is not None:
@@ -165,11 +205,41 @@ class RestLane:
             records = records_at(page.body, self.spec.records)
         except BadRecords as exc:
             raise SourceError(f"{self.spec.name}: {exc}") from exc
-        following = paginate.next_request(
-            self.spec.paginator, request, page.headers, page.body, len(records)
+        return request, page.body, page.headers, records
+
+    # -- a child stream: the pages of each parent row in turn (etl.rest.parents) ----------
+    async def _child_page(self, state: Any, gate: Callable[[], Awaitable[None]] | None) -> Page:
+        row = ParentRow.from_json(state.get("parent")) if isinstance(state, dict) else None
+        stored = Request.from_json(state.get("request")) if row is not None else None
+        if row is None:
+            row = await self._next_parent(None)
+            if row is None:
+                return Page([], False, None)  # no parent changed since the mark
+        parent = row
+        request, body, headers, records = await self._get(
+            stored, lambda: self._first_for(parent), gate
         )
-        nxt = json.dumps(self.client.storable(following).to_json()) if following else None
-        return Page(records, following is not None, nxt)
+        self.transform.reached(row.position[0])
+        following = paginate.next_request(self.spec.paginator, request, headers, body, len(records))
+        if following is None:
+            nxt = await self._next_parent(row.position)
+            if nxt is None:
+                return Page(records, False, None)
+            row, following = nxt, self._first_for(nxt)
+        state = {"parent": row.to_json(), "request": self.client.storable(following).to_json()}
+        return Page(records, True, json.dumps(state))
+
+    def _first_for(self, row: ParentRow) -> Request:
+        spec = replace(self.spec, path=child_path(self.spec.path, row))
+        return first_request(spec, self.base_url, self.transform.restart_from())
+
+    async def _next_parent(self, after: tuple[str, ...] | None) -> ParentRow | None:
+        if self.parents is None:
+            raise ConfigError(f"{self.spec.name}: a child stream needs its parent's rows")
+        if not self._queue:
+            since = self.transform.committed
+            self._queue.extend(await self.parents.after(after, since, PARENT_BATCH))
+        return self._queue.popleft() if self._queue else None
 
 
 class RestSource:

@@ -50,7 +50,13 @@ def typed_cursor(stream: StreamSpec, text: str | None) -> Any:
     """A stored cursor value (text) as its column's type."""
     if text is None or stream.incremental is None:
         return None
-    kind = stream.column(stream.incremental.cursor_field).type
+    return typed_value(stream.column(stream.incremental.cursor_field).type, text)
+
+
+def typed_value(kind: str, text: str | None) -> Any:
+    """A cursor value (text) as a value of the column type ``kind``."""
+    if text is None:
+        return None
     if kind == "timestamp":
         return to_utc(text)
     if kind in ("integer", "bigint"):

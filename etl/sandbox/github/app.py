@@ -2,6 +2,7 @@
 
     GET  /github/repos/{owner}/{repo}/issues           state sort direction since per_page page
     GET  /github/repos/{owner}/{repo}/issues/comments  sort direction since per_page page
+    GET  /github/repos/{owner}/{repo}/issues/{number}/comments  since per_page page (created asc)
     GET  /github/user, /github/rate_limit               (rate_limit costs nothing, like GitHub's)
     POST /github/login/device/code                      the device flow's first step
     POST /github/login/oauth/access_token               device polling, refresh, client credentials
@@ -67,6 +68,9 @@ def build_github_app(config: GithubConfig, clock: SandboxClock) -> web.Applicati
     app[GITHUB] = GithubState(config, clock)
     app.router.add_get("/repos/{owner}/{repo}/issues", _api(_issues, "issues"))
     app.router.add_get("/repos/{owner}/{repo}/issues/comments", _api(_comments, "comments"))
+    app.router.add_get(
+        "/repos/{owner}/{repo}/issues/{number:[0-9]+}/comments", _api(_issue_comments, "comments")
+    )
     app.router.add_get("/user", _api(_user, "user"))
     app.router.add_get("/rate_limit", _api(_rate_limit, "rate_limit"))
     app.router.add_post("/login/device/code", _device_code)
@@ -239,6 +243,18 @@ async def _comments(state: GithubState, request: web.Request, user: int) -> web.
     rows = state.repo.list_comments(
         sort=q.get("sort", "created"), direction=q.get("direction", "asc"), since=since
     )
+    return _page(request, state, rows)
+
+
+async def _issue_comments(state: GithubState, request: web.Request, user: int) -> web.Response:
+    """One issue's comments, oldest first (GitHub's order for this endpoint)."""
+    number = int(request.match_info["number"])
+    if not _repo_ok(request) or number not in state.repo.issues:
+        return _message(404, "Not Found")
+    since = _since(request)
+    if isinstance(since, web.Response):
+        return since
+    rows = state.repo.list_comments(sort="created", direction="asc", since=since, issue=number)
     return _page(request, state, rows)
 
 

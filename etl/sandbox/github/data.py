@@ -166,8 +166,24 @@ class Repository:
             and (since is None or i.updated >= since)
         ]
 
-    def list_comments(self, *, sort: str, direction: str, since: int | None) -> list[Comment]:
-        rows = [c for c in self.comments.values() if since is None or c.updated >= since]
+    def add_comment(self, number: int, now: float, body: str = "a new comment") -> Comment:
+        """A comment on an issue, which (as on GitHub) moves the issue's ``updated_at``."""
+        issue = self.touch(number, now)
+        comment = Comment(self._next_comment, number, 0, int(now), int(now), body)
+        self._next_comment += 1
+        self.comments[comment.id] = comment
+        issue.comments.append(comment.id)
+        return comment
+
+    def list_comments(
+        self, *, sort: str, direction: str, since: int | None, issue: int | None = None
+    ) -> list[Comment]:
+        pool = (
+            self.comments.values()
+            if issue is None
+            else [self.comments[i] for i in self.issues[issue].comments]
+        )
+        rows = [c for c in pool if since is None or c.updated >= since]
         key = (lambda c: (c.updated, c.id)) if sort == "updated" else (lambda c: (c.created, c.id))
         rows.sort(key=key, reverse=direction == "desc")
         return rows
