@@ -192,3 +192,23 @@ async def test_the_key_file_is_made_private_and_refused_when_others_can_read_it(
         await PgTokenStore(db_url, key=SecretKey({"XDG_CONFIG_HOME": str(tmp_path)})).load("api")
     assert err.value.exit_code == ExitCode.CONFIG
     assert "a-secret" not in str(err.value) and "r-secret" not in str(err.value)
+
+
+async def test_a_sync_with_another_key_fails_the_stream_and_leaks_nothing(github_sandbox, db_url):
+    """`etl sync` with a key that is not the one the tokens were sealed with: exit 2, the
+    stream marked failed with the sentence; its output, `etl status --json`, `etl health`
+    and the stream_state row show neither a token nor either key."""
+    gh = await github_sandbox(clock=SystemClock())
+    tokens = await sign_in(gh, db_url)
+    other = Fernet.generate_key().decode()
+    env = _env(gh, db_url, ETL_SECRET_KEY=other)
+    code, out = await run_etl("sync", "github", "--stream", "issues", env=env)
+    assert code == ExitCode.CONFIG and "Traceback" not in out, out
+    assert "sealed with another key" in out and "etl auth github" in out
+    (state,) = await rows(db_url, "SELECT status, last_error FROM stream_state")
+    assert state["status"] == "failed" and "sealed with another key" in state["last_error"]
+    seen = out + state["last_error"] + await table_text(db_url)
+    for command in (("status", "--json"), ("health",), ("runs", "--json")):
+        seen += (await run_etl(*command, env=env))[1]
+    assert other not in seen and session_key() not in seen
+    assert_no_token(seen, gh, tokens.access_token, tokens.refresh_token)
