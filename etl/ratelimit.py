@@ -4,7 +4,9 @@
 requests per window of ``capacity / rate_per_s`` seconds (10 per 60 s), the window opened by
 the first request. Modelled as such, not as a continuously refilled bucket (which would
 allow 10 + 10 requests in the first minute and earn a 429): ``capacity`` tokens, all back at
-the window's end. ``sync()`` adopts the server's own count from the ``X-RateLimit-*`` headers.
+the window's end. ``sync()`` adopts the server's own count from the ``X-RateLimit-*`` headers,
+counted from when the request was *sent* (the server stamps its count when the request
+arrives, not when the page is answered seconds later).
 
 ``AdaptiveRate`` (``etl.feedrate``, re-exported here): the feed's hidden throttle (a sliding
 window of about 200 requests per 300 s, 429s without any header).
@@ -22,6 +24,9 @@ from etl.models import Clock
 __all__ = ["AdaptiveRate", "TokenBucket"]
 
 _EPS = 1e-9
+# of the window, added to a window end counted from a request's send time: its way to the
+# server's counter (1.2 s of a 60 s window, 0.12 s of a time-scaled 6 s one)
+SENT_ALLOWANCE = 0.02
 
 
 class TokenBucket:
@@ -50,6 +55,9 @@ class TokenBucket:
         self._margin_s = margin_s
         self.tokens = self.limit
         self.window_end: float | None = None  # None: the window opens with the next request
+        # when our first request of the window went (or the window rolled): a request sent
+        # before it was counted in a window gone by
+        self.window_start: float | None = None
         self.confirmed = False  # window_end comes from the server, not from our prior
         self.learned_window_s: float | None = None  # the longest Reset the server has sent
         self.paused_until = float("-inf")
@@ -61,11 +69,13 @@ class TokenBucket:
             if self.window_end is not None and now >= self.window_end:
                 # the server's window rolled
                 self.tokens, self.window_end, self.confirmed = self.limit, None, False
+                self.window_start = now  # what was sent before counts in a window gone by
             if now >= self.paused_until:
                 if self.tokens >= 1:
                     self.tokens -= 1
                     if self.window_end is None:
                         self.window_end = now + self.window_length_s + self.margin_s
+                        self.window_start = now
                     return
                 assert self.window_end is not None  # tokens < limit => a window is open
                 wait = self.window_end - now
@@ -80,8 +90,18 @@ class TokenBucket:
             return False
         return self.tokens >= 1 or (self.window_end is not None and now >= self.window_end)
 
-    def sync(self, limit: int, remaining: int, reset_s: float) -> None:
+    def sync(
+        self, limit: int, remaining: int, reset_s: float, *, sent_at: float | None = None
+    ) -> None:
         """Adopt the server's view: ``remaining`` requests now, ``limit`` again in ``reset_s``.
+
+        ``sent_at`` (clock time the request went; None: now) is when the server counted it,
+        give or take the request's way there: its window ends ``reset_s`` after that, not
+        after the answer, which comes a page's latency later (3.5-6 s of a 60 s window; more
+        than the whole window of a time-scaled sandbox). ``SENT_ALLOWANCE`` of the window is
+        added for the way there; the answer's time plus ``reset_s`` stays the latest end.
+        An answer to a request sent before this window's first one is the previous window's:
+        it teaches the limit and the window's length, nothing else.
 
         The first answer in a window fixes its end (and teaches the window's length). After
         that, headers are stale by the requests sent while this one was in flight, so within
@@ -91,9 +111,14 @@ class TokenBucket:
         """
         now = self._clock.now()
         reset_s = max(0.0, reset_s)
-        reset_at = now + reset_s + self.margin_s
         self.limit = max(0, limit)
         self.learned_window_s = max(self.learned_window_s or 0.0, reset_s)
+        reset_at = now + reset_s + self.margin_s
+        if sent_at is not None:
+            if self.window_start is not None and sent_at < self.window_start - _EPS:
+                return  # counted in a window that has rolled since
+            early = min(sent_at, now) + reset_s + self.margin_s + self.sent_allowance_s
+            reset_at = min(reset_at, early)
         if not self.confirmed or self.window_end is None:
             self.window_end, self.confirmed = reset_at, True
             self.tokens = min(self.tokens, max(0, remaining))
@@ -104,8 +129,15 @@ class TokenBucket:
         self.tokens = min(self.tokens, max(0, remaining))
         if reset_at > self.window_end + tolerance:
             self.window_end = reset_at  # a window we did not know about
-        else:
+        elif sent_at is None:
             self.window_end = max(self.window_end, reset_at)
+        else:  # counted from its send: the least rounded-up reset is the nearest the end
+            self.window_end = min(self.window_end, reset_at)
+
+    @property
+    def sent_allowance_s(self) -> float:
+        """Time allowed for a request's way to the server's counter (``sync``)."""
+        return SENT_ALLOWANCE * self.window_length_s
 
     @property
     def margin_s(self) -> float:

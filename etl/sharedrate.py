@@ -372,8 +372,12 @@ class SharedTokenBucket(_Shared, TokenBucket):
         with self._sh_link.inside(self._sh_link.view):
             return TokenBucket.ready(self)
 
-    def sync(self, limit: int, remaining: int, reset_s: float) -> None:
-        self._sh_link.queue(lambda: TokenBucket.sync(self, limit, remaining, reset_s))
+    def sync(
+        self, limit: int, remaining: int, reset_s: float, *, sent_at: float | None = None
+    ) -> None:
+        # ``sent_at`` is on this task's clock: on the database's from here on
+        sent = None if sent_at is None else sent_at + self._sh_link.view.offset
+        self._sh_link.queue(lambda: TokenBucket.sync(self, limit, remaining, reset_s, sent_at=sent))
 
     def pause_until(self, t: float) -> None:
         """No token before this task's clock time ``t``, for any task."""

@@ -93,8 +93,9 @@ class _Lane:
     ) -> Response:
         raise NotImplementedError
 
-    def _observe(self, resp: Response) -> None:
-        """Learn from any response (e.g. re-sync the limiter from headers)."""
+    def _observe(self, resp: Response, sent_at: float) -> None:
+        """Learn from any response to a request sent at clock time ``sent_at`` (e.g.
+        re-sync the limiter from headers)."""
 
     def _throttled(self, exc: RateLimited, ticket: float | None) -> None:
         raise NotImplementedError
@@ -124,9 +125,10 @@ class _Lane:
                 cursor, fallback=start_position(shard), now_ms=self.now_ms(), margin_ms=15_000
             )
             self.counters.requests += 1
+            sent_at = self.clock.now()
             try:
                 resp = await self._send(shard, cursor, limit, gate)
-                self._observe(resp)
+                self._observe(resp, sent_at)
                 body = resp.body
                 page = to_page(resp, self.name, token_auth=self.token_auth)
             except RateLimited as exc:
@@ -258,12 +260,12 @@ class EventsLane(_Lane):
             "GET", self.http.api_url("/events"), params=params, gate=gate
         )
 
-    def _observe(self, resp: Response) -> None:
+    def _observe(self, resp: Response, sent_at: float) -> None:
         synced = rate_limit_headers(resp.headers)
         if synced is not None:
             self.headers_seen = True
             self.unmetered = False
-            self.bucket.sync(*synced)
+            self.bucket.sync(*synced, sent_at=sent_at)
         elif resp.status == 200 and not self.headers_seen:
             # A server that never states a limit is not held to the spec's 10/min prior;
             # a 429 (Retry-After) still pauses every fetcher.
