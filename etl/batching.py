@@ -55,6 +55,10 @@ def advance(
     mark = result.mark if stream.ordered or done else None
     position = page.cursor_position or result.last
     if position is not None:
+        top = shard.position.ts_ms if shard.position is not None else shard.upper_ts
+        if stream.split == "time_range" and not done and top is not None:
+            shard.fetched += len(page.events) - result.out_of_range
+            shard.fetched_ms += max(0, top - position.ts_ms)
         shard.position = position
     shard.cursor = None if done else page.next_cursor
     shard.status = "done" if done else "running"

@@ -181,6 +181,10 @@ class ShardState:
     status: ShardStatus = "pending"
     events: int = 0
     pages: int = 0
+    # this run's reading so far (not stored): the events in range its pages held and the
+    # time they spanned, i.e. the shard's density (``planner.split`` cuts at a page's end)
+    fetched: int = field(default=0, compare=False)
+    fetched_ms: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ falls between them, whatever the timestamps (equal ones included).
 
 from __future__ import annotations
 
+import math
+
 from etl.models import Position, ShardState
 
 DAY_MS = 86_400_000
@@ -134,13 +136,14 @@ def remaining_events(shard: ShardState) -> float | None:
     return shard.events / done_ms * max(0, shard.position.ts_ms - shard.lower_ts)
 
 
-def split(shard: ShardState) -> ShardState | None:
+def split(shard: ShardState, *, page_size: int = 0) -> ShardState | None:
     """Give the older half of ``shard``'s remaining range to a new shard.
 
     ``shard`` is to keep ``(mid, current]``; the new shard gets ``(lower, mid]``: no gap,
     no overlap. The open-ended tail keeps as much time again as it has covered, and the new
-    shard takes everything older. ``shard`` is not changed: the caller persists the split,
-    then sets ``shard.lower_ts = new.upper_ts``.
+    shard takes everything older. With ``page_size``, the cut moves to where ``shard``'s
+    last page ends (``_page_end``), so the split costs no short page. ``shard`` is not
+    changed: the caller persists the split, then sets ``shard.lower_ts = new.upper_ts``.
     """
     if shard.status == "done":
         return None
@@ -155,4 +158,23 @@ def split(shard: ShardState) -> ShardState | None:
         if current - shard.lower_ts < 2:
             return None
         mid = shard.lower_ts + (current - shard.lower_ts) // 2
+        if page_size > 0:
+            mid = _page_end(shard, current, mid, page_size)
     return ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)
+
+
+def _page_end(shard: ShardState, current: int, mid: int, page_size: int) -> int:
+    """A cut near ``mid`` where ``shard``'s last page ends: its kept part ``(cut, current]``
+    holds a whole number of pages by the density it has read at (``fetched``), less a
+    margin for the estimate's error, so that page is nearly full instead of half empty on
+    average (every shard's last page is short; a budget counts requests, not events).
+    ``mid`` when the density is not known yet or the cut would leave the range."""
+    if shard.fetched < page_size or shard.fetched_ms <= 0 or shard.lower_ts is None:
+        return mid
+    per_ms = shard.fetched / shard.fetched_ms
+    pages = max(1, round(per_ms * (current - mid) / page_size))
+    keep = pages * page_size
+    # Poisson noise of the count, and the density's own error, both ~2 sigma
+    margin = 2 * (math.sqrt(keep) + keep / math.sqrt(shard.fetched)) + 0.01 * page_size
+    cut = current - math.ceil((keep - margin) / per_ms)
+    return cut if shard.lower_ts < cut < current else mid

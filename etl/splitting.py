@@ -47,7 +47,7 @@ class Splitter:
             left = planner.remaining_events(best)
             if left is None or left < self.options.split_min_pages * self.options.page_size:
                 return
-            new = planner.split(best)
+            new = planner.split(best, page_size=self.options.page_size)
             if new is None:
                 return
             # Persisted first, applied after: a page of ``best`` in flight meanwhile is

@@ -83,3 +83,14 @@ def test_merge_sums_pages_and_keeps_the_last_checkpoint() -> None:
     assert m.checkpoint == Checkpoint("s", b.checkpoint.position, None, True, 2)
     assert m.received == 2
     assert merge([a]) is a
+
+
+def test_pages_record_the_density_the_shard_is_read_at() -> None:
+    """Each page that leaves the shard running adds its in-range events and the time they
+    span (the splitter cuts at a page's end by it); the last page adds nothing."""
+    shard = ShardState("s", lower_ts=T - 100_000, upper_ts=T)
+    advance(shard, Page([ev(1, T - 10), ev(2, T - 20)], has_more=True, next_cursor="c2"))
+    advance(shard, Page([ev(3, T - 30), ev(4, T - 40)], has_more=True, next_cursor="c3"))
+    assert (shard.fetched, shard.fetched_ms) == (4, 40)
+    advance(shard, Page([ev(5, T - 50), ev(6, T - 200_000)], has_more=True, next_cursor="c4"))
+    assert shard.status == "done" and (shard.fetched, shard.fetched_ms) == (4, 40)

@@ -92,3 +92,26 @@ def test_small_increment_gets_one_shard() -> None:
         5_000_000, Position(5_600_000), overlap_ms=0, shards=16, events_per_ms=0.01
     )
     assert len(new) == 1
+
+
+def test_a_split_cuts_where_the_kept_part_ends_with_a_nearly_full_page() -> None:
+    """A busy shard read at 0.1 events/ms keeps a whole number of 5,000-event pages (less a
+    margin for the estimate), so its last page is not half empty: a budget counts requests."""
+    shard = ShardState("a", lower_ts=0, upper_ts=1_300_000, position=Position(800_000))
+    shard.fetched, shard.fetched_ms = 50_000, 500_000
+    new = planner.split(shard, page_size=5_000)
+    assert new is not None and new.lower_ts == 0
+    assert new.upper_ts is not None
+    kept = (800_000 - new.upper_ts) * 0.1  # events in (cut, current] at that density
+    assert 7.75 * 5_000 <= kept < 8 * 5_000  # 8 pages, the last one at least 3/4 full
+    shard.lower_ts = new.upper_ts
+    for ts in (1, new.upper_ts, new.upper_ts + 1, 800_000):
+        assert len(owner([shard, new], ts)) == 1
+
+
+def test_a_split_halves_the_time_while_the_density_is_unknown() -> None:
+    """Less than a page read this run: no density to cut by, the range is halved."""
+    shard = ShardState("a", lower_ts=0, upper_ts=1_000_000, position=Position(800_000))
+    shard.fetched, shard.fetched_ms = 4_000, 200_000
+    new = planner.split(shard, page_size=5_000)
+    assert new is not None and new.upper_ts == 400_000
