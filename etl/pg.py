@@ -160,10 +160,13 @@ class RecoveringPool:
         max_size: int = 10,
         statement_timeout_ms: int = 2000,
         connect_timeout_s: float = 3.0,
+        application_name: str | None = None,
     ) -> None:
         self._dsn = dsn
         self._max_size = max_size
         self._settings = {"statement_timeout": str(statement_timeout_ms)}
+        if application_name is not None:  # what pg_stat_activity shows for its connections
+            self._settings["application_name"] = application_name
         self._connect_timeout_s = connect_timeout_s
         self._pool: Pool | None = None
         self._opening = asyncio.Lock()

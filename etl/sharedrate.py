@@ -53,9 +53,12 @@ STALE_S = 600.0  # a budget nobody touched this long starts afresh (a new run's 
 GIVE_UP_S = 60.0  # the budget's database unreachable this long: the request fails
 _MAX_JUMPS = 10_000
 _FLOOR = "slots_granted_up_to"  # slots are granted in time order: never before this
+_PROBE = "probe_by"  # [holder, slot, kind] of a probe whose answer the limiter waits for
 
 T = TypeVar("T")
-Apply = Callable[[str, float], tuple[str, int]]
+Alive = Callable[[str], bool]  # whether a holder (a task, ``host:pid``) is still connected
+# (new state, slots granted, whether to log that this task asked and got none)
+Apply = Callable[[str, float, Alive], tuple[str, int, bool]]
 
 
 def key_fingerprint(api_url: str, api_key: str) -> str:
@@ -65,10 +68,15 @@ def key_fingerprint(api_url: str, api_key: str) -> str:
 
 
 class BudgetStore(Protocol):
+    holder: str  # this task's name in the shared state (``host:pid``)
+
     async def exchange(self, key_fp: str, lane: str, fresh: str, apply: Apply) -> None:
-        """Under the row's lock: ``apply(state, now)`` -> (new state, slots granted), written
-        back. ``state`` is ``fresh`` for a new row or one idle past ``STALE_S``; ``now`` is
-        the database's clock (epoch seconds) unless the store was given one."""
+        """Under the row's lock: ``apply(state, now, alive)`` -> (new state, slots granted,
+        log a refusal), written back; the slots granted are logged per task, and a refusal
+        (asked, none granted: the budget is booked) as a row of 0 slots. ``state`` is
+        ``fresh`` for a new row or one idle past ``STALE_S``; ``now`` is the database's
+        clock (epoch seconds) unless the store was given one; ``alive(holder)``: whether
+        that task is still connected to the database."""
         ...
 
 
@@ -133,6 +141,7 @@ def dump(limiter: Any) -> str:
         out[name] = {"deque": list(value)} if isinstance(value, collections.deque) else value
     out["paused_until"] = limiter._sh_paused
     out[_FLOOR] = limiter._sh_floor
+    out[_PROBE] = limiter._sh_probe
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -143,6 +152,8 @@ def load(limiter: Any, text: str) -> None:
             limiter._sh_paused = value
         elif name == _FLOOR:
             limiter._sh_floor = value
+        elif name == _PROBE:
+            limiter._sh_probe = value
         elif isinstance(value, dict) and "deque" in value:
             setattr(limiter, name, collections.deque(value["deque"]))
         else:
@@ -161,11 +172,13 @@ class _Link:
         self.key_fp = key_fp
         self.lane = lane
         self.view = _View(clock)
+        self.holder = store.holder
         self.fresh = dump(limiter)
         self.requests: list[asyncio.Future[tuple[bool, float]]] = []
         self.feedback: list[Callable[[], None]] = []
         self.granted = 0  # slots granted to this task
         self.exchanges = 0
+        self._refusal_logged = float("-inf")  # the log gets one refusal per horizon at most
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._clock: Any = self.view  # what the limiter's logic reads time from
@@ -252,7 +265,7 @@ class _Link:
         result is (granted, slot time) or (False, when to ask again); database times."""
         results: list[tuple[bool, float]] = []
 
-        def apply(state: str, now: float) -> tuple[str, int]:
+        def apply(state: str, now: float, alive: Alive) -> tuple[str, int, bool]:
             results.clear()
             lim = self.limiter
             self.view.offset = now - self.view.local.now()
@@ -260,6 +273,7 @@ class _Link:
             with self.inside(_Virtual(now, now)):
                 for change in feedback:
                     change()
+                lim._sh_lost_probe(now, lambda holder: holder == self.holder or alive(holder))
             horizon = lim._sh_horizon()
             for _ in range(wanted):
                 before = dump(lim)
@@ -275,9 +289,13 @@ class _Link:
                     results.extend([(False, again)] * (wanted - len(results)))
                     break
                 lim._sh_floor = clock.t
+                lim._sh_granted(clock.t, self.holder)
                 results.append((True, clock.t))
             granted = sum(1 for ok, _ in results if ok)
-            return dump(lim), granted
+            refused = wanted > 0 and granted == 0 and now - self._refusal_logged >= horizon
+            if refused:
+                self._refusal_logged = now
+            return dump(lim), granted, refused
 
         await self.store.exchange(self.key_fp, self.lane, self.fresh, apply)
         self.exchanges += 1
@@ -312,6 +330,7 @@ class _Shared:
     _sh_paused: float
     _sh_inside: bool
     _sh_floor: float
+    _sh_probe: list[Any] | None
 
     @property
     def paused_until(self) -> float:
@@ -337,6 +356,12 @@ class _Shared:
     def _sh_acquire(self) -> Coroutine[Any, Any, Any]:
         raise NotImplementedError
 
+    def _sh_granted(self, at: float, holder: str) -> None:
+        """A start at ``at`` went to ``holder`` (noted when the limiter waits for its answer)."""
+
+    def _sh_lost_probe(self, now: float, alive: Alive) -> None:
+        """Stop waiting for the answer of a task that is gone (SIGKILL, a lost machine)."""
+
     @property
     def link(self) -> _Link:
         return self._sh_link
@@ -349,6 +374,7 @@ def _adopt(cls: Any, limiter: Any, store: BudgetStore, key_fp: str, lane: str) -
     obj._sh_paused = state.pop("paused_until")
     obj._sh_inside = False
     obj._sh_floor = float("-inf")
+    obj._sh_probe = None
     obj.__dict__.update(state)
     obj._sh_link = _Link(obj, store, key_fp, lane, clock)
     obj._clock = obj._sh_link.view
@@ -407,6 +433,36 @@ class SharedAdaptiveRate(_Shared, AdaptiveRate):
         # inside an exchange, on the virtual clock: a jump, never a wait for this task's
         # event (the link's waiters ask again when the window is learnt)
         await self._clock.sleep(seconds)
+
+    def _sh_granted(self, at: float, holder: str) -> None:
+        if self._probe_out == at:  # the checkpoint probe: every other start waits for it
+            self._sh_probe = [holder, at, "checkpoint"]
+        elif self._probing_since is not None and self._span_probes:
+            self._sh_probe = [holder, at, "span"]  # the next probe waits a step
+
+    def _sh_lost_probe(self, now: float, alive: Alive) -> None:
+        """A probe's answer is what the feed's learning waits for; a task killed with its
+        probe out never gives it. The checkpoint probe held every start for up to three
+        round trips (8 s of a time-scaled run's 3 s pages, stalled for all tasks), and a
+        lost span probe put the window's learning a step (30 %) later: both are let go
+        as soon as the database has seen the task's connections close."""
+        probe = self._sh_probe
+        if probe is None:
+            return
+        holder, at, kind = probe
+        if kind == "checkpoint":
+            waiting = self._probe_out == at
+        else:
+            waiting = self._probing_since is not None and self._last_refused < at
+        if waiting and alive(holder):
+            return
+        self._sh_probe = None
+        if not waiting:
+            return  # answered (or the limiter moved on)
+        if kind == "checkpoint":
+            self._probe_out = None  # as if lost: the starts go on (the next checkpoint later)
+        else:
+            self._probe_at = min(self._probe_at, now)  # probe again now, not a step later
 
     def on_success(self, started_at: float | None = None) -> None:
         self._sh_link.queue(lambda: AdaptiveRate.on_success(self, started_at))

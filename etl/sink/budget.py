@@ -1,9 +1,16 @@
 """The SQL of the shared rate budget (``etl.sharedrate``): one row per (key fingerprint,
 lane) holding a limiter's state, changed only under the row's lock; and a log of the slots
-granted, per task, for ``etl`` status views and the benchmark.
+granted, per task (and, as rows of 0 slots, the asks that found none: the budget was booked),
+for ``etl status`` and the benchmark.
 
 Times are epoch seconds on the database's clock (``clock_timestamp()``), so tasks on
 machines whose clocks disagree still agree on when a slot is due; a test injects ``now``.
+
+Which tasks are alive, PostgreSQL knows too: each task's budget connections carry its holder
+name as ``application_name`` (``etl budget host:pid``), and a task that dies (SIGKILL, a lost
+machine) loses its connections, at once when its process is killed. Every exchange reads the
+names of the live ones (``pg_stat_activity`` shows every session's ``application_name`` to
+every role), so a limiter waiting for a dead task's answer stops waiting.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from etl.sharedrate import STALE_S, Apply
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 
 # Takes the row's lock (inserting it when new) and reads it with the time, after the lock.
+_APP = "etl budget "
 _LOCK_SQL = f"""
 INSERT INTO rate_budget AS b (key_fp, lane, state, holder, updated_at)
 VALUES ($1, $2, $3, $4, coalesce($5::float8, {_NOW}))
 ON CONFLICT (key_fp, lane) DO UPDATE SET holder = b.holder
-RETURNING b.state, b.updated_at, coalesce($5::float8, {_NOW}) AS now
+RETURNING b.state, b.updated_at, coalesce($5::float8, {_NOW}) AS now,
+    (SELECT array_agg(a.application_name) FROM pg_stat_activity a
+     WHERE a.application_name LIKE '{_APP}%') AS live
 """
 _WRITE_SQL = """
 UPDATE rate_budget SET state = $3, holder = $4, updated_at = $5
@@ -36,7 +46,12 @@ LOG_KEPT_S = 86_400.0
 
 
 def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+    """``host:pid`` (the host cut so that ``application_name`` keeps the pid)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def application_name(holder: str) -> str:
+    return f"{_APP}{holder}"[:63]  # PostgreSQL keeps 63 bytes of it
 
 
 class PgBudgetStore:
@@ -50,8 +65,13 @@ class PgBudgetStore:
         now: Callable[[], float] | None = None,
         statement_timeout_ms: int = 5000,
     ) -> None:
-        self._pool = RecoveringPool(dsn, max_size=2, statement_timeout_ms=statement_timeout_ms)
         self.holder = holder or holder_name()
+        self._pool = RecoveringPool(
+            dsn,
+            max_size=2,
+            statement_timeout_ms=statement_timeout_ms,
+            application_name=application_name(self.holder),
+        )
         self._now = now
 
     async def exchange(self, key_fp: str, lane: str, fresh: str, apply: Apply) -> None:
@@ -61,9 +81,12 @@ class PgBudgetStore:
             assert row is not None
             now = float(row["now"])
             state = row["state"] if now - float(row["updated_at"]) < STALE_S else fresh
-            new, granted = apply(state, now)
+            live = frozenset(row["live"] or ())
+            new, granted, refused = apply(
+                state, now, lambda holder: application_name(holder) in live
+            )
             await conn.execute(_WRITE_SQL, key_fp, lane, new, self.holder, now)
-            if granted:
+            if granted or refused:  # 0 slots: asked, and the budget had none to give
                 await conn.execute(_LOG_SQL, key_fp, lane, self.holder, now, granted)
 
     async def prune(self, kept_s: float = LOG_KEPT_S) -> None:
