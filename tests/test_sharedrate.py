@@ -2,17 +2,24 @@
 two "tasks" (two budgets, two holders) on one real database, the time injected (the store's
 ``now`` is the test's clock, never the database's): they never exceed the key's limits
 together, a task that stops asking leaves its part to the other within the horizon, and
-what one learns (a Retry-After, a throttle's cap) the other obeys."""
+what one learns (a Retry-After, a throttle's cap) the other obeys; `etl status` shows it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import random
+import time
 
 import asyncpg
+from rich.console import Console
 
 from etl.clock import FakeClock
+from etl.display import render_status
 from etl.ratelimit import AdaptiveRate, TokenBucket
+from etl.read.status import read_status
+from etl.read.views import snapshot_to_json
 from etl.sharedrate import KeyBudget, key_fingerprint
 from etl.sink.budget import PgBudgetStore
 from etl.sink.postgres import PostgresSink
@@ -147,3 +154,82 @@ async def test_the_budget_is_named_by_a_fingerprint_never_the_key(
     assert [r["slots"] for r in log] == [3]
     assert key_fingerprint(URL, KEY + "x") != key_fingerprint(URL, KEY)
     assert key_fingerprint("http://other:9/api/v1", KEY) != key_fingerprint(URL, KEY)
+
+
+async def test_status_shows_each_shared_budget_with_its_tasks_and_what_it_learnt(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """`etl status` (and its JSON) lists the key's budget per lane, named by the key's
+    fingerprint: the tasks that took slots in the last minute and how many, the slots per
+    second, and what the limiter has learnt (the feed's cap after A's 429, which B obeys);
+    the key itself is nowhere in it."""
+    clock = FakeClock(time.time(), autojump=False)  # the stores use the database's clock
+    fp = key_fingerprint(URL, KEY)
+    sa, sb = PgBudgetStore(db_url, holder="host-a:11"), PgBudgetStore(db_url, holder="host-b:22")
+    a, b = KeyBudget(sa, fp), KeyBudget(sb, fp)
+    feed_a = a.feed(AdaptiveRate(100.0, clock, max_per_s=200.0, window_s=300.0))
+    b.feed(AdaptiveRate(100.0, clock, max_per_s=200.0, window_s=300.0))
+    a.events(TokenBucket(10 / 60, 10, clock))
+    try:
+        starts = [at for ok, at in await a.links["feed"].settle([], 3) if ok]
+        assert len(starts) == 3
+        assert sum(ok for ok, _ in await b.links["feed"].settle([], 2)) == 2
+        assert sum(ok for ok, _ in await a.links["events"].settle([], 4)) == 4
+        feed_a.on_throttled(starts[-1])
+        await a.links["feed"].flush()
+        snapshot = await read_status(db_url)
+    finally:
+        for closing in (a.close, b.close, sa.close, sb.close):
+            await closing()
+    lanes = {row.lane: row for row in snapshot.budgets}
+    assert set(lanes) == {"feed", "events"}
+    assert lanes["feed"].holders == (("host-a:11", 3), ("host-b:22", 2))
+    assert lanes["feed"].limits["cap"] == 2 and lanes["feed"].limits["throttled"] == 1
+    assert lanes["events"].holders == (("host-a:11", 4),)
+    assert lanes["events"].limits["limit"] == 10
+    doc = snapshot_to_json(snapshot)
+    assert [(d["key"], d["lane"]) for d in doc["budgets"]] == [(fp, "events"), (fp, "feed")]
+    assert doc["budgets"][1]["slots_per_s"] == round(5 / 60, 3)
+    console = Console(record=True, width=160)
+    console.print(render_status(snapshot))
+    text = console.export_text()
+    assert f"{fp[:12]}…" in text and "cap 2 per 300 s" in text
+    assert "host-a:11" in text and "host-b:22" in text
+    assert KEY not in text and KEY not in json.dumps(doc)
+
+
+async def test_a_probe_of_a_killed_task_holds_the_others_no_longer(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """While the feed's throttle is being learnt, one request goes alone at each checkpoint
+    and every other start waits for its answer (three round trips at most). A task killed
+    with that probe out never answers: as long as A is connected B waits, and as soon as
+    A's connections are gone (what a SIGKILL does) B's next ask is granted at once."""
+    clock = FakeClock(autojump=False)
+    (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
+    # the checkpoint after 3 starts; 10 a second, so one more every 0.1 s
+    a.feed(AdaptiveRate(10.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
+    b.feed(AdaptiveRate(10.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
+    try:
+        assert sum(ok for ok, _ in await a.links["feed"].settle([], 3)) == 3
+        clock.advance(0.3)
+        assert [ok for ok, _ in await a.links["feed"].settle([], 1)] == [True]  # the probe
+        clock.advance(0.1)
+        assert [ok for ok, _ in await b.links["feed"].settle([], 1)] == [False]  # it waits
+        conn = await asyncpg.connect(db_url)
+        try:  # A's process is killed: its connections close (waited for, up to 5 s)
+            await conn.fetch(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE application_name = 'etl budget A'"
+            )
+        finally:
+            await conn.close()
+        (ok, at), *_ = await b.links["feed"].settle([], 1)
+        assert ok and at == clock.now()  # not three round trips later
+    finally:
+        await b.close()
+        await sb.close()
+        with contextlib.suppress(Exception):
+            await a.close()
+        with contextlib.suppress(Exception):
+            await sa.close()

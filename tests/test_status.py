@@ -124,8 +124,9 @@ async def test_json_schema(live_run: PostgresSink, db_url: str) -> None:
         "run",
         "last_load",
         "streams",  # added by `etl sync` (issue 13); [] when no declarative source ran
+        "budgets",  # rate budgets shared by tasks (issue 17); [] when none was used
     }
-    assert doc["streams"] == []
+    assert doc["streams"] == [] and doc["budgets"] == []
     assert doc["events"] == {
         "loaded": 8,
         "expected": 20,

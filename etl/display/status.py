@@ -13,7 +13,7 @@ from rich.text import Text
 
 from etl.display.figures import Figures, ShardLine, figures_panel, shard_table
 from etl.fmt import human_duration
-from etl.read.views import RunRow, StatusSnapshot, StreamRow, no_ingest
+from etl.read.views import BudgetRow, RunRow, StatusSnapshot, StreamRow, no_ingest
 
 
 def render_status(
@@ -80,7 +80,7 @@ def render_status(
             )
         )
     parts.append(shard_table(lines, max_shard_rows))
-    return Group(*parts, *_streams(s))
+    return Group(*parts, *_streams(s), *_budgets(s.budgets))
 
 
 def _streams(s: StatusSnapshot) -> list[RenderableType]:
@@ -102,6 +102,57 @@ def _streams(s: StatusSnapshot) -> list[RenderableType]:
         )
     errors = [Text(f"{r.source}.{r.stream}: {r.error}", "red") for r in s.streams if r.error]
     return [Text("streams", "bold"), table, *errors]
+
+
+def _budgets(budgets: tuple[BudgetRow, ...]) -> list[RenderableType]:
+    """The rate budgets shared by tasks on one key (``etl.sharedrate``): one line per lane,
+    named by the key's fingerprint (never the key)."""
+    if not budgets:
+        return []
+    table = Table(box=None, padding=(0, 1), header_style="bold", show_edge=False)
+    for name in ("key", "lane", "tasks", "slots/s", "learnt", "updated"):
+        table.add_column(
+            name,
+            no_wrap=name != "learnt",
+            justify="right" if name in ("tasks", "slots/s") else "left",
+        )
+    for b in budgets:
+        table.add_row(
+            f"{b.key_fp[:12]}…",
+            b.lane,
+            str(len(b.holders)),
+            f"{b.slots_per_s:.2f}",
+            _learnt(b),
+            f"{human_duration(b.age_s)} ago",
+        )
+    tasks = sorted({h for b in budgets for h, _ in b.holders})
+    lines: list[RenderableType] = [
+        Text("rate budget shared by the tasks on a key (slots: the last minute)", "bold"),
+        table,
+    ]
+    if tasks:
+        lines.append(
+            Text("tasks: " + ", ".join(tasks[:8]) + (" …" if len(tasks) > 8 else ""), style="dim")
+        )
+    return lines
+
+
+def _learnt(b: BudgetRow) -> str:
+    lim = b.limits
+    window = lim.get("window_s")
+    per = f" per {window:g} s" if window is not None else ""
+    how = "" if lim.get("window_learnt") else " (window not learnt yet)"
+    if b.lane == "feed":
+        cap = lim.get("cap")
+        text = f"cap {cap}{per}{how}" if cap is not None else f"no throttle met yet{how}"
+        pace = lim.get("pace_per_s")
+        if pace is not None:
+            text += f" · pace {pace:.2f}/s"
+        if lim.get("throttled"):
+            text += f" · {lim['throttled']} × 429"
+        return text
+    limit = lim.get("limit")
+    return f"{limit}{per}{how}" if limit is not None else "–"
 
 
 _RUN_STYLE = {

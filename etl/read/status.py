@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from etl.pg import Conn
+from etl.read.budget import read_budgets
 from etl.read.db import run_query
 from etl.read.runs import RUN_COLS, run_from_row
 from etl.read.views import RATE_WINDOW_S, ShardRow, StatusSnapshot, StreamRow
@@ -85,6 +86,7 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
             window = min(RATE_WINDOW_S, (head["now"] - run.started_at).total_seconds())
             recent = await conn.fetchval(_RECENT_SQL, run.run_id, since)
             rate_now = recent / window if window > 0 else None
+        budgets = await read_budgets(conn)
     return StatusSnapshot(
         taken_at=head["now"],
         initialized=True,
@@ -97,6 +99,7 @@ async def _read_status(conn: Conn) -> StatusSnapshot:
         rate_now_per_s=rate_now,
         last_load=last_load,
         streams=streams,
+        budgets=budgets,
     )
 
 

@@ -19,8 +19,15 @@ JSON schema of ``snapshot_to_json`` (``"schema": 1``; fields are only ever added
       "last_load": null | run,         # when "run" ended loading nothing (up to date): the
                                        # newest run that loaded events (its real rate)
       "database": str,                 # where it looked (password redacted), when known
-      "streams": [stream]              # declarative sources' streams (`etl sync`), may be []
+      "streams": [stream],             # declarative sources' streams (`etl sync`), may be []
+      "budgets": [budget]              # rate budgets shared by tasks on one key, may be []
     }
+    budget = {"key": str,              # the key's fingerprint (HMAC of API and key), never the key
+              "lane": "feed|events", "updated_age_s": float,
+              "slots_per_s": float,    # starts granted over the last minute, every task
+              "holders": [{"holder": "host:pid", "slots": int}],   # the last minute's
+              "limits": {...}}         # feed: cap, window_s, window_learnt, pace_per_s,
+                                       # throttled; events: limit, window_s, window_learnt
     stream = {"source": str, "stream": str, "table": str, "status": "new|running|succeeded|
               partial|failed", "rows": int, "quarantined": int, "pages": int,
               "cursor": str | null, "started_at": iso8601 | null, "finished_at": iso8601 | null,
@@ -117,6 +124,18 @@ class StreamRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRow:
+    """One lane of a rate budget shared by the tasks on one API key (``etl.sharedrate``)."""
+
+    key_fp: str  # the budget's name: a fingerprint of API and key, never the key
+    lane: str  # "feed" or "events"
+    age_s: float  # since a task last changed it
+    holders: tuple[tuple[str, int], ...]  # (host:pid, slots) in the last minute, most first
+    slots_per_s: float  # granted over the last minute
+    limits: dict[str, Any]  # what its limiter has learnt (etl.read.budget.limits)
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSnapshot:
     taken_at: dt.datetime
     initialized: bool
@@ -131,6 +150,7 @@ class StatusSnapshot:
     last_load: RunRow | None = None
     streams: tuple[StreamRow, ...] = ()
     posted: int = 0  # of ``loaded``: recorded through `etl serve`'s POST /events
+    budgets: tuple[BudgetRow, ...] = ()  # rate budgets shared by tasks (etl.sharedrate)
 
     @property
     def ingested(self) -> int:
@@ -241,6 +261,18 @@ def snapshot_to_json(snapshot: StatusSnapshot) -> dict[str, Any]:
         "run": run_to_json(s.run, taken_at=s.taken_at) if s.run else None,
         "last_load": run_to_json(s.last_load) if s.last_load else None,
         "streams": [stream_to_json(r) for r in s.streams],
+        "budgets": [budget_to_json(b) for b in s.budgets],
+    }
+
+
+def budget_to_json(b: BudgetRow) -> dict[str, Any]:
+    return {
+        "key": b.key_fp,
+        "lane": b.lane,
+        "updated_age_s": round(b.age_s, 1),
+        "slots_per_s": round(b.slots_per_s, 3),
+        "holders": [{"holder": h, "slots": n} for h, n in b.holders],
+        "limits": b.limits,
     }
 
 
