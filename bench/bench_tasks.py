@@ -11,9 +11,11 @@ each restarted with its index after ``--restart-delay`` (as an engine would):
 * **429 share** = the sandbox's 429s ÷ its requests (counted by the sandbox itself: this
   script serves it, with a stats route);
 * **exact** = the ids in the table are the sandbox's ids, each once;
-* **reuse** per kill = from the SIGKILL until the other tasks' feed slots (rate_budget_log)
-  reach 80 % of the key's feed rate before the kill, over 1 s; in wall seconds and in the
-  API's time (x scale).
+* **reuse** per kill = from the SIGKILL until the other tasks have booked the whole budget
+  again: the first time one of them asked for a start and the key's limiter had none to
+  give (rate_budget_log's rows of 0 slots), so no part of the budget, the dead task's
+  included, was left unused; in wall seconds and in the API's time (x scale). Not
+  measurable when no other task was asking just before the kill (all dead, or done).
 
 Prints a table and writes bench/results/tasks.json.
 
@@ -123,7 +125,10 @@ class Result:
     requests: int = 0
     rate_limited: int = 0
     share_429: float = 0.0
+    rate_limited_by: dict[str, int] = field(default_factory=dict)  # 429s per sandbox route
+    requests_by: dict[str, int] = field(default_factory=dict)
     kills: list[Kill] = field(default_factory=list)
+    pids: dict[int, int] = field(default_factory=dict)  # every process started -> its index
     restarts_75: int = 0
     exit_codes: list[int] = field(default_factory=list)
     load_before: tuple[float, ...] = ()
@@ -160,6 +165,7 @@ class Engine:
         log = self.work / f"task-{self.n}-{i}-{time.monotonic_ns()}"
         argv = task_argv(self.a, self.api_url, self.dsn, self.work, self.n, i)
         self.procs[i] = self.children.spawn(argv, cwd=self.work, env=self.env, log=log)
+        self.res.pids[self.procs[i].pid] = i
         for k in self.res.kills:
             if k.index == i and k.replacement_pid is None:
                 k.replacement_pid = self.procs[i].pid
@@ -238,29 +244,26 @@ async def check_db(
     return len(ids), ids == expected, rows
 
 
-def reuse_after(kill: Kill, log: Log, scale: float) -> None:
-    """From the kill until the other tasks' feed slots over 1 s reach 80 % of the key's
-    feed slots per second in the 5 s before it."""
-    feed = [(holder, at, slots) for lane, holder, at, slots in log if lane == "feed"]
-    before = sum(s for _, at, s in feed if kill.at - 5 <= at < kill.at) / 5
-    if before <= 0:
+def reuse_after(kill: Kill, log: Log, scale: float, pids: dict[int, int]) -> None:
+    """From the kill until the budget is booked again by the other tasks: the first time
+    one of them asked and got no slot (a log row of 0 slots: the key's limiter had none
+    to give within its horizon, so nothing of the budget, the dead task's part included,
+    was left unused). Not measurable (None) when no other task asked in the 2 s before the
+    kill (none running, or all out of work: the dead task's shards are its own)."""
+    victim = kill.index
+
+    def other(holder: str) -> bool:
+        index = pids.get(int(holder.rsplit(":", 1)[-1]))
+        return index is not None and index != victim
+
+    rows = [(at, slots) for _, holder, at, slots in log if other(holder)]
+    if not any(kill.at - 2.0 <= at < kill.at for at, _ in rows):
         return
-    victim = f":{kill.pid}"
-    others = [
-        (at, s)
-        for holder, at, s in feed
-        if not holder.endswith(victim)
-        and (kill.replacement_pid is None or not holder.endswith(f":{kill.replacement_pid}"))
-    ]
-    step = 0.05
-    d = 0.0
-    while d < 30:
-        got = sum(s for at, s in others if kill.at + d <= at < kill.at + d + 1.0)
-        if got >= 0.8 * before:
-            kill.reuse_wall_s = round(d, 2)
-            kill.reuse_api_s = round(d * scale, 1)
-            return
-        d += step
+    booked = [at for at, slots in rows if slots == 0 and kill.at <= at < kill.at + 30]
+    if booked:
+        d = min(booked) - kill.at
+        kill.reuse_wall_s = round(d, 2)
+        kill.reuse_api_s = round(d * scale, 1)
 
 
 def one(
@@ -276,6 +279,10 @@ def one(
         return sum(s1[kind].values()) - sum(s0[kind].values())
 
     res.requests, res.rate_limited = delta("requests"), delta("rate_limited")
+    for kind, into in (("requests", res.requests_by), ("rate_limited", res.rate_limited_by)):
+        for route, count in s1[kind].items():
+            if count - s0[kind].get(route, 0):
+                into[route] = count - s0[kind].get(route, 0)
     res.share_429 = res.rate_limited / res.requests if res.requests else 0.0
     bound = PAGE * (10 / 60 + 200 / 300) * a.time_scale
     res.combined = a.events / res.wall_s / bound
@@ -284,7 +291,7 @@ def one(
     res.baseline = n == 0
     if n >= 2:
         for k in res.kills:
-            reuse_after(k, log, a.time_scale)
+            reuse_after(k, log, a.time_scale, res.pids)
     if log:
         span = log[-1][2] - log[0][2]
         per_s = (10 / 60 + 200 / 300) * a.time_scale
