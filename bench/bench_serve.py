@@ -15,6 +15,9 @@ clients, and checks that the table grew by exactly the events the server said it
 share of answers the server's cache gave (from /metrics' ``etl_http_cache_answers_total``)
 and the 1-minute load average. Prints a table and writes bench/results/serve.json. Targets
 (issue 16): p99 < 350 ms and p50 < 20 ms for every GET at 50 clients; POST >= 5,000 events/s.
+The load starts once the server says every worker is warm (``etl_serve_warm`` in /metrics:
+its charts and in-memory stores filled for the data), as a readiness check would wait; the
+time that took is reported.
 """
 
 from __future__ import annotations
@@ -259,6 +262,26 @@ def wrk_route(base: str, paths: list[str], clients: int, seconds: float) -> dict
     }
 
 
+_GAUGE = re.compile(r"^(etl_serve_workers|etl_serve_warm) (\d+)$", re.M)
+
+
+async def wait_warm(base: str, limit_s: float = 180.0) -> float | None:
+    """Seconds until every worker has filled its charts and stores (``etl_serve_warm`` =
+    ``etl_serve_workers`` in /metrics), as a readiness check would wait; None: a server
+    without that gauge (older code: loaded at once)."""
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - t0 < limit_s:
+            async with session.get(base + "/metrics") as r:
+                gauges = dict(_GAUGE.findall(await r.text()))
+            if "etl_serve_warm" not in gauges:
+                return None
+            if gauges["etl_serve_warm"] == gauges["etl_serve_workers"]:
+                return round(time.perf_counter() - t0, 2)
+            await asyncio.sleep(0.25)
+    raise SystemExit(f"etl serve did not warm up in {limit_s:.0f} s")
+
+
 async def routes_to_load(base: str, dsn: str) -> dict[str, list[str]]:
     conn = await asyncpg.connect(dsn)
     users = [
@@ -342,6 +365,8 @@ def run(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
         "routes": {},
     }
     try:
+        results["warm_s"] = asyncio.run(wait_warm(base))
+        print(f"warm after {results['warm_s']} s", flush=True)
         routes = asyncio.run(routes_to_load(base, dsn))
         for route, paths in routes.items():
             print(f"GET {route} ({len(paths)} distinct URLs) ...", flush=True)
@@ -370,7 +395,8 @@ def run(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
 def print_table(res: dict[str, Any]) -> None:
     print(
         f"\netl serve on {res['events']:,} events, {res['clients']} concurrent clients, "
-        f"workers {res.get('workers') or 'default'} ({res.get('cpus')} CPUs)"
+        f"workers {res.get('workers') or 'default'} ({res.get('cpus')} CPUs); "
+        f"warm after {res.get('warm_s')} s"
     )
     print(
         f"{'route':<26} {'req':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8}"

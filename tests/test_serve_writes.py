@@ -3,6 +3,8 @@ purge keeps them out, GET /anomalies stores nothing, and cached answers follow t
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from etl.read.status import read_status
@@ -146,3 +148,47 @@ async def test_kept_data_answers_outlive_a_lost_database_up_to_their_max_age(
         await client.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_concurrent_posts_are_recorded_exactly_once(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """Forty requests at once, neighbours sharing some event ids (inserted together in
+    groups): every request is answered, each id is reported created by exactly one of them
+    and present by the others, and the table and /status hold each event once."""
+    client = await serve_client()
+    evs = [event(ts=at(k % 5)) for k in range(400)]
+    batches = [evs[k * 10 : k * 10 + 15] for k in range(40)]  # 5 ids shared with the next
+    answers = await asyncio.gather(*(client.post("/events", json=b) for b in batches))
+    docs = [await r.json() for r in answers]
+    assert all(r.status == 201 for r in answers)
+    created = [x["id"] for d in docs for x in d["results"] if x["status"] == "created"]
+    assert sorted(created) == sorted(e["id"] for e in evs)
+    assert sum(d["created"] for d in docs) == 400
+    assert sum(d["present"] for d in docs) == sum(map(len, batches)) - 400
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 400
+        assert await conn.fetchval("SELECT sum(events) FROM rollup_hourly") == 400
+    finally:
+        await conn.close()
+    assert (await (await client.get("/status")).json())["events"]["posted"] == 400
+
+
+async def test_a_request_the_database_refuses_fails_alone(
+    serve_client: ClientFactory, db_url: str
+) -> None:
+    """Among requests inserted together, one whose rows the database refuses (here a check
+    constraint stands in for it) is answered 503; the others are recorded."""
+    client = await serve_client()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("ALTER TABLE events ADD CONSTRAINT refuse CHECK (type <> 'refused')")
+        good = [[event(), event()] for _ in range(12)]
+        bad = [event(type_="refused")]
+        answers = await asyncio.gather(*(client.post("/events", json=b) for b in [*good, bad]))
+        assert [r.status for r in answers] == [201] * 12 + [503]
+        assert (await answers[-1].json())["error"]["code"] == "database_unavailable"
+        assert await conn.fetchval("SELECT count(*) FROM events") == 24
+    finally:
+        await conn.close()

@@ -20,9 +20,11 @@ from etl.pg import RecoveringPool
 from etl.serve.cache import AnswerCache
 from etl.serve.envelope import ApiError, Handler, error_middleware
 from etl.serve.peers import Peers
+from etl.serve.postgroup import PostGroups
 from etl.serve.seriesstore import SeriesStore
 from etl.serve.telemetry import Telemetry
 from etl.serve.topstore import TopStore
+from etl.serve.userpages import UserPages
 
 # ("ok" | "error" | "not configured", detail) of the source API, checked per /health call
 ApiCheck = Callable[[], Awaitable[tuple[str, str]]]
@@ -49,7 +51,10 @@ class ServeContext:
     cache: AnswerCache | None = None  # made by make_app from the cache_* fields and clock
     series: SeriesStore = field(default_factory=SeriesStore)  # series cut from memory
     top: TopStore = field(default_factory=TopStore)  # top users from memory
+    pages: UserPages = field(default_factory=UserPages)  # users' newest events from memory
     peers: Peers | None = None  # with --workers > 1: the other workers' counters for /metrics
+    posts: PostGroups = field(default_factory=PostGroups)  # POST /events' grouped inserts
+    warm: bool = False  # the start-up fill of the stores (``warm``) has ended
 
     def data_changed(self) -> None:
         """A write went through this server: cached data answers are stale now."""
@@ -73,18 +78,27 @@ def _auth_middleware(key: str | None) -> Callable[[web.Request, Handler], object
 
 
 async def warm(ctx: ServeContext) -> None:
-    """Fill the in-memory stores (series, top users) for the current data, so the first
-    clients do not wait for them; a database that does not answer leaves them for later."""
+    """Fill what a worker's first clients would otherwise wait for, for the current data:
+    the dashboard's charts, the in-memory stores (series, top users, users' newest events).
+    A database that does not answer leaves them for later. ``ctx.warm`` says when done
+    (``etl_serve_warm`` in /metrics)."""
+    from etl.serve.routes_dashboard import warm_charts
+
     assert ctx.cache is not None
-    version = await ctx.cache.version()
-    if version is None:
-        return
-    ctx.top.users(ctx.db, version)
     try:
+        version = await ctx.cache.version()
+        if version is None:
+            return
+        ctx.top.users(ctx.db, version)
+        await warm_charts(ctx)
         for bucket in ("hour", "day"):
             await ctx.series.read(ctx.db, version, bucket, (), None, None)
+        await ctx.pages.fill(ctx.db, version)
+        await ctx.top.loaded()
     except EtlError:
         return
+    finally:
+        ctx.warm = True
 
 
 def make_app(ctx: ServeContext) -> web.Application:
@@ -96,6 +110,7 @@ def make_app(ctx: ServeContext) -> web.Application:
         async with ctx.db.connection() as conn:
             return await data_version(conn)
 
+    ctx.pages.clock = ctx.clock
     ctx.cache = AnswerCache(
         ctx.cache_ttl_s,
         version=version,
@@ -126,7 +141,11 @@ def make_app(ctx: ServeContext) -> web.Application:
         peers, cache = ctx.peers, ctx.cache
 
         def snapshot() -> dict[str, object]:
-            return {"telemetry": ctx.telemetry.snapshot(), "cache": cache.snapshot()}
+            return {
+                "telemetry": ctx.telemetry.snapshot(),
+                "cache": cache.snapshot(),
+                "warm": ctx.warm,
+            }
 
         app.cleanup_ctx.append(lambda _: peers.publishing(snapshot))
     return app

@@ -84,6 +84,7 @@ class AnswerCache:
         self._generation = 0  # bumped by writes through this server
         self._db_version: str | None = None
         self._checked_at = -math.inf
+        self._confirmed_at = -math.inf  # the last time the version was read
         self._poll: asyncio.Future[None] | None = None
         self._entries: dict[str, _Entry] = {}
         self._bytes = 0
@@ -126,7 +127,12 @@ class AnswerCache:
         if found != self._db_version:
             self._drop_data()
         self._db_version = found
-        self._checked_at = self._clock()
+        self._checked_at = self._confirmed_at = self._clock()
+
+    def confirmed(self) -> bool:
+        """The known version was read within ``max_age_s``: what is held for it may be given
+        (while the database is down, only until then, as the kept answers)."""
+        return self._clock() - self._confirmed_at < self.max_age_s
 
     async def version(self) -> object | None:
         """The data's version as this server knows it (None: unknown, do not cache)."""
@@ -159,13 +165,19 @@ class AnswerCache:
     def _stale_ok(self, entry: _Entry) -> bool:
         return isinstance(entry.tag, float) and self._clock() < entry.tag + STALE_S
 
-    async def remember_data(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+    async def remember_data(
+        self, key: str, compute: Callable[[], Awaitable[T]], *, stale_ok: bool = False
+    ) -> T:
         """``compute()``'s value, kept while the data's version stays (and ``max_age_s``);
-        one computation at a time per key."""
+        one computation at a time per key (``stale_ok``: meanwhile, the last value)."""
         tag = await self.version()
         if tag is None:
             return await compute()
-        async with self._value_locks.setdefault(key, asyncio.Lock()):
+        lock = self._value_locks.setdefault(key, asyncio.Lock())
+        last = self._data_values.get(key)
+        if stale_ok and last is not None and lock.locked():
+            return cast(T, last[2])
+        async with lock:
             hit = self._data_values.get(key)
             if hit is not None and hit[0] == tag and self._clock() - hit[1] < self.max_age_s:
                 return cast(T, hit[2])

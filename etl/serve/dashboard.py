@@ -76,11 +76,9 @@ def _runs_table(runs: Sequence[RunRow]) -> str:
     )
 
 
-def render(data: DashboardData) -> str:
-    s = data.snapshot
-    expected = s.expected_total
-    percent = f"({s.percent:.1f} %)" if s.percent is not None else ""
-    run_state = s.run.status if s.run else "no run yet"
+def render_charts(data: DashboardData) -> str:
+    """The charts' part of the page (volumes, notes, top users): it changes only when the
+    data does, so the server keeps it per data version and ``render`` splices it in."""
     notes = "".join(f"<p class='muted' data-note>{escape(n)}</p>" for n in data.notes)
     volume = svg.line_chart(
         data.series, title="events per hour by type", bands=data.bands, markers=data.anomalies
@@ -90,6 +88,20 @@ def render(data: DashboardData) -> str:
         if data.top_users
         else '<p class="muted">no users yet</p>'
     )
+    return f"""<h2>event volume</h2>
+{volume}
+{notes}
+<h2>top users</h2>
+{top}"""
+
+
+def render(data: DashboardData, charts: str | None = None) -> str:
+    """The page: the sync's state and runs from ``data``; ``charts`` (``render_charts``) kept
+    from before, or drawn from ``data``."""
+    s = data.snapshot
+    expected = s.expected_total
+    percent = f"({s.percent:.1f} %)" if s.percent is not None else ""
+    run_state = s.run.status if s.run else "no run yet"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>etl · dashboard</title>
 <meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head>
@@ -101,11 +113,7 @@ def render(data: DashboardData) -> str:
     }</span> events<span id="posted">{f", {s.posted:,} posted" if s.posted else ""}</span>
 <span id="percent">{percent}</span> · run: <span id="run-state">{escape(run_state)}</span></p>
 {svg.progress_bar(s.ingested, expected)}
-<h2>event volume</h2>
-{volume}
-{notes}
-<h2>top users</h2>
-{top}
+{render_charts(data) if charts is None else charts}
 <h2>last runs</h2>
 {_runs_table(data.runs)}
 <script>{_JS}</script>

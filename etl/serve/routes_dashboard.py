@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from aiohttp import web
 
@@ -16,34 +15,53 @@ from etl.read.top import read_top
 from etl.read.views import StatusSnapshot
 from etl.serve import svg
 from etl.serve.app import CTX, ServeContext
-from etl.serve.dashboard import DashboardData, render
+from etl.serve.dashboard import DashboardData, render, render_charts
+from etl.serve.topstore import top_users
 
 WINDOW = dt.timedelta(days=7)  # the volume chart's span, ending at the newest data
 FORECAST_H = 24
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    """The page: the sync's state read now, the charts of the data remembered per data
-    version (they change only when the data does)."""
+    """The page: the sync's state read now, the charts of the data drawn once per data
+    version (they change only when the data does) and spliced in."""
     ctx = request.app[CTX]
     async with ctx.db.connection() as conn:
         data = DashboardData(snapshot=await read_status(conn), runs=await read_runs(conn, limit=10))
-    if data.snapshot.initialized:
-        assert ctx.cache is not None
-        charts = await ctx.cache.remember_data("dashboard:charts", lambda: _charts(ctx))
-        data.series, data.bands, data.anomalies, data.top_users, data.notes = charts
-    return web.Response(text=render(data), content_type="text/html", charset="utf-8")
+    charts = await _kept_charts(ctx) if data.snapshot.initialized else None
+    return web.Response(text=render(data, charts), content_type="text/html", charset="utf-8")
 
 
-async def _charts(ctx: ServeContext) -> tuple[Any, Any, Any, Any, Any]:
+async def _kept_charts(ctx: ServeContext) -> str:
+    assert ctx.cache is not None
+    # while new data's charts are drawn, the others are given the last ones
+    return await ctx.cache.remember_data("dashboard:charts", lambda: _charts(ctx), stale_ok=True)
+
+
+async def warm_charts(ctx: ServeContext) -> None:
+    """Draw the charts of the current data ahead of the page's first request."""
+    async with ctx.db.connection() as conn:
+        initialized = (await read_status(conn)).initialized
+    if initialized:
+        await _kept_charts(ctx)
+
+
+async def _charts(ctx: ServeContext) -> str:
     data = DashboardData(
         snapshot=StatusSnapshot(taken_at=dt.datetime.now(dt.UTC), initialized=True)
     )
+    assert ctx.cache is not None
+    version = await ctx.cache.version()
+    held = ctx.top.users(ctx.db, version) if version is not None else None
     async with ctx.db.connection() as conn:
         await _volumes(conn, data)
-        top = await read_top(conn, "users", limit=10)
+        top = (
+            top_users(held, "events", 10, None, None)
+            if held is not None
+            else await read_top(conn, "users", limit=10)
+        )
     data.top_users = [(r.key, float(r.events)) for r in top.rows]
-    return data.series, data.bands, data.anomalies, data.top_users, data.notes
+    return render_charts(data)
 
 
 async def _volumes(conn: Conn, data: DashboardData) -> None:

@@ -8,7 +8,8 @@ the answer is 400 naming each one's index, field and reason. Otherwise every eve
 inserted exactly once by id: 201 when at least one is new, 200 when all were already present
 (a retried request is harmless). An event a blocking purge removed (`etl purge` or
 ``DELETE /series/{type}`` without ``allow_reload``) is not recorded again: it is reported as
-``purged``, and a request whose every event is purged answers 409 ``purged``.
+``purged``, and a request whose every event is purged answers 409 ``purged``. Concurrent
+requests are inserted together, one transaction at a time (``etl.serve.postgroup``).
 """
 
 from __future__ import annotations
@@ -89,8 +90,7 @@ async def post_events(request: web.Request) -> web.Response:
             f"(first: {first['field']}: {first['reason']})",
             {"field": first["field"], "reason": first["reason"], "events": problems},
         )
-    async with ctx.db.connection() as conn:
-        done = await insert_events(conn, result.records, [])
+    done = await ctx.posts.insert(ctx.db, result.records)
     ids = [r[0] for r in result.records]
     if done.purged and not done.created and not done.present:
         raise ApiError(

@@ -16,6 +16,7 @@ from etl.read import params
 from etl.read.jsonable import jsonable
 from etl.serve.app import CTX, ServeContext
 from etl.serve.envelope import ApiError
+from etl.serve.userpages import PER_USER
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -75,11 +76,18 @@ async def user_events(request: web.Request) -> web.Response:
     since, until = _range(request)
     before = request.query.get("before")
     limit = _int(request, "limit", 50, 1, ctx.row_cap)
+    types = _types(request)
+    if not (types or since or until or before) and limit < PER_USER and ctx.cache is not None:
+        version = await ctx.cache.version()
+        if version is not None and ctx.cache.confirmed():
+            body = ctx.pages.page(ctx.db, version, user, limit)
+            if body is not None:
+                return web.Response(body=body, content_type="application/json")
     async with ctx.db.connection() as conn:
         page = await read(
             conn,
             user,
-            types=_types(request),
+            types=types,
             since=since,
             until=until,
             before=params.parse_before(before) if before else None,

@@ -97,6 +97,11 @@ async def metrics(request: web.Request) -> web.Response:
         "Server processes whose counts are summed here.",
         [("", 1 + len(others))],
     )
+    lines += _gauge(
+        "etl_serve_warm",
+        "Server processes whose start-up fill (charts, in-memory stores) has ended.",
+        [("", int(ctx.warm) + sum(1 for o in others if o.get("warm")))],
+    )
     telemetry = ctx.telemetry.merged(o["telemetry"] for o in others) if others else ctx.telemetry
     body = (
         "\n".join(lines) + "\n" + telemetry.render() + ctx.cache.render(o["cache"] for o in others)

@@ -138,6 +138,11 @@ class TopStore:
             self._loading.add_done_callback(_retrieve)
         return None
 
+    async def loaded(self) -> None:
+        """Wait for a load in progress, if any (a failure is left to the next request)."""
+        if self._loading is not None:
+            await asyncio.wait([self._loading])
+
     async def _load(self, db: RecoveringPool, version: object) -> None:
         async with db.connection() as conn:
             rows = await read_user_hours(conn, cap=MAX_ROWS)
