@@ -148,6 +148,8 @@ class RestLane:
         self.parents = parents
         self._queue: deque[ParentRow] = deque()
         self.resets = 0
+        self._resets_in_row = 0  # since a following page last arrived
+        self._fetched = False  # a page arrived in this run: stored requests are its own
 
     async def acquire(self) -> float | None:
         await self.client.budget.acquire()
@@ -186,19 +188,26 @@ class RestLane:
         first: Callable[[], Request],
         gate: Callable[[], Awaitable[None]] | None,
     ) -> tuple[Request, Any, dict[str, str], list[Any]]:
-        """One page: the stored request, else ``first()``; a refused stored request or a
-        ``reset_pagination`` starts again at ``first()`` (at most ``MAX_RESETS`` times)."""
-        request, resumed, resets = stored or first(), stored is not None, 0
+        """One page: the stored request, else ``first()``. A stored request from an earlier
+        run that the API refuses, or a ``reset_pagination``, starts again at ``first()``, at
+        most ``MAX_RESETS`` times before a following page arrives; a refusal of this run's
+        own next page is the stream's failure (a ``fail`` rule, a 4xx), never a loop."""
+        request, resumed = stored or first(), stored is not None and not self._fetched
         while True:
             try:
                 page = await self.client.fetch(self.spec, request, acquired=True)
                 break
             except (ResetPagination, PermanentSourceError) as exc:
-                if not (isinstance(exc, ResetPagination) or resumed) or resets >= MAX_RESETS:
+                again = isinstance(exc, ResetPagination) or resumed
+                if not again or self._resets_in_row >= MAX_RESETS:
                     raise
-                resets, resumed, request = resets + 1, False, first()
+                self._resets_in_row += 1
+                resumed, stored, request = False, None, first()
                 self.resets += 1
                 await self.client.budget.acquire()
+        self._fetched = True
+        if stored is not None:
+            self._resets_in_row = 0  # a following page arrived: past the reset
         if gate is not None:
             await gate()
         try:
