@@ -49,3 +49,38 @@ def test_cli_bad_databox_value_exits_2() -> None:
     assert proc.returncode == 2
     assert "databox rate_limit must be > 0" in err
     assert "Traceback" not in err
+
+
+def test_the_fault_knobs_reach_the_github_surface() -> None:
+    """`etl sandbox --p-503 1` breaks the GitHub issues pages too (the account endpoint
+    stays up); `--invalid-events 1` serves every issue malformed: the demos and benchmarks
+    of the GitHub spec get the same faults as DataSync's."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from etl.sandbox.github import DEMO_REPO, DEMO_TOKEN
+
+    BROKEN_TIME = "last tuesday, around noon"  # what the sandbox serves as malformed
+
+    def get(base: str, path: str) -> tuple[int, str]:
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {DEMO_TOKEN}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    for knob, check in (("--p-503", 503), ("--invalid-events", 200)):
+        proc = _cli("--port", "0", "--events", "1000", knob, "1")
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip().removesuffix("/api/v1") + "/github"
+        try:
+            status, body = get(base, f"/repos/{DEMO_REPO}/issues?per_page=5")
+            assert status == check
+            assert get(base, "/user")[0] == 200
+            if check == 200:  # malformed: no issue's updated_at can be read
+                assert {i["updated_at"] for i in json.loads(body)} == {BROKEN_TIME}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)

@@ -46,15 +46,13 @@ def build_app(
     """The sandbox as an aiohttp app; all time comes from ``clock`` (default: wall clock).
 
     The GitHub surface is mounted at ``/github`` (``github`` defaults to the DataSync
-    config's seed, time scale and ``unlimited``).
+    config's knobs that mean the same there: ``github_config_for``).
     """
     clock = clock or SystemClock()
     state = State(config, clock, dataset or Dataset(config))
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = state
-    github = github or GithubConfig(
-        seed=config.seed, time_scale=config.time_scale, unlimited=config.unlimited
-    )
+    github = github or github_config_for(config)
     gh_app = build_github_app(github, clock)
     app[GITHUB_APP] = gh_app
     app.add_subapp(GITHUB_PREFIX, gh_app)
@@ -63,6 +61,26 @@ def build_app(
 
 
 GITHUB_APP: web.AppKey[web.Application] = web.AppKey("github_app", web.Application)
+
+
+def github_config_for(config: SandboxConfig) -> GithubConfig:
+    """The GitHub surface under the same knobs as the DataSync one (`etl sandbox`): seed,
+    time scale, ``unlimited``, the fault draws (5xx, truncated, dropped; ``fault_seed``) and
+    ``invalid_events`` as the share of issues and comments served malformed."""
+    c = config
+    return GithubConfig(
+        seed=c.seed,
+        time_scale=c.time_scale,
+        unlimited=c.unlimited,
+        fault_seed=c.fault_seed,
+        p_500=c.p_500,
+        p_502=c.p_502,
+        p_503=c.p_503,
+        p_504=c.p_504,
+        p_truncate=c.p_truncate,
+        p_drop=c.p_drop,
+        malformed=c.invalid_events,
+    )
 
 
 def github_state_of(app: web.Application) -> GithubState:

@@ -156,6 +156,7 @@ def _plan(state: GithubState) -> faults.Plan:
         ("500", c.p_500),
         ("502", c.p_502),
         ("503", c.p_503),
+        ("504", c.p_504),
         ("truncate", c.p_truncate),
         ("drop", c.p_drop),
     )

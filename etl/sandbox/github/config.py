@@ -23,7 +23,7 @@ DEMO_REPO = "sandbox-org/demo"
 NEWEST_UPDATE = 1_769_541_612
 
 LimitStatus = Literal[403, 429]
-_PROBABILITIES = ("p_500", "p_502", "p_503", "p_truncate", "p_drop", "p_secondary")
+_PROBABILITIES = ("p_500", "p_502", "p_503", "p_504", "p_truncate", "p_drop", "p_secondary")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,7 @@ class GithubConfig:
     p_500: float = 0.0
     p_502: float = 0.0
     p_503: float = 0.0
+    p_504: float = 0.0
     p_truncate: float = 0.0
     p_drop: float = 0.0
     p_secondary: float = 0.0  # a secondary-limit 403 out of the blue
@@ -136,6 +137,6 @@ def _fault_problems(c: GithubConfig) -> list[str]:
     for name in (*_PROBABILITIES, "pull_request_share", "malformed"):
         if not 0 <= getattr(c, name) <= 1:
             out.append(f"{name} must be a probability in [0, 1]")
-    if c.p_500 + c.p_502 + c.p_503 + c.p_truncate + c.p_drop > 1:
-        out.append("p_500 + p_502 + p_503 + p_truncate + p_drop must be <= 1")
+    if c.p_500 + c.p_502 + c.p_503 + c.p_504 + c.p_truncate + c.p_drop > 1:
+        out.append("p_500 + p_502 + p_503 + p_504 + p_truncate + p_drop must be <= 1")
     return out
