@@ -46,6 +46,16 @@ class Adapter(Protocol):
         """Responses the server refused for rate limits (429/403)."""
         ...
 
+    def renewed(self) -> int:
+        """Under ``expiring``: how often what expires had to be renewed during the run (a
+        token fetched again; DataSync: cursor lifetimes the run outlasted, its cursors
+        being renewed before they are sent). 0: the scenario did not bite."""
+        ...
+
+    def faults(self) -> int:
+        """Server faults (5xx, truncated, dropped) the sandbox served."""
+        ...
+
 
 class DataSync:
     name = "datasync"
@@ -104,6 +114,12 @@ class DataSync:
     def refused(self) -> int:
         return sum(self.sb.stats.rate_limited.values())
 
+    def renewed(self) -> int:
+        return int(self.clock.now() // self.knobs.get("cursor_ttl", float("inf")))
+
+    def faults(self) -> int:
+        return sum(self.sb.stats.faults.values())
+
 
 class _Spec:
     """What the two declarative adapters share (the GitHub sandbox, `etl sync`'s wiring)."""
@@ -119,7 +135,7 @@ class _Spec:
     def knobs(self, scenarios: tuple[str, ...]) -> dict[str, Any]:
         k: dict[str, Any] = {"issues": self.issues, "clock": Bridge(FakeClock())}
         if "faults" in scenarios:
-            k.update(p_503=0.1, p_truncate=0.05, p_drop=0.05)
+            k.update(p_503=0.2, p_truncate=0.1, p_drop=0.1)
         if "throttled" in scenarios or "expiring" in scenarios:
             k.update(secondary_per_minute=1, secondary_status=429, primary_limit=3)
         if "expiring" in scenarios:
@@ -167,6 +183,12 @@ class _Spec:
     def refused(self) -> int:
         st = self.gh.state.stats.statuses
         return sum(n for (_, status), n in st.items() if status in (403, 429))
+
+    def renewed(self) -> int:
+        return self.gh.state.oauth.refreshes
+
+    def faults(self) -> int:
+        return sum(self.gh.state.stats.faults.values())
 
 
 class GitHub(_Spec):
@@ -220,3 +242,6 @@ class Tiny(_Spec):
 
     def spec(self) -> Any:
         return spec_here(TINY, self.gh)
+
+    def renewed(self) -> int:
+        return self.gh.state.oauth.client_grants - 1  # the first token is not a renewal

@@ -56,6 +56,7 @@ async def test_server_faults_are_retried(source: Adapter):
     """5xx pages, truncated bodies, dropped connections: retried, the set is exact."""
     await source.start("faults")
     assert await source.sync() == "succeeded"
+    assert source.faults() > 0
     await assert_exactly_once(source)
 
 
@@ -64,6 +65,7 @@ async def test_expired_cursors_or_tokens_are_renewed(source: Adapter):
     limit: renewed, never restarted, the set is exact."""
     await source.start("expiring")
     assert await source.sync() == "succeeded"
+    assert source.renewed() > 0
     await assert_exactly_once(source)
 
 

@@ -51,6 +51,7 @@ class OAuth:
         self.refresh: dict[str, Grant] = {}
         self.devices: dict[str, DeviceCode] = {}
         self.refreshes = 0  # successful refresh grants (tests read it)
+        self.client_grants = 0  # tokens issued for client credentials (tests read it)
 
     def _token(self, prefix: str, n: int = 36) -> str:
         alphabet = string.ascii_letters + string.digits
@@ -135,6 +136,7 @@ class OAuth:
             if form.get("client_secret") != c.client_secret:
                 return _err("incorrect_client_credentials", "The client_secret is incorrect.")
             out = self.issue(now)
+            self.client_grants += 1
             self.refresh.pop(out.pop("refresh_token"), None)
             out.pop("refresh_token_expires_in")
             return out
