@@ -52,7 +52,7 @@ def test_cli_bad_databox_value_exits_2() -> None:
 
 
 def test_the_fault_knobs_reach_the_github_surface() -> None:
-    """`etl sandbox --p-503 1` breaks the GitHub issues pages too (the account endpoint
+    """`etl sandbox --p-503 1` (or 504) breaks the GitHub issues pages too (the account endpoint
     stays up); `--invalid-events 1` serves every issue malformed: the demos and benchmarks
     of the GitHub spec get the same faults as DataSync's."""
     import json
@@ -71,7 +71,7 @@ def test_the_fault_knobs_reach_the_github_surface() -> None:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    for knob, check in (("--p-503", 503), ("--invalid-events", 200)):
+    for knob, check in (("--p-503", 503), ("--p-504", 504), ("--invalid-events", 200)):
         proc = _cli("--port", "0", "--events", "1000", knob, "1")
         assert proc.stdout is not None
         base = proc.stdout.readline().strip().removesuffix("/api/v1") + "/github"

@@ -130,7 +130,7 @@ async def _guarded(
             "try again.",
             headers,
         )
-    if plan.exclusive in ("500", "502", "503"):
+    if plan.exclusive in ("500", "502", "503", "504"):
         state.stats.faults[plan.exclusive] += 1
         return alb_error(int(plan.exclusive))
     if c.latency > 0 and not c.unlimited and label in ("issues", "comments"):
