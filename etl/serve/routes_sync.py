@@ -78,9 +78,9 @@ async def _sync_lines(ctx: ServeContext) -> list[str]:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition: the server's requests (live; with several workers summed over
-    them, the others' part at most a second old) and the sync (at most the cache TTL old;
-    ``etl_database_up`` says whether the database answered)."""
+    """Prometheus exposition: the server's requests (with several workers summed over them)
+    and the sync (``etl_database_up`` says whether the database answered); kept the cache
+    TTL (1 s) like the other live answers, the other workers' part at most a second older."""
     ctx = request.app[CTX]
     assert ctx.cache is not None
     lines = [*await ctx.cache.remember("metrics:sync", lambda: _sync_lines(ctx))]  # a copy
