@@ -147,8 +147,8 @@ async def test_sigterm_stops_after_the_page_being_committed_with_exit_3(github_s
 
 async def test_status_and_health_show_every_stream(github_sandbox, db_url):
     """After `etl sync`, `etl status` and `etl runs` list each stream (rows, cursor, status,
-    last sync) in text and JSON; a stream whose last sync failed makes `etl health`
-    degraded, naming it."""
+    last sync) in text and JSON, `etl health` under their own names; a stream whose last
+    sync failed makes `etl health` degraded, naming it."""
     gh = await github_sandbox(clock=SystemClock())
     await sign_in(gh, db_url)
     code, out = await run_etl("sync", "github", env=_env(gh, db_url))
@@ -161,6 +161,7 @@ async def test_status_and_health_show_every_stream(github_sandbox, db_url):
     assert "github.issues" in out and "github.issue_comments" in out
     code, out = await run_etl("health", env=_env(gh, db_url))
     assert code == 0, out
+    assert "stream github.issue_comments: ok" in out and "last run:" in out
     code, out = await run_etl("runs", "--json", env=_env(gh, db_url))
     assert {s["stream"] for s in json.loads(out)["streams"]} == {"issues", "issue_comments"}
     code, out = await run_etl("runs", env=_env(gh, db_url))

@@ -127,7 +127,8 @@ def health(
         typer.echo(json.dumps(doc))
     else:
         typer.echo(f"degraded: {'; '.join(problems)}" if problems else "ok")
-        for c in checks:
-            typer.echo(f"  {c.name.replace('_', ' ')}: {'ok' if c.ok else 'FAIL'} · {c.detail}")
+        for c in checks:  # last_run -> "last run"; a stream's name is shown as it is
+            label = c.name if " " in c.name else c.name.replace("_", " ")
+            typer.echo(f"  {label}: {'ok' if c.ok else 'FAIL'} · {c.detail}")
     if problems:
         raise typer.Exit(ExitCode.DEGRADED)
