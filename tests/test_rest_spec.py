@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,20 @@ def test_a_required_config_value_missing_names_its_variable():
     """Resolving without TINY_KEY: a one-line ConfigError naming the variable to set."""
     with pytest.raises(ConfigError, match="set TINY_KEY"):
         resolve(parse(GOOD), {})
+
+
+def test_a_missing_value_points_at_the_spec_file_the_user_gave(tmp_path):
+    """A spec read from a file names that file in its hint (`etl discover <file>`: its name
+    alone is no source `etl discover` knows); a shipped spec is named by its name."""
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(GOOD)
+    with pytest.raises(ConfigError, match=f"etl discover {spec_file}`"):
+        resolve(load(spec_file), {})
+    github = load(Path(__file__).parent.parent / "etl/sources/specs/github.yaml")
+    no_default = replace(github, config=tuple(replace(p, default=None, required=True, sandbox=None)
+                                              for p in github.config))  # fmt: skip
+    with pytest.raises(ConfigError, match="etl discover github`"):
+        resolve(no_default, {})
 
 
 def test_the_github_spec_is_valid_and_describes_both_streams():

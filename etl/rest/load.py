@@ -8,6 +8,7 @@ else; ``resolve`` fills the placeholders from the environment the CLI passes in.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -367,8 +368,19 @@ def config_values(spec: SourceSpec, env: Mapping[str, str]) -> dict[str, str]:
             continue
         values[p.name] = value
     if missing:
-        raise ConfigError(f"{spec.name}: set {', '.join(missing)} (see `etl discover {spec.name}`)")
+        raise ConfigError(
+            f"{spec.name}: set {', '.join(missing)} (see `etl discover {_source_arg(spec)}`)"
+        )
     return values
+
+
+def _source_arg(spec: SourceSpec) -> str:
+    """What names ``spec`` on the command line: a shipped spec's name, else its file."""
+    shipped = Path(__file__).resolve().parent.parent / "sources" / "specs"
+    path = Path(spec.file)
+    if not path.is_file() or path.resolve().parent == shipped:
+        return spec.name
+    return shlex.quote(spec.file)
 
 
 def resolve(spec: SourceSpec, env: Mapping[str, str]) -> SourceSpec:
