@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run history, newest first: start, end, status, what became of the events, requests,\n"
         "retries, 429s, error.",
     ),
-    "sandbox": ("sandbox", "Serve a faithful DataSync Analytics API sandbox."),
+    "sandbox": ("sandbox", "Serve the sandbox: DataSync API, GitHub and Databox surfaces."),
     "serve": ("serve", "Serve the HTTP API (OpenAPI at /openapi.json) and the dashboard at /."),
     "sources": ("sources", "List the sources available and their streams."),
     "discover": (

@@ -209,7 +209,7 @@ def sandbox(
         float, _o("DATABOX_PROCESSING", "Databox surface: seconds an ingestion is 'processing'.")
     ] = _B.processing_s,
 ) -> None:
-    """Serve a faithful DataSync Analytics API sandbox."""
+    """Serve the sandbox: DataSync API, GitHub and Databox surfaces."""
     keys = tuple(k for item in api_key or () for k in item.replace(",", " ").split())
     dbx_keys = tuple(k for item in databox_api_key or () for k in item.replace(",", " ").split())
     try:
