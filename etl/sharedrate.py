@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -54,6 +55,8 @@ GIVE_UP_S = 60.0  # the budget's database unreachable this long: the request fai
 _MAX_JUMPS = 10_000
 _FLOOR = "slots_granted_up_to"  # slots are granted in time order: never before this
 _PROBE = "probe_by"  # [holder, slot, kind] of a probe whose answer the limiter waits for
+_BOOK = "holders"  # holder -> [its last ask, its slots not yet due]: the fair share's ledger
+ACTIVE_HORIZONS = 10  # a task that asked within this many horizons counts in the share
 
 T = TypeVar("T")
 Alive = Callable[[str], bool]  # whether a holder (a task, ``host:pid``) is still connected
@@ -142,6 +145,7 @@ def dump(limiter: Any) -> str:
     out["paused_until"] = limiter._sh_paused
     out[_FLOOR] = limiter._sh_floor
     out[_PROBE] = limiter._sh_probe
+    out[_BOOK] = limiter._sh_book
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -154,6 +158,8 @@ def load(limiter: Any, text: str) -> None:
             limiter._sh_floor = value
         elif name == _PROBE:
             limiter._sh_probe = value
+        elif name == _BOOK:
+            limiter._sh_book = value
         elif isinstance(value, dict) and "deque" in value:
             setattr(limiter, name, collections.deque(value["deque"]))
         else:
@@ -275,7 +281,13 @@ class _Link:
                     change()
                 lim._sh_lost_probe(now, lambda holder: holder == self.holder or alive(holder))
             horizon = lim._sh_horizon()
+            mine = self._ledger(lim, now, horizon, alive)
+            share = max(1, math.ceil(lim._sh_per_horizon(horizon) / len(lim._sh_book)))
             for _ in range(wanted):
+                if len(mine) >= share:  # its fair part is booked: again when one is due
+                    again = max(min(mine), now + 0.001)
+                    results.extend([(False, again)] * (wanted - len(results)))
+                    break
                 before = dump(lim)
                 # a slot granted ahead (another task's, or this exchange's) has moved the
                 # limiter on to its time: the next one is not granted before it
@@ -290,6 +302,8 @@ class _Link:
                     break
                 lim._sh_floor = clock.t
                 lim._sh_granted(clock.t, self.holder)
+                if clock.t > now:
+                    mine.append(clock.t)
                 results.append((True, clock.t))
             granted = sum(1 for ok, _ in results if ok)
             refused = wanted > 0 and granted == 0 and now - self._refusal_logged >= horizon
@@ -301,6 +315,27 @@ class _Link:
         self.exchanges += 1
         self.granted += sum(1 for ok, _ in results if ok)
         return list(results)
+
+    def _ledger(self, lim: _Shared, now: float, horizon: float, alive: Alive) -> list[float]:
+        """The slots not yet due of this task (a list kept in the shared state), after
+        forgetting the tasks gone or that asked no more within ``ACTIVE_HORIZONS``: the share
+        is the slots of one horizon divided among the tasks asking. A task alone may take
+        them all; tasks that all want more each hold at most their part ahead, so one with
+        many requests waiting (a bigger in-flight limit) no longer books what a task just
+        restarted asks for."""
+        book = lim._sh_book
+        for holder in list(book):
+            asked, slots = book[holder]
+            if holder != self.holder and (
+                now - asked > ACTIVE_HORIZONS * horizon or not alive(holder)
+            ):
+                del book[holder]
+            else:
+                book[holder] = [asked, [t for t in slots if t > now]]
+        entry = book.setdefault(self.holder, [now, []])
+        entry[0] = now
+        ahead: list[float] = entry[1]
+        return ahead
 
     async def close(self) -> None:
         """Hand the queued feedback in (what this task learnt stays known), stop the worker."""
@@ -331,6 +366,7 @@ class _Shared:
     _sh_inside: bool
     _sh_floor: float
     _sh_probe: list[Any] | None
+    _sh_book: dict[str, list[Any]]
 
     @property
     def paused_until(self) -> float:
@@ -356,6 +392,10 @@ class _Shared:
     def _sh_acquire(self) -> Coroutine[Any, Any, Any]:
         raise NotImplementedError
 
+    def _sh_per_horizon(self, horizon: float) -> float:
+        """How many starts the limiter grants within one horizon (the fair shares' sum)."""
+        raise NotImplementedError
+
     def _sh_granted(self, at: float, holder: str) -> None:
         """A start at ``at`` went to ``holder`` (noted when the limiter waits for its answer)."""
 
@@ -375,6 +415,7 @@ def _adopt(cls: Any, limiter: Any, store: BudgetStore, key_fp: str, lane: str) -
     obj._sh_inside = False
     obj._sh_floor = float("-inf")
     obj._sh_probe = None
+    obj._sh_book = {}
     obj.__dict__.update(state)
     obj._sh_link = _Link(obj, store, key_fp, lane, clock)
     obj._clock = obj._sh_link.view
@@ -390,6 +431,9 @@ class SharedTokenBucket(_Shared, TokenBucket):
 
     def _sh_acquire(self) -> Coroutine[Any, Any, None]:
         return TokenBucket.acquire(self)
+
+    def _sh_per_horizon(self, horizon: float) -> float:
+        return float(self.limit)  # a window's tokens come at once (only slots ahead count)
 
     async def acquire(self) -> None:
         await self._sh_link.slot()
@@ -421,6 +465,9 @@ class SharedAdaptiveRate(_Shared, AdaptiveRate):
 
     def _sh_acquire(self) -> Coroutine[Any, Any, float]:
         return AdaptiveRate.acquire(self)
+
+    def _sh_per_horizon(self, horizon: float) -> float:
+        return horizon * self.rate_per_s
 
     async def acquire(self) -> float:
         return await self._sh_link.slot()

@@ -233,3 +233,37 @@ async def test_a_probe_of_a_killed_task_holds_the_others_no_longer(
             await a.close()
         with contextlib.suppress(Exception):
             await sa.close()
+
+
+async def test_a_task_asking_less_often_still_gets_its_part(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """Slots are granted a short horizon ahead; A, with many requests waiting, asks four
+    times as often as B (a task just restarted, its in-flight limit still small). Each may
+    hold only its part of a horizon's slots ahead, so B, asking for more than half, gets
+    close to half the key's starts instead of what A left over; together never above the
+    key's pace; and A alone (B stopped) again takes every start."""
+    clock = FakeClock(autojump=False)
+    (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
+    a.feed(paced(clock, 10.0))
+    b.feed(paced(clock, 10.0))
+    slots: dict[str, list[float]] = {"A": [], "B": []}
+    try:
+        for step in range(600):  # 30 s; B asks every 0.2 s for the first 20 s
+            asking = [("A", a)] + ([("B", b)] if step % 4 == 0 and step < 400 else [])
+            for name, budget in asking:
+                results = await budget.links["feed"].settle([], 10)
+                slots[name] += [at for ok, at in results if ok]
+            clock.advance(0.05)
+        every = sorted(slots["A"] + slots["B"])
+        assert min(later - earlier for earlier, later in itertools.pairwise(every)) >= 0.1 - 1e-6
+        shared = [t for t in every if t < 20]
+        b_part = sum(1 for t in slots["B"] if t < 20) / len(shared)
+        assert b_part >= 0.4, b_part
+        alone = [t for t in every if t >= 21]
+        assert alone == [t for t in slots["A"] if t >= 21] and len(alone) >= 85
+    finally:
+        await a.close()
+        await b.close()
+        await sa.close()
+        await sb.close()
