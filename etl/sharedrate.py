@@ -283,6 +283,7 @@ class _Link:
             horizon = lim._sh_horizon()
             mine = self._ledger(lim, now, horizon, alive)
             share = max(1, math.ceil(lim._sh_per_horizon(horizon) / len(lim._sh_book)))
+            booked = False  # the limiter had no start left within the horizon
             for _ in range(wanted):
                 if len(mine) >= share:  # its fair part is booked: again when one is due
                     again = max(min(mine), now + 0.001)
@@ -297,6 +298,7 @@ class _Link:
                         _run_now(lim._sh_acquire())
                 except _Later as later:
                     load(lim, before)
+                    booked = True
                     again = max(later.at - horizon / 2, now + horizon / 4)
                     results.extend([(False, again)] * (wanted - len(results)))
                     break
@@ -306,7 +308,8 @@ class _Link:
                     mine.append(clock.t)
                 results.append((True, clock.t))
             granted = sum(1 for ok, _ in results if ok)
-            refused = wanted > 0 and granted == 0 and now - self._refusal_logged >= horizon
+            # logged when the budget itself was booked (not this task's fair part alone)
+            refused = booked and granted == 0 and now - self._refusal_logged >= horizon
             if refused:
                 self._refusal_logged = now
             return dump(lim), granted, refused
