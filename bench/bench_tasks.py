@@ -11,11 +11,11 @@ each restarted with its index after ``--restart-delay`` (as an engine would):
 * **429 share** = the sandbox's 429s ÷ its requests (counted by the sandbox itself: this
   script serves it, with a stats route);
 * **exact** = the ids in the table are the sandbox's ids, each once;
-* **reuse** per kill = from the SIGKILL until the other tasks have booked the whole budget
-  again: the first time one of them asked for a start and the key's limiter had none to
-  give (rate_budget_log's rows of 0 slots), so no part of the budget, the dead task's
-  included, was left unused; in wall seconds and in the API's time (x scale). Not
-  measurable when no other task was asking just before the kill (all dead, or done).
+* **reuse** per kill = from the SIGKILL until the tasks running beside it have booked the
+  whole budget again: the first time one of them asked for a start and the key's limiter
+  had none to give (rate_budget_log's rows of 0 slots), so no part of the budget, the dead
+  task's included, was left unused; in wall seconds and in the API's time (x scale). Not
+  measurable without a survivor (all killed together, or the others done).
 
 Prints a table and writes bench/results/tasks.json.
 
@@ -245,21 +245,25 @@ async def check_db(
 
 
 def reuse_after(kill: Kill, log: Log, scale: float, pids: dict[int, int]) -> None:
-    """From the kill until the budget is booked again by the other tasks: the first time
-    one of them asked and got no slot (a log row of 0 slots: the key's limiter had none
-    to give within its horizon, so nothing of the budget, the dead task's part included,
-    was left unused). Not measurable (None) when no other task asked in the 2 s before the
-    kill (none running, or all out of work: the dead task's shards are its own)."""
-    victim = kill.index
+    """From the kill until the tasks that were running beside it have booked the whole
+    budget again: the first time one of them asked and got no slot (a log row of 0 slots:
+    the key's limiter had none to give within its horizon, so no part of the budget, the
+    dead task's included, was left unused). The survivors are the other indexes' processes
+    that asked in the 2 s before the kill and again in the 2 s after it (a task killed at
+    the same moment, or one that finished its share, is none). Not measurable (None)
+    without a survivor."""
 
-    def other(holder: str) -> bool:
-        index = pids.get(int(holder.rsplit(":", 1)[-1]))
-        return index is not None and index != victim
+    def index(holder: str) -> int | None:
+        return pids.get(int(holder.rsplit(":", 1)[-1]))
 
-    rows = [(at, slots) for _, holder, at, slots in log if other(holder)]
-    if not any(kill.at - 2.0 <= at < kill.at for at, _ in rows):
-        return
-    booked = [at for at, slots in rows if slots == 0 and kill.at <= at < kill.at + 30]
+    before = {h for _, h, at, _ in log if kill.at - 2.0 <= at < kill.at}
+    after = {h for _, h, at, _ in log if kill.at <= at < kill.at + 2.0}
+    survivors = {h for h in before & after if index(h) not in (None, kill.index)}
+    booked = [
+        at
+        for _, h, at, slots in log
+        if h in survivors and slots == 0 and kill.at <= at < kill.at + 30
+    ]
     if booked:
         d = min(booked) - kill.at
         kill.reuse_wall_s = round(d, 2)
