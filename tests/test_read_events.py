@@ -64,9 +64,8 @@ async def test_keyset_pages_cover_everything_once(db_url: str) -> None:
 
 
 async def test_pages_over_many_sparse_hours_match_a_plain_query(db_url: str) -> None:
-    """A user active in 60 separate hours (the hours come from the rollup, read in growing
-    groups): every page, with and without --type/--since/--until, equals the plain ORDER BY
-    over events."""
+    """A user active in 60 separate hours, loaded in two batches: every page, with and
+    without --type/--since/--until, equals the plain ORDER BY over events."""
     records = mixed(400, step=dt.timedelta(minutes=37))
     await load(db_url, [records[:200], records[200:]])
     lo, hi = T0 + dt.timedelta(hours=20), T0 + dt.timedelta(hours=200)

@@ -1,12 +1,9 @@
 """`etl events --user ID`: one user's events, newest first, keyset-paged.
 
-No index on ``events`` is keyed by user: one costs the load ~1.5-2 s of PostgreSQL CPU per
-million events (its inserts land on random pages). The user's hours come from the rollup
-instead (``rollup_user_hours``, indexed by (user_id, hour): one row per user and hour), and
-each hour is one range scan of ``events_time_user_idx (occurred_at, user_id)``, whose user
-column is checked in the index: only the user's rows are fetched. Hours are read newest
-first in growing groups (2, 8, 32, ...) until the page is full, all in one REPEATABLE READ
-snapshot, so the rollup and the rows agree.
+One statement on ``events_user_time_idx (user_id, occurred_at, id)``: the index range of the
+user, walked backwards from ``before`` (or ``until``), stopping after ``limit + 1`` rows; only
+those rows are fetched from the table. No transaction, no second query: `etl serve` runs it
+per ``GET /events/{user_id}`` (a cached prepared statement per filter shape).
 
 ``next_before`` is the position of the page's last event (``TIME/ID``); passing it as
 ``before`` gives the next page, which starts strictly after it in (occurred_at, id) order,
@@ -49,13 +46,33 @@ def position(row: EventRow) -> str:
     return f"{iso(row.occurred_at)}/{row.id}"
 
 
-_HOURS = (
-    "SELECT hour FROM rollup_user_hours WHERE user_id = $1"
-    " AND hour <= coalesce($2::timestamptz, 'infinity')"
-    " AND hour >= date_trunc('hour', coalesce($3::timestamptz, '-infinity'), 'UTC')"
-    " ORDER BY hour DESC"
-)
-_FIRST_GROUP, _GROWTH = 2, 4
+_ORDER = "ORDER BY occurred_at DESC, id DESC LIMIT $2"
+
+
+def user_events_sql(types: bool, since: bool, until: bool, before: bool, before_id: bool) -> str:
+    """The statement for one filter shape: $1 user, $2 limit, then (when given) the types
+    array, since, until, before's time and id, in that order."""
+    where = ["user_id = $1"]
+    n = 2
+
+    def arg() -> str:
+        nonlocal n
+        n += 1
+        return f"${n}"
+
+    if types:
+        where.append(f"type = ANY({arg()}::text[])")
+    if since:
+        where.append(f"occurred_at >= {arg()}")
+    if until:
+        where.append(f"occurred_at < {arg()}")
+    if before:
+        if before_id:
+            # a row comparison on the index's own columns: an index bound, not a filter
+            where.append(f"(occurred_at, id) < ({arg()}, {arg()}::uuid)")
+        else:
+            where.append(f"occurred_at < {arg()}")
+    return f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} {_ORDER}"
 
 
 async def _user_events(
@@ -67,44 +84,20 @@ async def _user_events(
     before: tuple[dt.datetime, str | None] | None,
     limit: int,
 ) -> EventsPage:
-    args: list[Any] = [user_id, limit + 1, None]  # $3: the group of hours
-    where = [
-        "e.user_id = $1",
-        "e.occurred_at >= h.hour",
-        "e.occurred_at < h.hour + interval '1 hour'",
-    ]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
+    args: list[Any] = [user_id, limit + 1]
     if types:
-        where.append(f"e.type = ANY({arg(list(types))}::text[])")
-    if since is not None:
-        where.append(f"e.occurred_at >= {arg(since)}")
-    if until is not None:
-        where.append(f"e.occurred_at < {arg(until)}")
+        args.append(list(types))
+    args += [t for t in (since, until) if t is not None]
     if before is not None:
-        if before[1] is None:
-            where.append(f"e.occurred_at < {arg(before[0])}")
-        else:
-            where.append(f"(e.occurred_at, e.id) < ({arg(before[0])}, {arg(before[1])}::uuid)")
-    # The LIMIT inside the lateral keeps the plan a loop over the hours: without it the
-    # planner may walk the whole index backwards for the user (seconds on 3M rows).
-    order = "ORDER BY occurred_at DESC, id DESC LIMIT $2"
-    sql = (
-        f"SELECT {_COLS} FROM unnest($3::timestamptz[]) AS h(hour) CROSS JOIN LATERAL"
-        f" (SELECT * FROM events AS e WHERE {' AND '.join(where)} {order}) AS e {order}"
+        args += [before[0]] if before[1] is None else [before[0], before[1]]
+    sql = user_events_sql(
+        bool(types),
+        since is not None,
+        until is not None,
+        before is not None,
+        before is not None and before[1] is not None,
     )
-    newest = min((t for t in (until, before[0] if before else None) if t is not None), default=None)
-    rows: list[Any] = []
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        hours = [r[0] for r in await conn.fetch(_HOURS, user_id, newest, since)]
-        group = _FIRST_GROUP
-        while hours and len(rows) <= limit:
-            args[1], args[2] = limit + 1 - len(rows), hours[:group]
-            rows += await conn.fetch(sql, *args)
-            hours, group = hours[group:], group * _GROWTH
+    rows = await conn.fetch(sql, *args)
     return _page(user_id, rows, limit)
 
 

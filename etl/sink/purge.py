@@ -22,17 +22,6 @@ from etl.models import Batch, Record
 from etl.pg import Conn
 from etl.sink import rollups
 
-# A user's rows without an index keyed by user on events: the user's hours from the rollup,
-# then one range of ``events_time_user_idx (occurred_at, user_id)`` per hour (etl.read.events),
-# collected first (ARRAY: an init plan; OFFSET 0 keeps the loop over hours), then found by id.
-# Left to the planner, ``user_id = $1`` alone was a parallel scan of every row (3 s on 3M).
-_USER_ROWS = (
-    "id = ANY(ARRAY(SELECT e.id FROM rollup_user_hours AS h CROSS JOIN LATERAL"
-    " (SELECT id FROM events AS e WHERE e.occurred_at >= h.hour"
-    " AND e.occurred_at < h.hour + interval '1 hour' AND e.user_id = h.user_id OFFSET 0) AS e"
-    " WHERE h.user_id = {arg}))"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class PurgeFilter:
@@ -59,9 +48,8 @@ class PurgeFilter:
             if value is not None:
                 args.append(value)
                 cast = "::uuid" if column == "user_id" else ""
+                # a user's rows: a range of events_user_time_idx (user_id, occurred_at, id)
                 parts.append(f"{column} {op} ${len(args)}{cast}")
-                if column == "user_id":
-                    parts.append(_USER_ROWS.format(arg=f"${len(args)}::uuid"))
         return " AND ".join(parts), args
 
     def matches(self, r: Record) -> bool:

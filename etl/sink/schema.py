@@ -34,7 +34,7 @@ from etl.sink.findings import FINDINGS_DDL
 from etl.sink.rollups import ROLLUPS_DDL
 from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -236,6 +236,13 @@ CREATE TABLE IF NOT EXISTS posted_totals (
 );
 """
 
+# v11: `etl events --user` and `etl purge --user` on one index range of the user, newest
+# first (the hours of rollup_user_hours are no longer needed for it, nor their index)
+_V11 = """
+CREATE INDEX IF NOT EXISTS events_user_time_idx ON events (user_id, occurred_at, id);
+DROP INDEX IF EXISTS rollup_user_hours_user_idx;
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1),
     (2, _V2),
@@ -255,6 +262,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (9, BUDGET_DDL),
     # events posted to `etl serve`: counted in posted_totals
     (10, _V10),
+    # `etl events --user`: an index keyed by user on events (issue 14's "milliseconds")
+    (11, _V11),
 )
 
 STAGE_TABLE = "etl_stage"
