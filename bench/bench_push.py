@@ -42,6 +42,7 @@ import asyncpg
 from etl.models import Batch, Checkpoint, Position, ShardState
 from etl.sandbox.databox.config import DATABOX_DEMO_KEY
 from etl.sink import EmbeddedPostgres, PostgresSink
+from etl.source.datasync import EVENTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sink import make_records
@@ -108,7 +109,7 @@ class Sandbox:
 
 async def load(dsn: str, n: int, seed: int) -> list[str]:
     records = make_records(n, seed=seed)
-    async with PostgresSink(dsn) as sink:
+    async with PostgresSink(dsn, stream=EVENTS) as sink:
         await sink.add_shards([ShardState("s1", None, None)])
         for i in range(0, n, 5000):
             chunk = records[i : i + 5000]

@@ -29,6 +29,7 @@ import asyncpg
 
 from etl.models import Batch, Checkpoint, Position, Record, ShardState
 from etl.sink import EmbeddedPostgres, PostgresSink
+from etl.source.datasync import EVENTS
 
 TYPES = ("page_view", "click", "signup", "purchase", "login", "logout", "search", "error")
 
@@ -90,7 +91,7 @@ async def run_variant(
     await admin(server_url, f'CREATE DATABASE "{name}"')
     dsn = with_db(server_url, name)
     try:
-        async with PostgresSink(dsn, loaders=loaders, direct_copy=direct) as sink:
+        async with PostgresSink(dsn, stream=EVENTS, loaders=loaders, direct_copy=direct) as sink:
             if not index:
                 await admin(dsn, "DROP INDEX events_time_user_idx")
             for name in declare:  # push datasets: each batch also writes its outbox rows

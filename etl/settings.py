@@ -207,7 +207,7 @@ class Settings:
 
 
 #: The defaults as one value, for code that takes a knob without going through the CLI
-#: (``PipelineOptions()``, ``PostgresSink(dsn)``, tests): they read it, never restate it.
+#: (``PipelineOptions()``, ``PostgresSink(dsn, stream=…)``, tests): they read it, never restate it.
 DEFAULTS = Settings(api_url=None, api_key="")
 
 

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 
 from etl.sink import EmbeddedPostgres, PostgresSink
+from etl.source.datasync import EVENTS
 
 T = TypeVar("T")
 
@@ -71,5 +72,5 @@ def db_url(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture
 async def sink(db_url: str) -> AsyncIterator[PostgresSink]:
     """An open ``PostgresSink`` on a fresh, migrated database."""
-    async with PostgresSink(db_url) as s:
+    async with PostgresSink(db_url, stream=EVENTS) as s:
         yield s

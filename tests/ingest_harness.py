@@ -18,7 +18,7 @@ from etl.identity import SourceIdentity, api_label, key_id
 from etl.models import Delivery, RunCounters, ShardState
 from etl.pipeline import Outcome, PipelineOptions, Run
 from etl.sink.postgres import PostgresSink
-from etl.source.datasync import DataSyncSource, SourceOptions
+from etl.source.datasync import EVENTS, DataSyncSource, SourceOptions
 from etl.source.http import Http
 from etl.wiring import run_ingest
 
@@ -100,7 +100,11 @@ async def ingest(
     options = PipelineOptions(**{"shards": 6, "tick_s": 1.0, **(pipeline or {})})
     async with (
         PostgresSink(
-            db_url, loaders=options.loaders, on_delivery=reporter.delivered, **(sink or {})
+            db_url,
+            stream=EVENTS,
+            loaders=options.loaders,
+            on_delivery=reporter.delivered,
+            **(sink or {}),
         ) as pg,
         Http(base_url, api_key, **(http or {})) as client,
     ):

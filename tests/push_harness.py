@@ -20,6 +20,7 @@ from etl.push.run import push_main
 from etl.sandbox.databox.config import DATABOX_DEMO_KEY
 from etl.settings import PushSettings
 from etl.sink.postgres import PostgresSink
+from etl.source.datasync import EVENTS
 from tests.fixtures_sandbox import SandboxHandle
 
 TYPES = ("page_view", "click", "purchase", "error")
@@ -61,7 +62,7 @@ async def load(
     overwrite: bool = False,
 ) -> None:
     """Write ``records`` in batches through ``PostgresSink.write`` (the load transaction)."""
-    async with PostgresSink(db_url) as sink:
+    async with PostgresSink(db_url, stream=EVENTS) as sink:
         await sink.add_shards([ShardState(shard, None, None)])
         for i in range(0, len(records), batch):
             chunk = records[i : i + batch]

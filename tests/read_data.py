@@ -11,6 +11,7 @@ import asyncpg
 
 from etl.models import Batch, Checkpoint, Position, Record, ShardState
 from etl.sink import PostgresSink
+from etl.source.datasync import EVENTS
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 USERS = [str(uuid.UUID(int=0xA000 + k)) for k in range(4)]
@@ -76,7 +77,7 @@ def batch(records: list[Record], shard: str = "s") -> Batch:
 async def load(dsn: str, chunks: Iterable[list[Record]], *, direct: bool = True) -> int:
     """Write each chunk as one batch of shard "s" through ``PostgresSink``; rows inserted."""
     inserted = 0
-    async with PostgresSink(dsn, direct_copy=direct) as sink:
+    async with PostgresSink(dsn, stream=EVENTS, direct_copy=direct) as sink:
         await sink.add_shards([ShardState("s", None, None)])
         for chunk in chunks:
             inserted += (await sink.write(batch(chunk))).inserted

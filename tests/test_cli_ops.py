@@ -14,6 +14,7 @@ from etl.errors import ExitCode
 from etl.models import RunCounters, ShardState
 from etl.sink import EmbeddedPostgres, PostgresSink
 from etl.sink.dsn import redact_dsn
+from etl.source.datasync import EVENTS
 from tests.fixtures_db import run_sync
 from tests.test_status import batch
 
@@ -29,7 +30,7 @@ def invoke(args: list[str], env: dict[str, str]) -> Result:
 
 async def populate(dsn: str, *, finish: str | None = None) -> int:
     """One run through the real sink: two shards, 8 events loaded of 20 expected."""
-    async with PostgresSink(dsn) as sink:
+    async with PostgresSink(dsn, stream=EVENTS) as sink:
         await sink.add_shards([ShardState("a", None, None), ShardState("b", None, None)])
         run_id = await sink.start_run("events")
         await sink.write(batch("a", range(5)))

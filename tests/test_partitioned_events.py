@@ -10,6 +10,7 @@ import pytest
 
 from etl.read.rollups import verify
 from etl.sink.postgres import PostgresSink
+from etl.source.datasync import EVENTS
 from tests.read_data import execute, fetch, load, mixed
 
 PARTS = 4
@@ -28,7 +29,7 @@ CREATE TABLE events (LIKE events_plain INCLUDING ALL) PARTITION BY HASH (id);
 
 
 async def _migrated(db_url: str) -> None:
-    async with PostgresSink(db_url):
+    async with PostgresSink(db_url, stream=EVENTS):
         pass
 
 

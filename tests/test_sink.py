@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -22,8 +23,10 @@ from etl.models import (
     Record,
     RunCounters,
     ShardState,
+    StreamColumn,
 )
 from etl.sink import SCHEMA_VERSION, PostgresSink, migrate, redact_dsn
+from etl.source.datasync import EVENTS, events_stream
 
 T0 = dt.datetime(2026, 1, 27, 19, 19, 13, 629000, tzinfo=dt.UTC)
 
@@ -83,7 +86,7 @@ async def rows(db_url: str, sql: str) -> list[asyncpg.Record]:
 @pytest.fixture(params=[True, False], ids=["direct", "staged"])
 async def shard_sink(db_url: str, request: pytest.FixtureRequest) -> AsyncIterator[PostgresSink]:
     """A sink with shards s1 and s2; writes with and without the direct-COPY fast path."""
-    async with PostgresSink(db_url, direct_copy=request.param) as sink:
+    async with PostgresSink(db_url, stream=EVENTS, direct_copy=request.param) as sink:
         await sink.add_shards([ShardState("s1", None, None), ShardState("s2", 0, 1000)])
         yield sink
 
@@ -114,7 +117,7 @@ async def test_migration_is_idempotent(db_url: str) -> None:
         } <= tables
     finally:
         await conn.close()
-    async with PostgresSink(db_url):  # a third time through the sink
+    async with PostgresSink(db_url, stream=EVENTS):  # a third time through the sink
         pass
 
 
@@ -133,7 +136,7 @@ async def test_concurrent_sinks_start(db_url: str) -> None:
     """Several sinks opening the same fresh database at once all start."""
 
     async def open_one() -> None:
-        async with PostgresSink(db_url) as s:
+        async with PostgresSink(db_url, stream=EVENTS) as s:
             assert await s.load_shards() == []
 
     await asyncio.gather(*(open_one() for _ in range(3)))
@@ -334,7 +337,9 @@ async def test_delivery_log_and_hook(db_url: str) -> None:
     """Each batch written is a delivery_log row and one call of the on_delivery hook, with the same
     figures."""
     seen: list[Delivery] = []
-    async with PostgresSink(db_url, run_id=42, provider="datasync", on_delivery=seen.append) as s:
+    async with PostgresSink(
+        db_url, stream=EVENTS, run_id=42, provider="datasync", on_delivery=seen.append
+    ) as s:
         await s.add_shards([ShardState("s1", None, None)])
         await s.write(make_batch([make_record(i) for i in range(7)]))
     log = await rows(db_url, "SELECT * FROM delivery_log")
@@ -403,7 +408,7 @@ async def test_runs_lifecycle(sink: PostgresSink, db_url: str) -> None:
 async def test_stale_runs_marked_failed(db_url: str) -> None:
     """A run left running by a crash is marked failed by the next start, once its heartbeat is
     stale."""
-    async with PostgresSink(db_url) as s:
+    async with PostgresSink(db_url, stream=EVENTS) as s:
         old = await s.start_run("events")  # never finished: a crash
         fresh = await s.start_run("events")
         conn = await asyncpg.connect(db_url)
@@ -430,7 +435,10 @@ async def test_stale_runs_marked_failed(db_url: str) -> None:
 async def test_lock_contention(db_url: str) -> None:
     """A second ingest on the same database is refused at once with LockHeld naming the holder; the
     lock frees when the first closes."""
-    async with PostgresSink(db_url) as first, PostgresSink(db_url) as second:
+    async with (
+        PostgresSink(db_url, stream=EVENTS) as first,
+        PostgresSink(db_url, stream=EVENTS) as second,
+    ):
         await first.try_lock()
         assert first.locked
         t = time.monotonic()
@@ -442,7 +450,7 @@ async def test_lock_contention(db_url: str) -> None:
         await second.try_lock()
         assert second.locked
     # released by closing the sink
-    async with PostgresSink(db_url) as third:
+    async with PostgresSink(db_url, stream=EVENTS) as third:
         await third.try_lock()
 
 
@@ -489,7 +497,7 @@ async def test_errors_never_contain_the_password(
     """A DSN that cannot be reached or parsed gives a clear error with the password masked,
     in the message and in the cause kept for debugging alike."""
     with pytest.raises(error) as info:
-        async with PostgresSink(dsn, connect_timeout=3):
+        async with PostgresSink(dsn, stream=EVENTS, connect_timeout=3):
             pass
     text = str(info.value)
     assert says in text
@@ -497,7 +505,7 @@ async def test_errors_never_contain_the_password(
     assert "***" in text
     assert "Hunter2SecretPw" not in repr(info.value.__cause__)
     with pytest.raises(error) as info2:
-        sink = PostgresSink(dsn, connect_timeout=3)
+        sink = PostgresSink(dsn, stream=EVENTS, connect_timeout=3)
         await sink.try_lock()
     assert "Hunter2SecretPw" not in str(info2.value)
 
@@ -507,5 +515,24 @@ async def test_wrong_database_name(pg_server_url: str) -> None:
     from tests.fixtures_db import with_database
 
     with pytest.raises(SinkError, match="does not exist"):
-        async with PostgresSink(with_database(pg_server_url, "etl_no_such_db")):
+        async with PostgresSink(with_database(pg_server_url, "etl_no_such_db"), stream=EVENTS):
             pass
+
+
+def test_the_sink_serves_only_the_events_shaped_stream() -> None:
+    """``PostgresSink`` loads the stream it is given; one of another shape (another table,
+    other columns or key) is refused before any connection with ``ConfigError`` saying
+    what differs and where such a stream goes, while DataSync's stream with other required
+    fields (same shape) is accepted."""
+    issues = dataclasses.replace(
+        EVENTS, name="issues", columns=(StreamColumn("id", "integer", False),), table=""
+    )
+    with pytest.raises(ConfigError) as refused:
+        PostgresSink("postgresql://nowhere.invalid/x", stream=issues)
+    text = str(refused.value)
+    assert "'issues'" in text and "table 'issues'" in text and "StreamSink" in text
+    renamed = dataclasses.replace(EVENTS, table="events2")
+    with pytest.raises(ConfigError, match="table 'events2'"):
+        PostgresSink("postgresql://nowhere.invalid/x", stream=renamed)
+    sink = PostgresSink("postgresql://nowhere.invalid/x", stream=events_stream(("id",)))
+    assert sink.stream.table_name == "events"

@@ -10,10 +10,11 @@ import pytest
 from etl.errors import SinkError
 from etl.models import ShardState
 from etl.sink import EmbeddedPostgres, PostgresSink
+from etl.source.datasync import EVENTS
 
 
 async def _count_shards(dsn: str) -> int:
-    async with PostgresSink(dsn) as sink:
+    async with PostgresSink(dsn, stream=EVENTS) as sink:
         return len(await sink.load_shards())
 
 
@@ -23,7 +24,7 @@ async def test_embedded_starts_reuses_data_and_stops(tmp_path: Path) -> None:
     data_dir = tmp_path / "pg"
     async with EmbeddedPostgres(data_dir) as dsn:
         assert dsn.startswith("postgresql://") and "/etl?" in dsn
-        async with PostgresSink(dsn) as sink:
+        async with PostgresSink(dsn, stream=EVENTS) as sink:
             await sink.add_shards([ShardState("s1", None, None)])
         # a second handle in the same process shares the server ...
         with EmbeddedPostgres(data_dir) as dsn2:

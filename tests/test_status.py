@@ -18,6 +18,7 @@ from etl.read.runs import read_runs
 from etl.read.status import read_status
 from etl.read.views import snapshot_to_json
 from etl.sink import PostgresSink
+from etl.source.datasync import EVENTS
 
 T0 = dt.datetime(2026, 1, 27, 19, 0, 0, tzinfo=dt.UTC)
 
@@ -172,7 +173,7 @@ async def test_running_run_is_preferred_and_runs_listed_newest_first(
     """Status shows the running run even when an older one failed; runs lists newest first."""
     first = live_run.run_id
     await live_run.finish_run("failed", counters(inserted=8), "boom")
-    async with PostgresSink(db_url) as second:
+    async with PostgresSink(db_url, stream=EVENTS) as second:
         await second.start_run("feed")
         snapshot = await read_status(db_url)
         assert snapshot.run is not None and snapshot.run.run_id == second.run_id
@@ -231,7 +232,7 @@ async def test_delivery_log_as_the_sink_hook(db_url: str, tmp_path: Path) -> Non
     """PostgresSink's on_delivery hook writes the same figures as its delivery_log table."""
     path = tmp_path / "delivery.jsonl"
     with DeliveryLog(path) as hook:
-        async with PostgresSink(db_url, on_delivery=hook) as sink:
+        async with PostgresSink(db_url, stream=EVENTS, on_delivery=hook) as sink:
             await sink.add_shards([ShardState("a", None, None)])
             await sink.start_run("events")
             await sink.write(batch("a", range(5), bad=1))

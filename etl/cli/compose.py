@@ -216,6 +216,7 @@ async def ingest_one(
         sink = await stack.enter_async_context(
             PostgresSink(
                 dsn,
+                stream=DataSyncSource.stream,
                 loaders=settings.loaders,
                 on_delivery=delivery,
                 outage_s=settings.db_outage_s,

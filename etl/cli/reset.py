@@ -49,11 +49,12 @@ async def reset_main(
     confirm: Callable[[list[str], str], bool],
 ) -> str:
     from etl.sink.postgres import PostgresSink
+    from etl.source.datasync import EVENTS
 
     async with open_database(database_url, data_dir) as dsn:
         if dsn is None:
             return f"nothing to reset: no database in {data_dir} (no ingest has run)"
-        async with PostgresSink(dsn, loaders=1) as sink:
+        async with PostgresSink(dsn, stream=EVENTS, loaders=1) as sink:
             where = sink.dsn_redacted if database_url else f"the embedded database in {data_dir}"
             await sink.try_lock()
             shards = await sink.load_shards()

@@ -18,6 +18,12 @@ Either way the rows that were new are added to the rollups in the same transacti
 and a repair of stripped rows moves them between rollup groups.
 
 A batch that failed is recorded by ``log_failure`` in a transaction of its own.
+
+The COPY's table and column list are the stream's (``PostgresSink`` passes them from the
+``Stream`` it loads); the rest of the SQL here (the staged insert with its rollups, repairs
+and refreshes of stripped rows, the incomplete-event quarantine, the push outbox) is the
+``events`` stream's own extension, which ``PostgresSink`` enables only for a stream of that
+shape (``etl.sink.postgres.events_extensions``).
 """
 
 from __future__ import annotations
@@ -164,6 +170,8 @@ def make_delivery(
     t0: float,
     result: WriteResult | None,
     error: str | None,
+    *,
+    columns: tuple[str, ...],
 ) -> Delivery:
     """The record of ``batch``, timed from ``t0`` (``time.perf_counter()``) until now; a
     failure (``result`` None) wrote nothing."""
@@ -177,7 +185,7 @@ def make_delivery(
         rows_written=result.inserted if result else 0,
         duplicates=result.duplicates if result else 0,
         quarantined=result.quarantined if result else 0,
-        columns=EVENT_COLUMNS,
+        columns=columns,
         success=result is not None,
         error=error,
         loaded_by=result.loaded_by if result else None,
@@ -259,27 +267,31 @@ async def write_batch(
     sent_at: dt.datetime,
     t0: float,
     *,
+    table: str,
+    columns: tuple[str, ...],
     direct: bool = False,
     repairs: Repairs | None = None,
 ) -> WriteResult:
     """Load ``batch`` and move its shard's checkpoint in one transaction on ``conn``.
 
-    ``direct`` tries a COPY straight into ``events`` first; a batch that repeats an id, its
-    own or a loaded one, then falls back to the staged upsert, so the result is the same
-    either way. ``repairs`` (updated after the commit) completes stripped rows from the
+    ``table`` and ``columns``: the stream's (the ``events`` shape, see the module's
+    docstring). ``direct`` tries a COPY straight into ``table`` first; a batch that repeats
+    an id, its own or a loaded one, then falls back to the staged upsert, so the result is
+    the same either way. ``repairs`` (updated after the commit) completes stripped rows from the
     batch's copies and resolves quarantined incomplete events the batch loads. Raises
     ``SinkError`` if the shard has no progress row, and whatever the database raises (a
     deadlock included); either way nothing of the batch is committed."""
     repairs = repairs if repairs is not None else Repairs()
     result: WriteResult | None = None
+    into = _Into(table, columns)
     if direct and batch.records:
         try:
-            result = await _write(conn, batch, run_id, provider, sent_at, t0, True, repairs)
+            result = await _write(conn, batch, run_id, provider, sent_at, t0, into, True, repairs)
         except asyncpg.UniqueViolationError as exc:
-            if not _is_events(exc.table_name):
+            if not _is_table(exc.table_name, table):
                 raise
     if result is None:
-        result = await _write(conn, batch, run_id, provider, sent_at, t0, False, repairs)
+        result = await _write(conn, batch, run_id, provider, sent_at, t0, into, False, repairs)
     repairs.stripped = max(0, repairs.stripped - result.repaired)
     if result.resolved:
         repairs.unresolved.difference_update(r[0] for r in batch.records)
@@ -287,10 +299,18 @@ async def write_batch(
     return result
 
 
-def _is_events(table: str | None) -> bool:
-    """``events`` or one of its pieces: a hash partition (``events_p0``), or a Citus shard
+@dataclass(frozen=True, slots=True)
+class _Into:
+    """Where a batch's COPY goes: the stream's table and column list."""
+
+    table: str
+    columns: tuple[str, ...]
+
+
+def _is_table(reported: str | None, table: str) -> bool:
+    """``table`` or one of its pieces: a hash partition (``events_p0``), or a Citus shard
     (``events_102008``), which is where a violation is reported (docs/citus.md)."""
-    return table is not None and (table == "events" or table.startswith("events_"))
+    return reported is not None and (reported == table or reported.startswith(table + "_"))
 
 
 async def _replace_rows(conn: Conn, sql: str) -> int:
@@ -329,6 +349,7 @@ async def _write(
     provider: str,
     sent_at: dt.datetime,
     t0: float,
+    into: _Into,
     direct: bool,
     repairs: Repairs,
 ) -> WriteResult:
@@ -338,14 +359,16 @@ async def _write(
         inserted = repaired = resolved = refreshed = 0
         pushing = n_records > 0 and await outbox.declared(conn)
         if direct:
-            await conn.copy_records_to_table("events", records=batch.records, columns=EVENT_COLUMNS)
+            await conn.copy_records_to_table(
+                into.table, records=batch.records, columns=into.columns
+            )
             inserted = n_records
             await rollups.apply(conn, rollups.aggregate(batch.records))
             if pushing:
                 await _owe_all(conn, batch)
         elif n_records:
             await conn.copy_records_to_table(
-                STAGE_TABLE, records=batch.records, columns=EVENT_COLUMNS
+                STAGE_TABLE, records=batch.records, columns=into.columns
             )
             if repairs.stripped:
                 repaired = await _replace_rows(conn, _REPAIR_EVENTS)
@@ -396,9 +419,10 @@ async def _write(
             refreshed=refreshed,
             loaded_by="copy" if direct else "upsert",
         )
-        await _insert_delivery(
-            conn, make_delivery(batch, run_id, provider, sent_at, t0, result, None)
+        delivery = make_delivery(
+            batch, run_id, provider, sent_at, t0, result, None, columns=into.columns
         )
+        await _insert_delivery(conn, delivery)
     return result
 
 
@@ -410,6 +434,9 @@ async def log_failure(
     sent_at: dt.datetime,
     t0: float,
     message: str,
+    *,
+    columns: tuple[str, ...],
 ) -> None:
     """Record ``batch`` as failed with ``message`` (already scrubbed) in ``delivery_log``."""
-    await _insert_delivery(conn, make_delivery(batch, run_id, provider, sent_at, t0, None, message))
+    delivery = make_delivery(batch, run_id, provider, sent_at, t0, None, message, columns=columns)
+    await _insert_delivery(conn, delivery)

@@ -4,6 +4,13 @@ The sink owns the lifecycle (schema migration, the pool, the single-instance loc
 database errors into ``SinkError`` with the DSN's secrets scrubbed, retries a batch that hit a
 deadlock and calls the ``on_delivery`` hook. The SQL lives in the modules it delegates to:
 ``batch`` (one batch's write transaction), ``progress`` (shard rows) and ``runs``.
+
+It loads the ``Stream`` it is given (``stream=``): the COPY's table and columns are the
+stream's. What it adds to a plain load (rollups, repairs of stripped rows, ``etl purge``'s
+filters, the push outbox, the ``ingest_progress`` shards) is the ``events`` stream's own
+extension, so it serves a stream of that shape only (``events_extensions``: DataSync's,
+``etl.source.datasync.events_stream``) and refuses any other with ``ConfigError``; other
+streams go through ``etl.sink.stream_sink.StreamSink``.
 Concurrent ``write()`` calls are safe (each takes its own pooled connection); writes of ONE
 shard must be issued in order by the caller.
 """
@@ -21,7 +28,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from etl.errors import EtlError, LockHeld, SinkError, StoppedInOutage
+from etl.errors import ConfigError, EtlError, LockHeld, SinkError, StoppedInOutage
 from etl.identity import SourceIdentity
 from etl.models import (
     FINAL_STATUSES,
@@ -30,6 +37,7 @@ from etl.models import (
     FinalStatus,
     RunCounters,
     ShardState,
+    Stream,
     Tally,
     WriteResult,
 )
@@ -42,10 +50,11 @@ from etl.sink.lock import IngestLock
 from etl.sink.outage import Outage, is_connection_loss, quiet_asyncpg
 from etl.sink.purge import PurgeFilter, drop_purged, load_rules
 from etl.sink.schema import STAGE_DDL, STRIPPED_SQL, migrate
+from etl.sources import events
 from etl.tasks import TaskShare
 from etl.timestamps import EPOCH, to_utc
 
-__all__ = ["PostgresSink"]
+__all__ = ["PostgresSink", "events_extensions"]
 
 T = TypeVar("T")
 
@@ -91,12 +100,31 @@ async def _load_repairs(conn: Conn) -> Repairs:
     return Repairs(stripped=int(stripped), unresolved={r[0] for r in rows})
 
 
+def events_extensions(stream: Stream) -> None:
+    """Check that ``stream`` is of the ``events`` shape this sink's extensions are written
+    for (table ``events``, ``etl.sources.events.COLUMNS`` in that order, key ``id``: the
+    rollups, repairs, purge filters and outbox read rows by those positions and that table);
+    raise ``ConfigError`` saying what differs otherwise."""
+    want = (events.STREAM, events.COLUMNS, events.PRIMARY_KEY)
+    if (stream.table_name, stream.columns, stream.primary_key) == want:
+        return
+    raise ConfigError(
+        f"PostgresSink loads the events stream only (table {events.STREAM!r}, columns "
+        f"{', '.join(events.EVENT_COLUMNS)}, key {', '.join(events.PRIMARY_KEY)}); stream "
+        f"{stream.name!r} (table {stream.table_name!r}, columns "
+        f"{', '.join(stream.column_names)}, key {', '.join(stream.primary_key)}) goes through "
+        "etl.sink.stream_sink.StreamSink"
+    )
+
+
 class PostgresSink:
     """Async context manager owning an asyncpg pool; implements ``etl.models.Sink``.
 
-    ``loaders`` is the number of concurrent ``write()`` calls expected (the pool has one more
-    connection for runs and heartbeats). ``direct_copy`` lets a shard whose last batch added
-    only new rows COPY its next one straight into ``events`` (see ``etl.sink.batch``).
+    ``stream``: what it loads, of the ``events`` shape (``events_extensions``; else
+    ``ConfigError``). ``loaders`` is the number of concurrent ``write()`` calls expected (the
+    pool has one more connection for runs and heartbeats). ``direct_copy`` lets a shard whose
+    last batch added only new rows COPY its next one straight into the stream's table (see
+    ``etl.sink.batch``).
     ``on_delivery`` is called after each batch (success or failure) with its ``Delivery``
     record, e.g. to append to a local log file; it must not block.
     """
@@ -105,6 +133,7 @@ class PostgresSink:
         self,
         dsn: str,
         *,
+        stream: Stream,
         loaders: int = DEFAULTS.loaders,
         run_id: int | None = None,
         provider: str = "datasync",
@@ -116,6 +145,11 @@ class PostgresSink:
         share: TaskShare | None = None,
     ) -> None:
         """``share``: task mode (``etl.tasks``): the lock is the share's, planning is serialised."""
+        events_extensions(stream)
+        self.stream = stream
+        # looked up once per batch: the COPY's table and column list
+        self._table = stream.table_name
+        self._columns = stream.column_names
         self._dsn = dsn
         self._share = share
         self.loaders = loaders
@@ -381,6 +415,8 @@ class PostgresSink:
                     self.provider,
                     sent_at,
                     t0,
+                    table=self._table,
+                    columns=self._columns,
                     direct=direct,
                     repairs=self._repairs,
                 )
@@ -426,7 +462,16 @@ class PostgresSink:
         try:
             async with asyncio.timeout(5):
                 async with self._require_pool().acquire() as conn:
-                    await log_failure(conn, batch, self.run_id, self.provider, sent_at, t0, message)
+                    await log_failure(
+                        conn,
+                        batch,
+                        self.run_id,
+                        self.provider,
+                        sent_at,
+                        t0,
+                        message,
+                        columns=self._columns,
+                    )
         except _FAILURES as exc:
             log.warning("could not record the failed batch in delivery_log: %s", self._scrub(exc))
 
@@ -440,7 +485,9 @@ class PostgresSink:
     ) -> None:
         if self._on_delivery is None:
             return
-        delivery = make_delivery(batch, self.run_id, self.provider, sent_at, t0, result, error)
+        delivery = make_delivery(
+            batch, self.run_id, self.provider, sent_at, t0, result, error, columns=self._columns
+        )
         try:
             self._on_delivery(delivery)
         except Exception:  # a logging hook must never break a load
