@@ -137,6 +137,10 @@ class AdaptiveRate:
         # every request in flight.
         self._checkpoint = max(1, round(self.prior_per_s * window_s))
         self._probe_out: float | None = None
+        # A checkpoint that passed with the prior cap's starts spanning S: a throttle of
+        # that cap has a window of S at most, so starts spread wider need no checkpoint
+        # (each one costs the lane a round trip idle: 7-10 s against a slow server)
+        self._probe_span = self._passed_span = float("inf")
         self._rtt_s = max(0.05, window_s / 300)  # answers' latency, smoothed
 
     @property
@@ -162,11 +166,13 @@ class AdaptiveRate:
                 and not self.window_learned
                 and self._probing_since is None
                 and len(self._starts) >= self._checkpoint
+                and now - self._starts[-self._prior_cap()] < self._passed_span
             ):
                 checkpoint = True
             if now >= at - _EPS:
                 if checkpoint:
                     self._probe_out = now
+                    self._probe_span = now - self._starts[-self._prior_cap()]
                 self._paced = paced
                 # on the ideal timeline when less than an interval late: a grant woken late
                 # (a busy event loop) does not lose its time; after idling, no credit
@@ -255,6 +261,7 @@ class AdaptiveRate:
         if self._probe_out is not None and started_at >= self._probe_out:
             self._probe_out = None  # passed: the throttle is looser than that
             self._checkpoint = max(self._checkpoint + 1, round(len(self._starts) * 1.25))
+            self._passed_span = min(self._passed_span, self._probe_span)
         since = self._probing_since
         if since is not None and started_at > since:
             self._learn(since, started_at)

@@ -535,3 +535,34 @@ async def test_the_spec_throttle_time_scaled_is_learnt_with_few_429s() -> None:
     await asyncio.gather(*(fetcher() for _ in range(32)))
     assert refused <= 3
     assert 30.0 <= rate.window_s <= 34.5 and rate.cap == 200
+
+
+async def test_a_feed_slower_than_its_throttle_is_not_held_at_every_checkpoint() -> None:
+    """Pages of 5 s keep 25 fetchers at 5 starts/s, under a throttle of 200 per 30 s: the
+    first checkpoint (200 starts spanning 40 s) passes, and no later one holds the lane a
+    round trip (it used to at 250, 312, 390, ... starts: ~5 s idle each)."""
+    clock = FakeClock()
+    rate = AdaptiveRate(
+        200 / 300 * 16, clock, prior_per_s=200 / 300, window_s=300.0, learn_window=True
+    )
+    throttle = collections.deque[float]()
+    refused = accepted = 0
+
+    async def fetcher() -> None:
+        nonlocal refused, accepted
+        while clock.now() < 200.0:
+            started = await rate.acquire()
+            while throttle and throttle[0] <= started - 30.0:
+                throttle.popleft()
+            if len(throttle) >= 200:
+                refused += 1
+                rate.on_throttled(started)
+                continue
+            throttle.append(started)
+            accepted += 1
+            await clock.sleep(5.0)
+            rate.on_success(started)
+
+    await asyncio.gather(*(fetcher() for _ in range(25)))
+    assert refused == 0
+    assert accepted >= 0.95 * 5 * 200
