@@ -106,3 +106,57 @@ def test_workers_share_one_port_and_sum_their_counts(db_url: str, tmp_path: Path
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_a_migration_longer_than_the_statement_timeout_is_applied(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Started on a database one step behind whose step builds an index over the events,
+    `etl serve` applies it even when that takes longer than the requests' statement timeout
+    (100 ms here), and says no warning."""
+    import asyncio
+
+    import asyncpg
+
+    from etl.sink.schema import SCHEMA_VERSION, migrate
+
+    async def behind() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            await migrate(conn)
+            await conn.execute(
+                "INSERT INTO events (id, user_id, type, occurred_at, properties, timestamp_raw)"
+                " SELECT gen_random_uuid(), gen_random_uuid(), 'page_view',"
+                " now() - k * interval '1 second', '{}', '' FROM generate_series(1, 400000) k"
+            )
+            await conn.execute("DROP INDEX events_user_time_idx")
+            await conn.execute("DELETE FROM schema_version WHERE version = $1", SCHEMA_VERSION)
+        finally:
+            await conn.close()
+
+    async def version() -> int:
+        conn = await asyncpg.connect(db_url)
+        try:
+            return int(await conn.fetchval("SELECT max(version) FROM schema_version"))
+        finally:
+            await conn.close()
+
+    asyncio.run(behind())
+    port = _free_port()
+    proc = subprocess.Popen(
+        _etl("serve", "--port", str(port), "--workers", "1", "--statement-timeout-ms", "100"),
+        env=_env(DATABASE_URL=db_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()
+        assert "listening" in first, first
+        assert asyncio.run(version()) == SCHEMA_VERSION
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "warning" not in first + err

@@ -125,7 +125,10 @@ def serve(
             async with database(database_url, data_dir) as dsn:
                 ctx.db = RecoveringPool(dsn, statement_timeout_ms=statement_timeout_ms)
                 try:
-                    async with ctx.db.connection() as conn:
+                    async with ctx.db.connection() as conn, conn.transaction():
+                        # a migration builds indexes over the events: not a request, so not
+                        # under the requests' statement timeout (it was cancelled at 2 s)
+                        await conn.execute("SET LOCAL statement_timeout = 0")
                         await migrate(conn)
                 except EtlError as exc:  # serve anyway: 503 until the database is back
                     typer.echo(f"warning: {exc}", err=True)
