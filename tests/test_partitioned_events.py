@@ -25,6 +25,8 @@ CREATE TABLE events (LIKE events_plain INCLUDING ALL) PARTITION BY HASH (id);
         for i in range(PARTS)
     )
 }
+CREATE TRIGGER etl_rollup_insert AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION etl_rollup_insert();
 """
 
 

@@ -14,7 +14,7 @@ staged  COPY into the connection's TEMP stage (``etl.sink.schema.STAGE_DDL``), t
         ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``: absorbs re-reads.
 
 Either way the rows that were new are added to the rollups in the same transaction
-(``etl.sink.rollups``: summed in Python for a direct COPY, from ``RETURNING`` when staged),
+(``etl.sink.rollups``: a statement trigger on ``events`` sums what each INSERT or COPY inserted),
 and a repair of stripped rows moves them between rollup groups.
 
 A batch that failed is recorded by ``log_failure`` in a transaction of its own.
@@ -53,18 +53,18 @@ def _stripped(alias: str) -> str:
 _COLS = ", ".join(EVENT_COLUMNS)
 # ORDER BY id: concurrent transactions take index locks in the same order, so overlapping
 # batches wait for each other instead of deadlocking.
-# ... with the rows it really inserted added to the rollups; returns their count
+# ... returns how many rows it really inserted (the insert trigger adds them to the rollups)
 _INSERT_STAGED = (
     f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} ORDER BY id "
     "ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_EVENTS = rollups.staged_insert(_INSERT_STAGED)
+_INSERT_EVENTS = f"WITH src AS ({_INSERT_STAGED} RETURNING 1) SELECT count(*) FROM src"
 # The same, when push datasets are declared: also the new rows' ids and time range, which
 # the outbox owes them (etl.sink.outbox).
-_INSERT_EVENTS_OWED = rollups.add_from(
-    f"{_INSERT_STAGED} RETURNING {rollups.RETURNED}, id",
-    "SELECT (SELECT coalesce(sum(n), 0) FROM g) AS n, (SELECT array_agg(id) FROM src) AS ids,"
-    " (SELECT min(occurred_at) FROM src) AS lo, (SELECT max(occurred_at) FROM src) AS hi",
+_INSERT_EVENTS_OWED = (
+    f"WITH src AS ({_INSERT_STAGED} RETURNING id, occurred_at)"
+    " SELECT count(*) AS n, array_agg(id) AS ids, min(occurred_at) AS lo,"
+    " max(occurred_at) AS hi FROM src"
 )
 _UPDATE_PROGRESS = """
 UPDATE ingest_progress SET
@@ -363,7 +363,6 @@ async def _write(
                 into.table, records=batch.records, columns=into.columns
             )
             inserted = n_records
-            await rollups.apply(conn, rollups.aggregate(batch.records))
             if pushing:
                 await _owe_all(conn, batch)
         elif n_records:

@@ -31,10 +31,10 @@ from __future__ import annotations
 from etl.errors import SinkError
 from etl.pg import Conn
 from etl.sink.findings import FINDINGS_DDL
-from etl.sink.rollups import ROLLUPS_DDL
+from etl.sink.rollups import INSERT_TRIGGER_DDL, ROLLUPS_DDL
 from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -264,6 +264,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (10, _V10),
     # `etl events --user`: an index keyed by user on events (issue 14's "milliseconds")
     (11, _V11),
+    # the rollups of every INSERT into events kept by a statement trigger (etl.sink.rollups)
+    (12, INSERT_TRIGGER_DDL),
 )
 
 STAGE_TABLE = "etl_stage"

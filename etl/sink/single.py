@@ -17,7 +17,6 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from etl.models import Quarantined, Record
-from etl.sink import rollups
 from etl.sink.batch import _UPSERT_QUARANTINE, _quarantine_args
 from etl.sink.purge import load_rules
 from etl.sources.events import EVENT_COLUMNS
@@ -66,9 +65,7 @@ async def insert_events(
             columns = [list(col) for col in zip(*kept, strict=True)]
             rows = await conn.fetch(_INSERT, *columns)
             created = {r["id"] for r in rows}
-            new = [r for r in kept if r[0] in created]
-            if new:  # the rollups count exactly the rows inserted now
-                await rollups.apply(conn, rollups.aggregate(new))
+            # the insert trigger adds exactly the rows inserted now to the rollups
         if quarantined:
             await conn.execute(_UPSERT_QUARANTINE, HTTP_SHARD, None, *_quarantine_args(quarantined))
         if created:  # last: the one counter row is held only until the commit
