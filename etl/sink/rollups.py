@@ -13,9 +13,9 @@ Exactly the rows that were new are counted, in the statement that writes them:
 insert        a statement trigger (``etl_rollup_insert``, schema 12) groups the statement's
               transition table (the rows it really inserted: a direct COPY's, the staged
               ``INSERT ... ON CONFLICT DO NOTHING``'s survivors, `etl serve`'s posts) and
-              upserts the sums. No per-event work in the client; measured on 1M events
-              (same indexes): server CPU +0.3 s over no rollups, where sums made in Python
-              and sent as arrays cost the client +2.0 s and the server +1.7 s.
+              upserts the sums. No per-event work in the client; the database does it
+              instead (unthrottled 1M, same indexes: PostgreSQL CPU +3.7 s, where sums made
+              in Python cost the client +2.0 s and PostgreSQL +1.5 s: README).
 purge         ``delete_returning`` wraps the ``DELETE`` and subtracts; rows that reach 0 are
               removed, so the rollups always equal a GROUP BY over ``events``
               (``etl.read.rollups.verify`` checks exactly that).
