@@ -127,15 +127,13 @@ class StreamSink:
         ]
         key = (self.source, self.stream.name)
         async with self._conn(f"writing shard {cp.shard_id}") as conn, conn.transaction():
-            inserted = await self._rows(conn, batch) if columns else 0
+            inserted, written = await self._rows(conn, batch) if columns else (0, 0)
             if bad:
                 await conn.execute(QUARANTINE, *key, *map(list, zip(*bad, strict=True)))
             if not self._chain:  # a chain's progress is its stream_state row
                 await self._checkpoint(conn, batch, inserted)
             nxt = cp.cursor if self._chain else None
-            counted = await conn.execute(
-                COUNTERS, *key, len(batch.records), len(bad), cp.pages, cp.mark, nxt
-            )
+            counted = await conn.execute(COUNTERS, *key, written, len(bad), cp.pages, cp.mark, nxt)
             if counted != "UPDATE 1":
                 raise SinkError(f"stream {self.stream.name!r} has no stream_state row")
         duplicates = len(batch.records) - inserted
@@ -150,14 +148,16 @@ class StreamSink:
         if done != "UPDATE 1":
             raise SinkError(f"shard {cp.shard_id!r} has no progress row (add_shards() it)")
 
-    async def _rows(self, conn: Any, batch: Batch) -> int:
-        """The batch's rows into the table; how many were new."""
+    async def _rows(self, conn: Any, batch: Batch) -> tuple[int, int]:
+        """The batch's rows into the table: (how many were new, how many were written).
+        A re-read row already there is neither; an upsert's newer version is written."""
         if self._spec is None:
             columns = [list(c) for c in zip(*batch.records, strict=True)]
-            return int((await conn.execute(self._insert, *columns)).split()[-1])
+            new = int((await conn.execute(self._insert, *columns)).split()[-1])
+            return new, new
         rows = dedupe(self._spec, batch.records)  # one statement may touch a key once
         result = await conn.fetch(self._insert, *[list(c) for c in zip(*rows, strict=True)])
-        return sum(1 for r in result if r["inserted"])
+        return sum(1 for r in result if r["inserted"]), len(result)
 
     async def mark(self) -> str | None:
         """The stream's committed mark (an incremental stream's cursor value)."""
