@@ -13,9 +13,13 @@ each restarted with its index after ``--restart-delay`` (as an engine would):
 * **exact** = the ids in the table are the sandbox's ids, each once;
 * **reuse** per kill = from the SIGKILL until the tasks running beside it have booked the
   whole budget again: the first time one of them asked for a start and the key's limiter
-  had none to give (rate_budget_log's rows of 0 slots), so no part of the budget, the dead
-  task's included, was left unused; in wall seconds and in the API's time (x scale). Not
-  measurable without a survivor (all killed together, or the others done).
+  had none free at once (refused, or granted only ahead: rate_budget_log's rows of 0
+  slots), so no part of the budget, the dead task's included, was left unused; in wall
+  seconds and in the API's time (x scale). Not measurable without a survivor (all killed
+  together, or the others done). (Until 2026-12-03 afternoon only refusals counted: a
+  survivor sending at the key's full pace, each ask granted just in time or a little
+  ahead, was never refused, and a reuse of 2 s was reported where the trace showed it
+  sending at the whole key's pace 0.02 s after the kill.)
 
 Prints a table and writes bench/results/tasks.json.
 
@@ -246,12 +250,12 @@ async def check_db(
 
 def reuse_after(kill: Kill, log: Log, scale: float, pids: dict[int, int]) -> None:
     """From the kill until the tasks that were running beside it have booked the whole
-    budget again: the first time one of them asked and got no slot (a log row of 0 slots:
-    the key's limiter had none to give within its horizon, so no part of the budget, the
-    dead task's included, was left unused). The survivors are the other indexes' processes
-    that asked in the 2 s before the kill and again in the 2 s after it (a task killed at
-    the same moment, or one that finished its share, is none). Not measurable (None)
-    without a survivor."""
+    budget again: the first time one of them asked and the key's limiter had no start free
+    at once (a log row of 0 slots: refused, or granted only ahead), so no part of the
+    budget, the dead task's included, was left unused. The survivors are the other
+    indexes' processes that asked in the 2 s before the kill and again in the 2 s after it
+    (a task killed at the same moment, or one that finished its share, is none). Not
+    measurable (None) without a survivor."""
 
     def index(holder: str) -> int | None:
         return pids.get(int(holder.rsplit(":", 1)[-1]))

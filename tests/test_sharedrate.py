@@ -267,3 +267,73 @@ async def test_a_task_asking_less_often_still_gets_its_part(
         await b.close()
         await sa.close()
         await sb.close()
+
+
+async def test_a_slow_exchange_does_not_end_the_events_window_early(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """The database's clock is 1000 s ahead of the task's. A request sent 0.5 s after its
+    token opens the server's 6 s window (X-RateLimit-Reset 6); meanwhile an exchange came
+    back 0.3 s after the database read its clock (a busy event loop). The
+    next window's tokens are still granted no earlier than 6 s after that send on the
+    database's clock: a task that took the slow exchange's offset would have counted the
+    send 0.3 s early and had them granted while the server's window was still open (429s)."""
+    clock = FakeClock(autojump=False)
+    way_back = [0.0]
+
+    def db_now() -> float:
+        read = clock.now() + 1000.0
+        clock.advance(way_back[0])  # from the database's clock read to this task's
+        return read
+
+    store = PgBudgetStore(db_url, holder="A", now=db_now)
+    budget = KeyBudget(store, key_fingerprint(URL, KEY))
+    bucket = budget.events(TokenBucket(10 / 6, 10, clock))  # 10 per 6 s
+    link = budget.links["events"]
+    try:
+        first = await link.settle([], 10)
+        assert all(ok for ok, _ in first)
+        clock.advance(0.5)
+        sent = clock.now()  # the first request goes: the server's window opens
+        clock.advance(2.0)
+        way_back[0] = 0.3
+        await link.settle([], 1)  # refused (the window's 10 are out), slowly
+        way_back[0] = 0.0
+        bucket.sync(10, 0, 6.0, sent_at=sent)  # the first request's answer
+        await link.flush()
+        granted: list[float] = []
+        while not granted:
+            granted = [at for ok, at in await link.settle([], 1) if ok]
+            clock.advance(0.01)
+        assert granted[0] >= 1000.0 + sent + 6.0
+    finally:
+        await budget.close()
+        await store.close()
+
+
+async def test_an_ask_that_waits_for_the_budget_is_logged_as_booked(
+    sink: PostgresSink, db_url: str
+) -> None:
+    """A feed paced at 1 start/s: an ask served at once is logged with its slot alone; one
+    made 0.1 s later gets the start due at 1 s (it waits for the budget) and is logged as
+    a row of 0 slots too: the key's budget was booked then, nothing of it left unused (the
+    benchmark's measure of a dead task's part being reused)."""
+    clock = FakeClock(autojump=False)
+    a, store = task(db_url, clock, "A")
+    a.feed(paced(clock))
+    link = a.links["feed"]
+    try:
+        [(ok, at)] = await link.settle([], 1)
+        assert ok and at == 0.0
+        clock.advance(0.1)
+        [(ok, at)] = await link.settle([], 1)
+        assert ok and at == 1.0
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch("SELECT at, slots FROM rate_budget_log ORDER BY at, slots")
+        finally:
+            await conn.close()
+        assert [(r["at"], r["slots"]) for r in rows] == [(0.0, 1), (0.1, 0), (0.1, 1)]
+    finally:
+        await a.close()
+        await store.close()

@@ -1,7 +1,7 @@
 """The SQL of the shared rate budget (``etl.sharedrate``): one row per (key fingerprint,
 lane) holding a limiter's state, changed only under the row's lock; and a log of the slots
-granted, per task (and, as rows of 0 slots, the asks that found none: the budget was booked),
-for ``etl status`` and the benchmark.
+granted, per task (and, as rows of 0 slots, the asks that found no start free at once: the
+budget was booked, nothing of it left unused), for ``etl status`` and the benchmark.
 
 Times are epoch seconds on the database's clock (``clock_timestamp()``), so tasks on
 machines whose clocks disagree still agree on when a slot is due; a test injects ``now``.
@@ -82,12 +82,14 @@ class PgBudgetStore:
             now = float(row["now"])
             state = row["state"] if now - float(row["updated_at"]) < STALE_S else fresh
             live = frozenset(row["live"] or ())
-            new, granted, refused = apply(
+            new, granted, waited = apply(
                 state, now, lambda holder: application_name(holder) in live
             )
             await conn.execute(_WRITE_SQL, key_fp, lane, new, self.holder, now)
-            if granted or refused:  # 0 slots: asked, and the budget had none to give
+            if granted:
                 await conn.execute(_LOG_SQL, key_fp, lane, self.holder, now, granted)
+            if waited:  # 0 slots: asked, and the budget had none free at once
+                await conn.execute(_LOG_SQL, key_fp, lane, self.holder, now, 0)
 
     async def prune(self, kept_s: float = LOG_KEPT_S) -> None:
         """Forget log rows older than ``kept_s``."""
