@@ -17,7 +17,15 @@ PROBE_GROWTH = 1.5  # after a 429, probes at gaps of cooldown x 1.5^k until one 
 # Learning the window: probe when the time since the oldest counted start has grown x1.3
 # (and at the prior's window, when a step passes it): few 429s, whatever the window
 PROBE_SPAN_GROWTH = 1.3
-NARROW_BRACKET = 1.25  # a wider bracket: its geometric mean is tentative (_tentative)
+# Tests (a start whose age, the time since the cap's-th start before it, is below the
+# smallest age seen to pass): one at a time; a test with no 429 within its wait (TEST_WAIT_S,
+# or 1.5 x the 429s' smoothed latency if longer; the first, alone, FIRST_TEST_WAIT_S) counts
+# as passed. They refine a learnt window downwards until one is refused (``_test_at``), and
+# find a throttle that a slow feed meets late with one 429 and no lane held a round trip.
+TEST_WAIT_S, FIRST_TEST_WAIT_S = 0.05, 0.25
+STEP = 0.015  # a 429 just past the learnt window (a late send): the window grows this much
+NARROW_BRACKET = 1.25  # learnt from fewer starts than the prior's cap: a wider bracket's
+# geometric mean is tentative (``_tentative``: a 429 moves it up the bracket)
 # Learnt from a full prior cap of starts (the cap is the prior's): pacing allows twice the
 # cap's average, so the cap binds and the slots freed while probing are caught up. Learnt
 # from fewer (cap and window both guessed): 5 % above the average, bursts spread.
@@ -58,11 +66,19 @@ class AdaptiveRate:
       the next 429 teaches it again from our own requests alone.
 
     * Learning the window (``learn_window``, the feed's default): ``window_s`` is a prior.
-      Until the first 429, at the prior's cap of starts one request goes alone (met with
-      one 429, not one per request in flight). After a 429 that followed a full prior cap
-      of starts, probes go when the time since the oldest of them has grown x1.3 (the
-      prior's window tried when a step passes it); the first success gives the window
-      (``_learn``). Waiters are woken then: the slots freed while probing are caught up.
+      A start's *age* is the time since the prior's cap-th start before it (ours refused
+      not counted). Until the first 429, once the prior's cap of starts is in the prior
+      window, a start younger than any seen to pass is a *test*: it goes alone (the others
+      wait for the slot at the smallest age that passed, or for the test to settle: its
+      answer, or no 429 within a quarter second at first, then 50 ms), so a throttle is
+      met with one 429, not one per request in flight, and a feed slower than its throttle
+      is not held a round trip per checkpoint. The first test refused after one passed
+      gives the window (the smallest age that passed: a feed that met the throttle late).
+      The first test refused gives a bracket's lower end: probes go when the time since
+      the oldest of the cap's starts has grown x1.3 (the prior's window tried when a step
+      passes it); the first success gives the window's upper end (``_learn``), and tests
+      then move it down, one at a time, until one is refused (``_refining``): one 429 more
+      for a window within a few % of the throttle's, for the rest of the run.
 
     Why a cap: a sliding window remembers. After a 429 the window is full of the recent
     past, so a merely lower rate keeps earning 429s until that past has aged out; mirroring
@@ -125,23 +141,26 @@ class AdaptiveRate:
         self._span_probes = False  # probing by the span since it (a full prior cap seen)
         self._probe_at = float("-inf")  # learning the window: no start before the next probe
         self._last_refused = 0.0  # start of the last probe refused
-        # the learnt window is tried at the bracket's geometric mean first; a 429 within a
-        # window of learning it means the bracket's upper end (this), no new back-off
-        self._window_high: float | None = None
-        self._learnt = asyncio.Event()  # set when the window is first learnt: wakes waiters
-        self._tentative_until = float("-inf")
+        self._learnt = asyncio.Event()  # set when the window is learnt or a test settles
         self._snapshot: list[float] = []  # our starts before the first 429
-        # Until the first 429, at every prior cap's worth of starts in the prior window (the
-        # spec's 200 per 300 s, then 25 % more each time it passes), one request goes alone
-        # and the rest wait for its answer: the throttle is met with one request, not with
-        # every request in flight.
-        self._checkpoint = max(1, round(self.prior_per_s * window_s))
-        self._probe_out: float | None = None
-        # A checkpoint that passed with the prior cap's starts spanning S: a throttle of
-        # that cap has a window of S at most, so starts spread wider need no checkpoint
-        # (each one costs the lane a round trip idle: 7-10 s against a slow server)
-        self._probe_span = self._passed_span = float("inf")
-        self._rtt_s = max(0.05, window_s / 300)  # answers' latency, smoothed
+        # Tests (learning the window): until the first 429, once the prior's cap of starts
+        # is in the prior window (the spec's 200 per 300 s), a start whose age (the time
+        # since the cap's-th start before it, ours refused not counted) is below the
+        # smallest age seen to pass (``_ok_age``) is a test: one at a time, at most STEP
+        # below it, and the others wait for the slot at ``_ok_age`` meanwhile. The first
+        # (the checkpoint) meets a throttle with one request, not every one in flight.
+        # After the window is learnt from probes (``_refining``), tests move it down from
+        # the probe that passed to just above the first age refused.
+        self._probe_out: float | None = None  # the test's start, unsettled
+        self._test_age = 0.0
+        self._ok_age = float("inf")  # the smallest age seen to pass
+        self._low_age = 0.0  # the largest age refused
+        self._refining = False
+        self._slow_429 = 0.0  # the 429s' latency (start to answer), smoothed
+        self._refused: collections.deque[float] = collections.deque()  # refused starts
+        self._ages: collections.deque[list[float]] = collections.deque()  # [start, age]
+        self._window_high: float | None = None  # a tentative window's bracket's upper end
+        self._tentative_until = float("-inf")
 
     @property
     def ceiling_per_s(self) -> float | None:
@@ -154,25 +173,11 @@ class AdaptiveRate:
             now = self._clock.now()
             self._forget(now)
             self._review(now)
-            at = self._earliest()
-            checkpoint = False
-            if self._probe_out is not None:  # the checkpoint probe is unanswered: hold
-                if now - self._probe_out > max(3 * self._rtt_s, self.cooldown_s):
-                    self._probe_out = None  # lost (an error, a retry): go on
-                else:
-                    at = max(at, now + self._rtt_s / 10)
-            elif (
-                self.learn_window
-                and not self.window_learned
-                and self._probing_since is None
-                and len(self._starts) >= self._checkpoint
-                and now - self._starts[-self._prior_cap()] < self._passed_span
-            ):
-                checkpoint = True
+            self._settle(now)
+            at, age, test = self._test_at(now)
             if now >= at - _EPS:
-                if checkpoint:
-                    self._probe_out = now
-                    self._probe_span = now - self._starts[-self._prior_cap()]
+                if test and age is not None:
+                    self._probe_out, self._test_age = now, age
                 self._paced = paced
                 # on the ideal timeline when less than an interval late: a grant woken late
                 # (a busy event loop) does not lose its time; after idling, no credit
@@ -185,6 +190,8 @@ class AdaptiveRate:
                     else:
                         self.paused_until = max(self.paused_until, now + self._probe_gap)
                         self._probe_gap *= PROBE_GROWTH
+                if age is not None:
+                    self._ages.append([now, age])
                 self._starts.append(now)
                 self._pending.append(now)
                 if self._first_start is None:
@@ -193,9 +200,85 @@ class AdaptiveRate:
             paced = at == self._next_start
             await self._sleep(at - now)
 
+    def _testing(self) -> bool:
+        """Whether starts below the smallest age seen to pass go as tests (one at a time)."""
+        if not self.learn_window or self._probing_since is not None:
+            return False
+        return self._refining or not self.window_learned
+
+    def _test_at(self, now: float) -> tuple[float, float | None, bool]:
+        """(the earliest start, its age if the cap's-th start before it is known, whether
+        it is a test). While testing, a start younger than ``_ok_age`` is a test, one at a
+        time (each settles, passed, after its wait); the others wait for the slot there."""
+        n = self.cap or self._prior_cap()
+        oldest = self._counted_oldest(n)
+        if not self._testing() or oldest is None:
+            at = self._earliest()
+            return at, None if oldest is None else max(now, at) - oldest, False
+        base = self._earliest(slot=False)
+        safe = oldest + self._ok_age + (self.margin_s if self.window_learned else 0.0)
+        if self._probe_out is not None:  # a test unsettled: the verified slot, or its end
+            at = max(base, min(safe, self._probe_out + self._test_wait()))
+            return at, max(now, at) - oldest, False
+        # at most STEP below: after a gap in the starts a window ago, a start's age drops
+        floor = max(self._low_age, self._ok_age * (1 - STEP) if self._ok_age < math.inf else 0.0)
+        if self._refining and self._low_age * (1 + STEP) >= self._ok_age:
+            self._refining = False  # narrow: the window is known
+            self.rate_per_s = self._learned_rate()
+            at = self._earliest()
+            return at, max(now, at) - oldest, False
+        test_at = max(base, oldest + floor)
+        if test_at < safe:
+            return test_at, max(now, test_at) - oldest, True
+        at = max(base, safe)
+        return at, max(now, at) - oldest, False
+
+    def _counted_oldest(self, n: int) -> float | None:
+        """The ``n``-th most recent of our starts not refused (None: fewer)."""
+        starts, refused = self._starts, self._refused
+        k = n
+        while len(starts) >= k:
+            oldest = starts[-k]
+            if k - sum(1 for r in refused if r >= oldest) >= n:
+                return oldest
+            k += 1
+        return None
+
+    def _test_wait(self) -> float:
+        first = FIRST_TEST_WAIT_S if self._ok_age == math.inf else TEST_WAIT_S
+        return max(first, 1.5 * self._slow_429)
+
+    def _settle(self, now: float) -> None:
+        """A test with no 429 within ``_test_wait()`` passed."""
+        if self._probe_out is not None and now >= self._probe_out + self._test_wait():
+            self._passed()
+
+    def _wake(self) -> None:
+        self._learnt.set()
+        self._learnt = asyncio.Event()
+
+    def _passed(self) -> None:
+        self._wake()
+        self._probe_out = None
+        self._ok_age = min(self._ok_age, self._test_age)
+        if self._refining and self._ok_age < self.window_s:
+            self._set_window(self._ok_age)
+            self.rate_per_s = self._learned_rate()
+
+    def _prior_passed(self) -> float:
+        """The age of a probe at the prior's window (a little late: a busy event loop)."""
+        return (self.prior_window_s + self.prior_window_s / 300) * (1 + STEP / 3)
+
+    def _set_window(self, window: float) -> None:
+        self.window_s = window
+        self.cooldown_s = window / 100
+        self.margin_s = window / 300
+        self.probe_after_s = 2 * window
+
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, or less when the window is learnt meanwhile (the probes' pause ends)."""
-        if not self.learn_window or self.window_learned:
+        """Sleep, or less when the window is learnt meanwhile (the probes' pause ends) or
+        a test settles (the slots below the age it passed at are free)."""
+        if not self.learn_window or (self.window_learned and not self._refining):
             await self._clock.sleep(seconds)
             return
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
@@ -209,16 +292,16 @@ class AdaptiveRate:
     def ready(self) -> bool:
         """Whether ``acquire()`` would grant a start right now."""
         now = self._clock.now()
-        return now >= self._earliest() - _EPS
+        return now >= self._test_at(now)[0] - _EPS
 
-    def _earliest(self) -> float:
+    def _earliest(self, *, slot: bool = True) -> float:
         starts = self._starts
-        slot = (
+        slot_at = (
             starts[-self.cap] + self.window_s + self.margin_s
-            if self.cap and len(starts) >= self.cap
+            if slot and self.cap and len(starts) >= self.cap
             else 0.0
         )
-        return max(self._next_start, self.paused_until, slot, self._probe_at)
+        return max(self._next_start, self.paused_until, slot_at, self._probe_at)
 
     def _next_probe(self, t: float) -> float:
         """Learning the window: the next probe after one at ``t``, when the time since the
@@ -256,12 +339,8 @@ class AdaptiveRate:
 
     def on_success(self, started_at: float | None = None) -> None:
         started_at = self._answered(started_at)
-        now = self._clock.now()
-        self._rtt_s = 0.8 * self._rtt_s + 0.2 * max(0.0, now - started_at)
-        if self._probe_out is not None and started_at >= self._probe_out:
-            self._probe_out = None  # passed: the throttle is looser than that
-            self._checkpoint = max(self._checkpoint + 1, round(len(self._starts) * 1.25))
-            self._passed_span = min(self._passed_span, self._probe_span)
+        if self._probe_out is not None and started_at == self._probe_out:
+            self._passed()  # the test passed before its wait ended
         since = self._probing_since
         if since is not None and started_at > since:
             self._learn(since, started_at)
@@ -274,10 +353,12 @@ class AdaptiveRate:
                 # past the prior: a steady ramp, so the throttle, when met, is met at a
                 # rate close to its own (few requests in flight beyond it)
                 grown = self.rate_per_s + RAMP_STEP * self.prior_per_s
-                if self._checkpoint <= self._prior_cap():
+                if self._ok_age == math.inf:
                     # no faster before the throttle was found looser than the prior
                     grown = min(grown, max(self.rate_per_s, FIRST_WINDOW_PACE * self.prior_per_s))
             self.rate_per_s = min(self.max_per_s, grown)
+            return
+        if self._refining:
             return
         pace = self._pace() if self.window_learned else 1.05
         limit = min(self.max_per_s, pace * self.cap / self.window_s)
@@ -287,18 +368,22 @@ class AdaptiveRate:
         self.throttled += 1
         now = self._clock.now()
         started_at = self._answered(started_at)
-        self.paused_until = max(self.paused_until, now + self.cooldown_s)
-        if self._probe_out is not None and started_at >= self._probe_out:
-            self._probe_out = None
         if self.learn_window:
+            self._slow_429 = 0.5 * self._slow_429 + 0.5 * max(0.0, now - started_at)
+            self._refused.append(started_at)
+            if self._refused_test(started_at, now):
+                return  # the others waited for the slot below which it went: no pause
+        self.paused_until = max(self.paused_until, now + self.cooldown_s)
+        if self.learn_window:
+            if self._tentative(started_at) or self._jitter(started_at, now):
+                return
             # Back off and probe; the first success tells the window and the cap (_learn).
             self._last_refused = max(self._last_refused, started_at)
-            if self._tentative(started_at):
-                return
             if self._probing_since is None and started_at >= self._decreased_at:
                 self._probing_since = started_at
                 self._probe_gap = self.cooldown_s
-                self._snapshot = [s for s in self._starts if s < started_at]
+                # the starts of the last window before it (the log keeps a little more)
+                self._snapshot = [s for s in self._starts if now - self.window_s < s < started_at]
                 self._probe_origin = self._oldest_counted(self._snapshot or [started_at])
                 # A first 429 after the prior's cap of starts: the window is likely longer
                 # than their span, by a factor probed x1.3 at a time. After fewer starts
@@ -325,6 +410,28 @@ class AdaptiveRate:
             self.rate_per_s = max(self.rate_per_s, self.prior_per_s)
         self._decreased_at = now
 
+    def _refused_test(self, started_at: float, now: float) -> bool:
+        """A test refused: the window is over its age. Refining, or after a test passed,
+        the window is the smallest age seen to pass (at most STEP above it). True when
+        handled so; the first test refused (the checkpoint) starts the probes."""
+        if self._probe_out is None or started_at != self._probe_out:
+            return False
+        self._probe_out = None
+        self._low_age = max(self._low_age, self._test_age)
+        if self._refining:
+            self._refining = False  # the window: the smallest age seen to pass
+        elif self._ok_age < math.inf and not self.window_learned:
+            # a feed that met the throttle late (a slow server): one refused test tells it
+            self._set_window(max(self._ok_age, self._low_age))
+            self.cap = self._prior_cap()
+            self.window_learned = self._full_cap = True
+            self._wake()
+        else:
+            return False
+        self.rate_per_s = self._learned_rate()
+        self._decreased_at = now
+        return True
+
     def _tentative(self, started_at: float) -> bool:
         """A 429 while the window learnt is tentative (a bracket's geometric mean): the
         window is longer, bisect the bracket above it (one 429 per step, no back-off) until
@@ -338,15 +445,29 @@ class AdaptiveRate:
             return False  # confirmed meanwhile: a real change, learn again
         low = self.window_s
         if high > NARROW_BRACKET * low:
-            self.window_s = math.sqrt(low * high)
+            self._set_window(math.sqrt(low * high))
             self._tentative_until = now + self.window_s
         else:
-            self.window_s, self._window_high = max(low, high), None
-        self.margin_s = self.window_s / 300
-        self.probe_after_s = 2 * self.window_s
-        assert self.cap is not None
+            self._set_window(max(low, high))
+            self._window_high = None
         self.rate_per_s = self._learned_rate()
-        self._decreased_at = self._clock.now()
+        self._decreased_at = now
+        return True
+
+    def _jitter(self, started_at: float, now: float) -> bool:
+        """A 429 once the window is learnt from a full prior cap of starts, to a start at
+        most 3 STEP younger than it (our send, or the server's count, was late): the window
+        grows by STEP, no back-off."""
+        if not self._full_cap or self._refining or started_at < self._decreased_at:
+            return False
+        if self.cap is not None and self.cap > self._prior_cap():
+            return False  # the cap probed upwards (``_review``): that is what was refused
+        age = next((a for s, a in reversed(self._ages) if s == started_at), None)
+        if age is None or age > self.window_s * (1 + 3 * STEP):
+            return False
+        self._set_window(max(self.window_s, age) * (1 + STEP))
+        self.rate_per_s = self._learned_rate()
+        self._decreased_at = now
         return True
 
     def _pace(self) -> float:
@@ -354,6 +475,9 @@ class AdaptiveRate:
 
     def _learned_rate(self) -> float:
         assert self.cap is not None
+        if self._refining:
+            # the tests (one per wait) must outrun the starts a window ago
+            return self.max_per_s
         pace = self._pace() * self.cap / self.window_s
         return max(self.min_per_s, min(self.max_per_s, pace))
 
@@ -365,52 +489,55 @@ class AdaptiveRate:
         (``prior_per_s x window_s``, the spec's ~200) or as all we had started if fewer,
         requests succeed again once the oldest of those last cap starts leaves the window:
         window = ``succeeded_at`` - that start (between it and the last refused probe). Right
-        for a burst (the issue's 20 per 10 s:
-        all our starts, then a long wait) and for steady pacing (slots free one start at a
-        time: the window is the span of the last cap starts, the rate ours). Within the
-        bracket: the prior's window when it was probed and passed, else the geometric
-        mean, and a bracket wider than NARROW_BRACKET is tentative (a 429 within a window
-        moves it to the upper end, ``_tentative``). Once learnt, the window only grows, and
-        each later 429 lowers the rate (cap / window) by one start per window at least, a
-        tenth at most, so it converges.
+        for a burst (the issue's 20 per 10 s: all our starts, then a long wait) and for
+        steady pacing (slots free one start at a time: the window is the span of the last
+        cap starts, the rate ours). The first time, the window is the bracket's upper end
+        (no 429 from it) and tests refine it downwards (``_refining``: one at a time, STEP
+        at a time, until one is refused). Learnt again (a correction), the window only
+        grows, and the rate (cap / window) drops by one start per window at least, a tenth
+        at most, so it converges.
         """
         before = self._snapshot or [throttled_at]
         oldest = self._oldest_counted(before)
-        # between the last refused probe and this success (the probes are spaced x1.3 in
-        # time since ``oldest``)
+        # between the last refused probe and this success
         low = max(self._last_refused, throttled_at) - oldest
         high = max(succeeded_at - oldest, _EPS)
-        window = max(math.sqrt(max(low, _EPS) * high), _EPS)
-        if low < self.prior_window_s <= high:
-            window = high  # the prior's window was probed and passed: the spec's is right
+        window = high
         first = not self.window_learned
+        # learnt from a full prior cap of starts (paced): the upper end, and tests refine
+        # it downwards; from fewer (a burst, which tests cannot outrun): the bracket's
+        # geometric mean, tentative while the bracket is wide (``_tentative``)
+        tentative = first and not self._span_probes and high > NARROW_BRACKET * low
+        if tentative or not first:
+            window = max(math.sqrt(max(low, _EPS) * high), _EPS)
         if first:
             self._full_cap = self._span_probes
+        else:
+            window = max(window, self.window_s)
         cap = sum(1 for s in before if s > throttled_at - window)
-        if self.window_learned and self.cap is not None:
+        if not first and self.cap is not None:
             old_window = self.window_s
-            window = max(window, old_window)
             same_rate = self.cap * window / old_window
             # lower by one start at least, a tenth at most (a stalled log is no measure)
             cap = min(math.floor(same_rate) - 1, max(cap, math.floor(0.9 * same_rate)))
         window = min(window, self.prior_window_s * PRIOR_SPREAD)
-        self.window_s = window
-        self.cooldown_s = window / 100
-        self.margin_s = window / 300
-        self.probe_after_s = 2 * window
+        self._set_window(window)
         self.window_learned = True
         self._probing_since = None
         self._probe_at = float("-inf")
         self._snapshot = []
         self.cap = max(1, cap)
         self.provisional = False
-        self.rate_per_s = self._learned_rate()
-        now = self._clock.now()
-        self._decreased_at = now
-        self._learnt.set()  # waiters slept until the next probe: go now
-        if first and window < high and high > NARROW_BRACKET * low:
+        self._ok_age, self._low_age = high, max(self._low_age, low)
+        # (the prior's window probed and passed: the spec's is right, no 429 to refine it)
+        at_prior = self.prior_window_s <= high <= self._prior_passed()
+        self._refining = first and self._span_probes and not at_prior
+        if tentative:
             self._window_high = min(high, self.prior_window_s * PRIOR_SPREAD)
-            self._tentative_until = now + self._window_high
+            self._tentative_until = self._clock.now() + self._window_high
+        self.rate_per_s = self._learned_rate()
+        self._decreased_at = self._clock.now()
+        self._wake()  # waiters slept until the next probe: go now
 
     def _answered(self, started_at: float | None) -> float:
         pending = self._pending
@@ -421,8 +548,11 @@ class AdaptiveRate:
         return started_at
 
     def _forget(self, now: float) -> None:
-        # a tentative window may still grow to its bracket's upper end: keep that much
-        horizon = now - max(self.window_s, self._window_high or 0.0)
-        for log in (self._starts, self._pending):
+        # a little more than a window: the age of a start is known up to a quarter above it
+        horizon = now - 1.25 * max(self.window_s, self._window_high or 0.0)
+        for log in (self._starts, self._pending, self._refused):
             while log and log[0] <= horizon:
                 log.popleft()
+        ages = self._ages
+        while ages and ages[0][0] <= horizon:
+            ages.popleft()

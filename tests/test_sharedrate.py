@@ -202,19 +202,20 @@ async def test_a_probe_of_a_killed_task_holds_the_others_no_longer(
     sink: PostgresSink, db_url: str
 ) -> None:
     """While the feed's throttle is being learnt, one request goes alone at each checkpoint
-    and every other start waits for its answer (three round trips at most). A task killed
-    with that probe out never answers: as long as A is connected B waits, and as soon as
-    A's connections are gone (what a SIGKILL does) B's next ask is granted at once."""
+    and every other start waits for its answer (or, not refused, its wait: a quarter of a
+    second before any test passed). A task killed with that probe out never answers: as
+    long as A is connected B waits, and as soon as A's connections are gone (what a
+    SIGKILL does) B's next ask is granted at once."""
     clock = FakeClock(autojump=False)
     (a, sa), (b, sb) = task(db_url, clock, "A"), task(db_url, clock, "B")
-    # the checkpoint after 3 starts; 10 a second, so one more every 0.1 s
-    a.feed(AdaptiveRate(10.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
-    b.feed(AdaptiveRate(10.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
+    # the checkpoint after 3 starts; 50 a second, so one more every 0.02 s
+    a.feed(AdaptiveRate(50.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
+    b.feed(AdaptiveRate(50.0, clock, window_s=300.0, prior_per_s=0.01, learn_window=True))
     try:
         assert sum(ok for ok, _ in await a.links["feed"].settle([], 3)) == 3
-        clock.advance(0.3)
+        clock.advance(0.06)
         assert [ok for ok, _ in await a.links["feed"].settle([], 1)] == [True]  # the probe
-        clock.advance(0.1)
+        clock.advance(0.02)
         assert [ok for ok, _ in await b.links["feed"].settle([], 1)] == [False]  # it waits
         conn = await asyncpg.connect(db_url)
         try:  # A's process is killed: its connections close (waited for, up to 5 s)
@@ -225,7 +226,7 @@ async def test_a_probe_of_a_killed_task_holds_the_others_no_longer(
         finally:
             await conn.close()
         (ok, at), *_ = await b.links["feed"].settle([], 1)
-        assert ok and at == clock.now()  # not three round trips later
+        assert ok and at == clock.now()  # not the probe's wait later
     finally:
         await b.close()
         await sb.close()
