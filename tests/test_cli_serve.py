@@ -130,7 +130,8 @@ def test_a_migration_longer_than_the_statement_timeout_is_applied(
                 " now() - k * interval '1 second', '{}', '' FROM generate_series(1, 400000) k"
             )
             await conn.execute("DROP INDEX events_user_time_idx")
-            await conn.execute("DELETE FROM schema_version WHERE version = $1", SCHEMA_VERSION)
+            # step 11 builds the index; the later steps are applied again after it
+            await conn.execute("DELETE FROM schema_version WHERE version >= 11")
         finally:
             await conn.close()
 

@@ -34,7 +34,7 @@ async def test_direct_copy_counts_every_row(db_url: str) -> None:
         want[key] = want.get(key, 0) + 1
     assert await hourly(db_url) == want
     dims = await fetch(
-        db_url, "SELECT device_type, sum(events)::int AS n FROM rollup_dims GROUP BY 1"
+        db_url, "SELECT device_type, sum(events)::int AS n FROM rollup_day_dims GROUP BY 1"
     )
     assert {r["device_type"]: r["n"] for r in dims} == {
         "": 24,  # no session: counted under ''
@@ -77,10 +77,14 @@ async def test_purge_subtracts_and_drops_empty_rows(db_url: str) -> None:
 
 
 async def test_sandbox_shaped_session_fills_device_and_browser(db_url: str) -> None:
-    """The sandbox's ``session.deviceType`` and ``session.browser`` are the dimensions."""
+    """The sandbox's ``session.deviceType`` and ``session.browser`` are the dimensions, per
+    UTC day."""
     await load(db_url, [[event(1, at=T0, device="tablet", browser="Edge")]])
-    rows = await fetch(db_url, "SELECT hour, type, device_type, browser, events FROM rollup_dims")
-    assert [tuple(r) for r in rows] == [(T0, "page_view", "tablet", "Edge", 1)]
+    rows = await fetch(
+        db_url, "SELECT day, type, device_type, browser, events FROM rollup_day_dims"
+    )
+    day = T0.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert [tuple(r) for r in rows] == [(day, "page_view", "tablet", "Edge", 1)]
 
 
 def test_verify_command_reports_a_difference(db_url: str) -> None:
@@ -115,10 +119,11 @@ async def test_repaired_row_moves_between_groups(db_url: str) -> None:
     from the '' device group to its device, and gains its user; nothing is counted twice."""
     await load(db_url, [[event(1, at=T0, user=None, device=None)]])
     await load(db_url, [[event(1, at=T0, user=USERS[0], device="tablet", browser="Edge")]])
-    rows = await fetch(db_url, "SELECT device_type, browser, events FROM rollup_dims")
+    rows = await fetch(db_url, "SELECT device_type, browser, events FROM rollup_day_dims")
     assert [tuple(r) for r in rows] == [("tablet", "Edge", 1)]
-    users = await fetch(db_url, "SELECT user_id::text AS u, events FROM rollup_user_hours")
-    assert [tuple(r) for r in users] == [(USERS[0], 1)]
+    for table in ("rollup_user_hours", "rollup_users"):
+        users = await fetch(db_url, f"SELECT user_id::text AS u, events FROM {table}")
+        assert [tuple(r) for r in users] == [(USERS[0], 1)]
     assert (await verify(db_url)).ok
 
 
@@ -145,3 +150,45 @@ async def test_odd_batches_are_summed_exactly(db_url: str) -> None:
     await load(db_url, [wide, odd])
     report = await verify(db_url)
     assert report.ok and report.events == 130
+
+
+async def test_a_schema_12_database_upgrades_exactly(db_url: str) -> None:
+    """A database loaded at schema 12 (devices per hour, no per-user totals) opened by this
+    etl: the day dimensions and user totals are built from the old rollups, the hourly
+    dimensions are gone, later loads add to the new tables, and verify finds no difference."""
+    import asyncpg
+
+    from etl.sink.schema import MIGRATIONS, SCHEMA_VERSION
+    from etl.sources.events import EVENT_COLUMNS
+
+    records = mixed(120, step=dt.timedelta(minutes=31))
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, ddl in MIGRATIONS:
+            if version <= 12:
+                await conn.execute(ddl)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+        await conn.copy_records_to_table("events", records=records[:80], columns=EVENT_COLUMNS)
+        old = await conn.fetchval("SELECT sum(events) FROM rollup_dims")
+    finally:
+        await conn.close()
+    assert old == 80
+    assert await load(db_url, [records[80:]]) == 40
+    report = await verify(db_url)
+    assert report.ok and report.events == 120
+    tables = await fetch(db_url, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'rollup%'")
+    assert sorted(r["tablename"] for r in tables) == [
+        "rollup_day_dims",
+        "rollup_hourly",
+        "rollup_page_hours",
+        "rollup_user_hours",
+        "rollup_users",
+    ]
+    users = await fetch(db_url, "SELECT sum(events)::int AS n FROM rollup_users")
+    assert users[0]["n"] == sum(1 for r in records if r[2] is not None)
+    version = await fetch(db_url, "SELECT max(version) AS v FROM schema_version")
+    assert version[0]["v"] == SCHEMA_VERSION == 13

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from typer.testing import CliRunner
@@ -67,6 +68,27 @@ async def test_pages_and_types(db_url: str) -> None:
         ("click", 2),
         ("page_view", 1),
     ]
+
+
+async def test_users_in_a_range_of_hours(db_url: str) -> None:
+    """A range counts the users' events in its whole hours; a range holding every hour loaded
+    (open or not) answers as no range; an empty range lists nobody."""
+    hour = dt.timedelta(hours=1)
+    spec = [(A, 0), (A, 0), (B, 1), (B, 1), (B, 1), (C, 2), (A, 2), (A, 2)]
+    await load(db_url, [[event(i, at=T0 + h * hour, user=u) for i, (u, h) in enumerate(spec)]])
+
+    async def top(**kw: dt.datetime) -> list[tuple[str, int]]:
+        return [(r.key, r.events) for r in (await read_top(db_url, "users", **kw)).rows]
+
+    everything = [(A, 4), (B, 3), (C, 1)]
+    assert await top() == everything
+    assert await top(since=T0 - 5 * hour) == everything
+    assert await top(since=T0, until=T0 + 3 * hour) == everything
+    assert await top(until=T0 + 2 * hour + dt.timedelta(minutes=1)) == everything
+    assert await top(since=T0 + hour) == [(B, 3), (A, 2), (C, 1)]
+    assert await top(until=T0 + hour) == [(A, 2)]
+    assert await top(since=T0 + dt.timedelta(minutes=30), until=T0 + 2 * hour) == [(B, 3), (A, 2)]
+    assert await top(since=T0 + 5 * hour) == []
 
 
 def test_cli(db_url: str) -> None:

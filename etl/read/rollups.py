@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from etl.pg import Conn
 from etl.read.db import run_query
-from etl.sink.rollups import ROLLUPS, grouped
+from etl.sink.rollups import ROLLUPS, grouped, key_group, key_select
 
 MAX_REPORTED = 20  # differences listed per table (all are counted)
 
@@ -83,8 +83,8 @@ def _compare_sql(table: str, keys: tuple[str, ...], purchases: bool) -> str:
     return (
         f"SELECT {cols}, coalesce(t.events, 0) AS expected, coalesce(r.events, 0) AS stored,"
         f" t.purchases AS expected_p, r.purchases AS stored_p"
-        f" FROM (SELECT {cols}, sum(n)::bigint AS events{p_truth} FROM etl_verify_g{where}"
-        f" GROUP BY {cols}) AS t"
+        f" FROM (SELECT {key_select(keys)}, sum(n)::bigint AS events{p_truth}"
+        f" FROM etl_verify_g{where} GROUP BY {key_group(keys)}) AS t"
         f" FULL JOIN (SELECT {cols}, events, {p_stored} FROM {table}) AS r USING ({cols})"
         f" WHERE t.events IS DISTINCT FROM r.events OR t.purchases IS DISTINCT FROM r.purchases"
         f" ORDER BY {cols}"

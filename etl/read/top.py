@@ -1,7 +1,9 @@
 """`etl top users|types|pages --by events|purchases`: the largest, in a stable order.
 
-From the rollups (``rollup_user_hours``, ``rollup_hourly``, ``rollup_page_hours``), never
-from ``events``. Order: the chosen measure descending, then the other measure descending,
+From the rollups, never from ``events``: users from ``rollup_users`` (one row per user) when
+no range is asked or the range holds every hour loaded, else from ``rollup_user_hours``
+(decided in the statement: one snapshot); types from ``rollup_hourly``, pages from
+``rollup_page_hours``. Order: the chosen measure descending, then the other measure descending,
 then the key ascending, so ties never reorder between runs. A range counts whole UTC hours
 (``since`` rounded down, ``until`` up).
 """
@@ -44,26 +46,47 @@ class TopList:
     rows: tuple[TopRow, ...]
 
 
+def _sql(what: What, by: By, where: list[str]) -> str:
+    key, purchases, table = _SOURCES[what]
+    other = "purchases" if by == "events" else "events"
+    order = f" ORDER BY {by} DESC, {other} DESC, k ASC LIMIT $1"
+    ranged = (
+        f"SELECT {key} AS k, sum(events::int4) AS events,"
+        f" coalesce({purchases}, 0)::bigint AS purchases FROM {table}"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''} GROUP BY 1"
+    )
+    if what != "users":
+        return ranged + order
+    totals = "SELECT user_id AS k, events, purchases FROM rollup_users"
+    if not where:
+        return totals + order
+    # the range holds every hour loaded: the totals are its answer
+    holds = (
+        "(SELECT coalesce(($2::timestamptz IS NULL OR min(hour) >= $2)"
+        " AND ($3::timestamptz IS NULL OR max(hour) < $3), true) FROM rollup_hourly)"
+    )
+    return (
+        f"SELECT * FROM ({totals} WHERE {holds} UNION ALL"
+        f" SELECT * FROM ({ranged}) AS r WHERE NOT {holds}) AS u{order}"
+    )
+
+
 async def _top(
     conn: Conn, what: What, by: By, limit: int, since: dt.datetime | None, until: dt.datetime | None
 ) -> TopList:
-    key, purchases, table = _SOURCES[what]
-    other = "purchases" if by == "events" else "events"
+    lo = floor(since, "hour") if since is not None else None
+    hi = ceil(until, "hour") if until is not None else None
     args: list[Any] = [limit]
     where = []
-    if since is not None:
-        args.append(floor(since, "hour"))
-        where.append(f"hour >= ${len(args)}")
-    if until is not None:
-        args.append(ceil(until, "hour"))
-        where.append(f"hour < ${len(args)}")
-    sql = (
-        f"SELECT {key} AS k, sum(events::int4) AS events,"
-        f" coalesce({purchases}, 0)::bigint AS purchases FROM {table}"
-        f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-        f" GROUP BY 1 ORDER BY {by} DESC, {other} DESC, k ASC LIMIT $1"
-    )
-    rows = await conn.fetch(sql, *args)
+    if what == "users" and (lo is not None or hi is not None):
+        args += [lo, hi]  # $2 and $3 both named by the statement's test of the range
+        where = [w for w, v in (("hour >= $2", lo), ("hour < $3", hi)) if v is not None]
+    else:
+        for op, v in ((">=", lo), ("<", hi)):
+            if v is not None:
+                args.append(v)
+                where.append(f"hour {op} ${len(args)}")
+    rows = await conn.fetch(_sql(what, by, where), *args)
     return TopList(
         what,
         by,

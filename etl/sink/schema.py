@@ -31,10 +31,10 @@ from __future__ import annotations
 from etl.errors import SinkError
 from etl.pg import Conn
 from etl.sink.findings import FINDINGS_DDL
-from etl.sink.rollups import INSERT_TRIGGER_DDL, ROLLUPS_DDL
+from etl.sink.rollups import INSERT_TRIGGER_DDL, ROLLUPS_DDL, V13_DDL
 from etl.sink.schema_push import PUSH_DDL
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # pg_advisory locks are per database; two int4-sized constants ('etl' + 0 / 1).
 MIGRATION_LOCK_KEY = 0x65746C01
@@ -266,6 +266,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (11, _V11),
     # the rollups of every INSERT into events kept by a statement trigger (etl.sink.rollups)
     (12, INSERT_TRIGGER_DDL),
+    # device/browser rollup per day (not per hour), per-user totals (etl.sink.rollups)
+    (13, V13_DDL),
 )
 
 STAGE_TABLE = "etl_stage"
