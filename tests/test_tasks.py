@@ -167,3 +167,56 @@ async def _until_waiting(db_url: str) -> None:
 async def _plan(lock: IngestLock, order: list[str]) -> None:
     async with lock.planning():
         order.append("b")
+
+
+_WAIT_TO_PLAN = """
+import asyncio, sys
+from etl.sink.lock import IngestLock
+from etl.tasks import TaskShare
+
+async def main():
+    lock = IngestLock(sys.argv[1], share=TaskShare(1, 2))
+    await lock.acquire()
+    async with lock.planning():
+        pass
+
+asyncio.run(main())
+"""
+
+
+async def test_a_task_killed_while_waiting_to_plan_leaves_its_share_to_its_successor(
+    db_url: str,
+) -> None:
+    """Task 1 is SIGKILLed while it waits for task 0's planning (a restarted task does, and
+    task 0's planning waits for the API's head). The dead task's backend stays blocked on
+    the planning lock, the closed socket seen only once it is granted; its successor with
+    the same index still takes the share at once, instead of being refused (exit 75, again
+    after every retry) for as long as task 0 plans: the share's lock is not held by the
+    connection that waits."""
+    import asyncio
+    import signal
+    import sys
+
+    planner_task = IngestLock(db_url, share=TaskShare(0, 2))
+    successor = IngestLock(db_url, share=TaskShare(1, 2))
+    await planner_task.acquire()
+    try:
+        async with planner_task.planning():
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _WAIT_TO_PLAN, db_url)
+            try:
+                await _until_waiting(db_url)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            refused: list[str] = []
+            for _ in range(500):  # its share, tried every 10 ms for at most 5 s
+                try:
+                    await successor.acquire()
+                    break
+                except LockHeld as exc:
+                    refused.append(str(exc))
+                    await asyncio.sleep(0.01)
+            assert successor.held, refused[-1]
+    finally:
+        await planner_task.release()
+        await successor.release()

@@ -15,7 +15,7 @@ import os
 import re
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from etl.errors import LockHeld
@@ -110,22 +110,34 @@ class IngestLock:
 
     @asynccontextmanager
     async def planning(self) -> AsyncIterator[None]:
-        """Hold the planning lock (waiting for a task that is planning) on the lock's
-        connection; a no-op for a single-instance run, which excludes every other already."""
-        conn = self._conn
-        if self.share is None or conn is None or conn.is_closed():
+        """Hold the planning lock (waiting for a task that is planning), on a connection of
+        its own; a no-op for a single-instance run, which excludes every other already.
+
+        Not on the lock's connection: a task killed while it waits here leaves a backend
+        blocked on this lock, which sees the closed socket only once the lock is granted
+        (after the other task's planning, a head request to the API: seconds). Had that
+        backend held the share's lock too, the task's successor would be refused the share
+        (exit 75, at every retry) until then."""
+        if self.share is None or not self.held:
             yield
             return
+        conn = await connect(
+            self._dsn,
+            connect_timeout_s=self._connect_timeout,
+            purpose=" to take the planning lock",
+            server_settings={"application_name": application_name()},
+        )
         try:
-            await conn.execute("SELECT pg_advisory_lock($1::bigint)", PLANNING_LOCK_KEY)
-        except DB_ERRORS as exc:
-            raise db_error("taking the planning lock", exc, self._dsn) from exc
-        try:
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1::bigint)", PLANNING_LOCK_KEY)
+            except DB_ERRORS as exc:
+                raise db_error("taking the planning lock", exc, self._dsn) from exc
             yield
         finally:
-            if not conn.is_closed():  # else closing the connection released it
-                with suppress(*DB_ERRORS):
-                    await conn.execute("SELECT pg_advisory_unlock($1::bigint)", PLANNING_LOCK_KEY)
+            try:
+                await conn.close(timeout=5)  # releases the planning lock
+            except Exception:  # unusable, or a query still waiting: drop it (released too)
+                conn.terminate()
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
