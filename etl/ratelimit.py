@@ -4,9 +4,11 @@
 requests per window of ``capacity / rate_per_s`` seconds (10 per 60 s), the window opened by
 the first request. Modelled as such, not as a continuously refilled bucket (which would
 allow 10 + 10 requests in the first minute and earn a 429): ``capacity`` tokens, all back at
-the window's end. ``sync()`` adopts the server's own count from the ``X-RateLimit-*`` headers,
-counted from when the request was *sent* (the server stamps its count when the request
-arrives, not when the page is answered seconds later).
+the window's end. The window opens when its first request is *sent* (``sent()``), not when
+its first token is granted: a fetcher may wait for a shard between the two, and a window
+counted from the grant would roll before the server's. ``sync()`` adopts the server's own
+count from the ``X-RateLimit-*`` headers, counted from when the request was sent (the server
+stamps its count when the request arrives, not when the page is answered seconds later).
 
 ``AdaptiveRate`` (``etl.feedrate``, re-exported here): the feed's hidden throttle (a sliding
 window of about 200 requests per 300 s, 429s without any header).
@@ -25,8 +27,11 @@ __all__ = ["AdaptiveRate", "TokenBucket"]
 
 _EPS = 1e-9
 # of the window, added to a window end counted from a request's send time: its way to the
-# server's counter (1.2 s of a 60 s window, 0.12 s of a time-scaled 6 s one)
+# server's counter (1.2 s of a 60 s window, 0.12 s of a time-scaled 6 s one); doubled, up to
+# MAX_SENT_ALLOWANCE, whenever the server shows we rolled a window before it did (a loaded
+# machine: the server's loop reads requests late)
 SENT_ALLOWANCE = 0.02
+MAX_SENT_ALLOWANCE = 0.1
 
 
 class TokenBucket:
@@ -61,6 +66,11 @@ class TokenBucket:
         self.confirmed = False  # window_end comes from the server, not from our prior
         self.learned_window_s: float | None = None  # the longest Reset the server has sent
         self.paused_until = float("-inf")
+        self.generation = 0  # windows rolled so far: a grant's ticket (``ticket``)
+        self.first_sent: float | None = None  # the current window's first send (``sent``)
+        self.allowance = SENT_ALLOWANCE  # of the window: a request's way to the counter
+        self.early_rolls = 0  # windows the server showed we rolled before it did
+        self._early_in = -1  # the window an early roll was last found in
 
     async def acquire(self) -> None:
         """Wait for a token and take it."""
@@ -70,10 +80,14 @@ class TokenBucket:
                 # the server's window rolled
                 self.tokens, self.window_end, self.confirmed = self.limit, None, False
                 self.window_start = now  # what was sent before counts in a window gone by
+                self.generation += 1
+                self.first_sent = None
             if now >= self.paused_until:
                 if self.tokens >= 1:
                     self.tokens -= 1
                     if self.window_end is None:
+                        # provisional: the first send (``sent``) moves it to where the
+                        # server's window ends
                         self.window_end = now + self.window_length_s + self.margin_s
                         self.window_start = now
                     return
@@ -82,6 +96,34 @@ class TokenBucket:
             else:
                 wait = self.paused_until - now
             await self._clock.sleep(wait)
+
+    def ticket(self) -> float:
+        """The ticket of the token ``acquire()`` just granted: its window (for ``sent``)."""
+        return float(self.generation)
+
+    def current(self, ticket: float | None) -> bool:
+        """Whether a token granted with ``ticket`` still belongs to the window in force (a
+        token granted in a window that has rolled since was never sent in it: sending it now
+        would spend one of the new window's requests without counting it)."""
+        if ticket is None:
+            return True
+        rolled = self.window_end is not None and self._clock.now() >= self.window_end
+        return ticket == self.generation and not rolled
+
+    def sent(self, at: float, ticket: float | None) -> None:
+        """The request granted ``ticket`` went at clock time ``at``.
+
+        The server opens its window when the window's first request arrives: the first send
+        of ours, not the first grant (a fetcher may wait for a shard in between). Until an
+        answer confirms the window's end (``sync``), it is counted from that send, plus the
+        allowance for the request's way to the server's counter.
+        """
+        if ticket is None or ticket != self.generation or self.first_sent is not None:
+            return
+        self.first_sent = at
+        if self.window_end is not None and not self.confirmed:
+            opened = at + self.window_length_s + self.margin_s + self.sent_allowance_s
+            self.window_end = max(self.window_end, opened)
 
     def ready(self) -> bool:
         """Whether ``acquire()`` would grant a token right now."""
@@ -117,6 +159,7 @@ class TokenBucket:
         if sent_at is not None:
             if self.window_start is not None and sent_at < self.window_start - _EPS:
                 return  # counted in a window that has rolled since
+            self._check_early_roll(now, reset_s)
             early = min(sent_at, now) + reset_s + self.margin_s + self.sent_allowance_s
             reset_at = min(reset_at, early)
         if not self.confirmed or self.window_end is None:
@@ -134,10 +177,25 @@ class TokenBucket:
         else:  # counted from its send: the least rounded-up reset is the nearest the end
             self.window_end = min(self.window_end, reset_at)
 
+    def _check_early_roll(self, now: float, reset_s: float) -> None:
+        """An answer to a request sent in this window whose server window ends before any
+        window this one could be (``now + reset_s`` is the latest it ends): the server
+        counted it in the previous one, so we rolled before the server did (it reads
+        requests later than the allowance). The allowance doubles, up to its maximum. One
+        second of slack: the window's length is learnt from Resets rounded up."""
+        if self.window_start is None or self.window_end is None:
+            return
+        if self._early_in == self.generation:
+            return  # once per window: its other answers tell the same
+        if now + reset_s < self.window_start + self.window_length_s - 1.0:
+            self._early_in = self.generation
+            self.early_rolls += 1
+            self.allowance = min(MAX_SENT_ALLOWANCE, self.allowance * 2)
+
     @property
     def sent_allowance_s(self) -> float:
-        """Time allowed for a request's way to the server's counter (``sync``)."""
-        return SENT_ALLOWANCE * self.window_length_s
+        """Time allowed for a request's way to the server's counter (``sync``, ``sent``)."""
+        return self.allowance * self.window_length_s
 
     @property
     def margin_s(self) -> float:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+from collections.abc import Callable
 
 import pytest
 
 from etl.clock import FakeClock, MonotonicClock
 from etl.models import Clock
-from etl.ratelimit import AdaptiveRate, TokenBucket
+from etl.ratelimit import SENT_ALLOWANCE, AdaptiveRate, TokenBucket
 
 # --- clocks ------------------------------------------------------------------------------
 
@@ -290,6 +291,123 @@ async def test_bucket_fills_a_fixed_window_whatever_the_pages_latency(latency_s:
     await asyncio.gather(*(fetcher() for _ in range(40)))
     assert throttled == 0
     assert ok >= 0.95 * 10 * 120.0 / 6.0
+
+
+async def _events_lane(
+    clock: FakeClock,
+    bucket: TokenBucket,
+    server: FixedWindowServer,
+    *,
+    fetchers: int,
+    until: float,
+    latency_s: float,
+    way_s: Callable[[int], float] = lambda k: 0.005,
+    shard_wait: Callable[[int], float] = lambda k: 0.0,
+) -> tuple[int, int]:
+    """Fetchers doing what ``EventsLane`` does with its bucket: a token (and its ticket),
+    maybe a wait for a shard, a fresh token if the window rolled meanwhile, the send, the
+    server's count ``way_s(k)`` later, the answer ``latency_s`` after that (``k``: the
+    fetcher's index x 1000 + its request's). (accepted, 429s)"""
+    ok = throttled = 0
+
+    async def fetcher(i: int) -> None:
+        nonlocal ok, throttled
+        n = 0
+        while clock.now() < until:
+            await bucket.acquire()
+            ticket = bucket.ticket()
+            k = i * 1000 + n
+            n += 1
+            await clock.sleep(shard_wait(k))  # e.g. no idle shard yet
+            if not bucket.current(ticket):
+                await bucket.acquire()
+                ticket = bucket.ticket()
+            sent = clock.now()
+            bucket.sent(sent, ticket)
+            await clock.sleep(way_s(k))
+            accepted, remaining, reset = server.request(clock.now())
+            await clock.sleep(latency_s if accepted else 0.01)
+            bucket.sync(10, remaining, reset, sent_at=sent)
+            if accepted:
+                ok += 1
+            else:
+                throttled += 1
+                bucket.pause_for(reset)
+
+    await asyncio.gather(*(fetcher(i) for i in range(fetchers)))
+    return ok, throttled
+
+
+async def test_bucket_opens_the_window_at_the_first_send_not_the_grant() -> None:
+    """Tokens granted at once, sent up to 3 s later (their fetchers waited for a shard), pages
+    slower than the window (no answer tells its end in time): the server's window opens at
+    the first request's arrival, and so must ours, or it rolls early into 429s."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock)
+    server = FixedWindowServer(10, 6.0)
+    rng = random.Random(7)
+    waits = [rng.uniform(0.5, 3.0) for _ in range(100_000)]
+    ok, throttled = await _events_lane(
+        clock,
+        bucket,
+        server,
+        fetchers=12,
+        until=120.0,
+        latency_s=8.0,
+        shard_wait=lambda k: waits[k % len(waits)],
+    )
+    assert throttled == 0
+    assert ok >= 0.6 * 10 * 120.0 / 6.0
+
+
+async def test_bucket_a_token_granted_before_a_roll_is_not_spent_after_it() -> None:
+    """A fetcher that got its token in one window but sends in the next (it waited for a
+    shard across the roll) takes a token of the window it sends in: otherwise the new window
+    carries one request more than its tokens, and the server refuses it."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock, margin_s=0.0)
+    await bucket.acquire()
+    stale = bucket.ticket()
+    bucket.sent(0.0, stale)
+    bucket.sync(10, 9, 6, sent_at=0.0)
+    await clock.sleep(7.0)  # the window (0, 6.12] rolled; the next token opens another
+    assert not bucket.current(stale)
+    await bucket.acquire()
+    assert bucket.current(bucket.ticket())
+    server = FixedWindowServer(10, 6.0)
+    rng = random.Random(3)
+    ok, throttled = await _events_lane(
+        clock,
+        bucket,
+        server,
+        fetchers=14,
+        until=120.0,
+        latency_s=0.35,
+        shard_wait=lambda k: 6.5 if rng.random() < 0.2 else 0.0,
+    )
+    assert throttled == 0
+    assert ok >= 0.6 * 10 * 113.0 / 6.0
+
+
+async def test_bucket_allowance_grows_when_the_server_reads_requests_late() -> None:
+    """A loaded machine: the server's loop stalls, and reads the requests sent together 0 to
+    0.4 s after their send, a spread wider than the 2 % allowance (0.12 s of a 6 s window).
+    When a window's first burst was read late and the next one early, we roll first and the
+    burst is refused. That shows in the answers (the server's window ends before ours
+    could): the allowance doubles, and the 429s stop instead of coming every few windows."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock)
+    server = FixedWindowServer(10, 6.0)
+
+    def stall(k: int) -> float:  # the same for every request sent at the same moment
+        return random.Random(round(clock.now() * 100)).uniform(0.0, 0.4)
+
+    ok, throttled = await _events_lane(
+        clock, bucket, server, fetchers=12, until=300.0, latency_s=0.35, way_s=stall
+    )
+    assert bucket.allowance > SENT_ALLOWANCE
+    assert throttled <= 30
+    assert ok >= 0.9 * 10 * 300.0 / 6.0
 
 
 # --- AdaptiveRate --------------------------------------------------------------------------

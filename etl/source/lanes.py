@@ -93,6 +93,13 @@ class _Lane:
     ) -> Response:
         raise NotImplementedError
 
+    def _current(self, ticket: float | None) -> bool:
+        """Whether the grant ``ticket`` may still be spent (else ``fetch`` asks again)."""
+        return True
+
+    def _sending(self, ticket: float | None, at: float) -> None:
+        """The request granted ``ticket`` goes now (clock time ``at``)."""
+
     def _observe(self, resp: Response, sent_at: float) -> None:
         """Learn from any response to a request sent at clock time ``sent_at`` (e.g.
         re-sync the limiter from headers)."""
@@ -117,7 +124,7 @@ class _Lane:
         body = b""
         first = True
         while True:
-            if not first:
+            if not first or not self._current(ticket):
                 ticket = await self.acquire()
             first = False
             # refreshed right before each try: a wait for budget must not let it expire
@@ -126,6 +133,7 @@ class _Lane:
             )
             self.counters.requests += 1
             sent_at = self.clock.now()
+            self._sending(ticket, sent_at)
             try:
                 resp = await self._send(shard, cursor, limit, gate)
                 self._observe(resp, sent_at)
@@ -235,6 +243,10 @@ class EventsLane(_Lane):
         self.bucket = bucket
         self.headers_seen = False
         self.unmetered = False  # the server states no limit: only 429s slow us down
+        # A bucket granting from its own state ticks its grants with their window, and
+        # opens a window at its first send; a shared budget's (``etl.sharedrate``) grants
+        # come from the database, without tickets.
+        self._tickets = type(bucket).acquire is ratelimit.TokenBucket.acquire
 
     async def acquire(self) -> float | None:
         if self.unmetered:
@@ -243,7 +255,14 @@ class EventsLane(_Lane):
                 await self.clock.sleep(self.bucket.paused_until - now)
             return None
         await self.bucket.acquire()
-        return None
+        return self.bucket.ticket() if self._tickets else None
+
+    def _current(self, ticket: float | None) -> bool:
+        return self.unmetered or self.bucket.current(ticket)
+
+    def _sending(self, ticket: float | None, at: float) -> None:
+        if not self.unmetered:
+            self.bucket.sent(at, ticket)
 
     def budget_ready(self) -> bool:
         if self.unmetered:
