@@ -112,11 +112,17 @@ class Fetching:
             slots.waiting_budget(False)
         if not ok:
             return False
-        if self.options.split and self.stream.split == "time_range" and not scheduler.has_idle:
+        splitting = self.options.split and self.stream.split == "time_range"
+        if splitting and not scheduler.has_idle:
             await self.splitter.steal(scheduler)
         shard = await scheduler.take()
         if shard is None:
             return False
+        if splitting and scheduler.waiting and not scheduler.has_idle:
+            # Others wait for a shard with their budget in hand (the run's tail): cut one
+            # for them now, rather than leave them waiting until a page lands, then run the
+            # shard's last pages one after the other.
+            await self.splitter.steal(scheduler)
         credit = Credit(self.loading.credits, self.waiting)
         limit = self.isolation.limit(shard)
         try:

@@ -61,7 +61,9 @@ class PipelineOptions:
     heartbeat_s: float = 5.0
     max_runtime_s: float | None = DEFAULTS.max_runtime_s
     split: bool = True  # split busy shards when fetchers run out of idle ones
-    split_min_pages: int = 2  # pages left (the one in flight included); splits cost no page
+    # pages left (the one in flight included) for a shard to be split: over one, its last
+    # page goes in flight beside the others, not after (splits are page-aligned: no page lost)
+    split_min_pages: float = 1.25
     max_event_chars: int = int(DEFAULTS.max_event_kb * 1024)  # larger events: quarantined
     rereads: int = DEFAULTS.incomplete_rereads  # re-reads of a page with incomplete events
     full_refresh: bool = DEFAULTS.full_refresh  # retire every shard first, re-read all

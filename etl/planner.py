@@ -124,26 +124,36 @@ def incremental_plan(
 
 
 def remaining_events(shard: ShardState) -> float | None:
-    """Events a running shard still has to fetch, from its own density so far.
+    """Events a shard still has to fetch, from its own density so far, or, before its first
+    page, from the density it was split off at (``split``: the parent's reading).
 
-    None when it cannot be told (no page yet); infinite for the open-ended tail.
+    None when it cannot be told (no page yet, no density); infinite for the open-ended tail.
     """
-    if shard.position is None or shard.upper_ts is None or shard.events <= 0:
+    if shard.upper_ts is None:
         return None
+    if shard.position is None or shard.events <= 0:
+        if shard.position is not None or shard.fetched_ms <= 0 or shard.fetched <= 0:
+            return None
+        if shard.lower_ts is None:
+            return float("inf")
+        return shard.fetched / shard.fetched_ms * max(0, shard.upper_ts - shard.lower_ts)
     if shard.lower_ts is None:
         return float("inf")
     done_ms = max(1, shard.upper_ts - shard.position.ts_ms)
     return shard.events / done_ms * max(0, shard.position.ts_ms - shard.lower_ts)
 
 
-def split(shard: ShardState, *, page_size: int = 0) -> ShardState | None:
+def split(shard: ShardState, *, page_size: int = 0, free: bool = False) -> ShardState | None:
     """Give the older half of ``shard``'s remaining range to a new shard.
 
     ``shard`` is to keep ``(mid, current]``; the new shard gets ``(lower, mid]``: no gap,
     no overlap. The open-ended tail keeps as much time again as it has covered, and the new
     shard takes everything older. With ``page_size``, the cut moves to where ``shard``'s
-    last page ends (``_page_end``), so the split costs no short page. ``shard`` is not
-    changed: the caller persists the split, then sets ``shard.lower_ts = new.upper_ts``.
+    last page ends (``_page_end``), so the split costs no short page; with ``free``, not
+    at all when it would cost a request by the shard's density (None). The new
+    shard starts with ``shard``'s density (``fetched``): it can be told apart, and split
+    again page-aligned, before its first page. ``shard`` is not changed: the caller
+    persists the split, then sets ``shard.lower_ts = new.upper_ts``.
     """
     if shard.status == "done":
         return None
@@ -159,16 +169,28 @@ def split(shard: ShardState, *, page_size: int = 0) -> ShardState | None:
             return None
         mid = shard.lower_ts + (current - shard.lower_ts) // 2
         if page_size > 0:
-            mid = _page_end(shard, current, mid, page_size)
-    return ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)
+            cut = _page_end(shard, current, mid, page_size, free=free)
+            if cut is None:
+                return None
+            mid = cut
+    new = ShardState(f"{shard.shard_id}/{mid}", lower_ts=shard.lower_ts, upper_ts=mid)
+    new.fetched, new.fetched_ms = shard.fetched, shard.fetched_ms
+    return new
 
 
-def _page_end(shard: ShardState, current: int, mid: int, page_size: int) -> int:
+def _page_end(
+    shard: ShardState, current: int, mid: int, page_size: int, *, free: bool = False
+) -> int | None:
     """A cut near ``mid`` where ``shard``'s last page ends: its kept part ``(cut, current]``
     holds a whole number of pages by the density it has read at (``fetched``), less a
     margin for the estimate's error, so that page is nearly full instead of half empty on
     average (every shard's last page is short; a budget counts requests, not events).
-    ``mid`` when the density is not known yet or the cut would leave the range."""
+
+    ``mid`` when the density is not known yet; None when the cut leaves the range, and
+    with ``free`` when the split would cost a request by that density: the new part's last
+    page within the margin of full (it would overflow into one more page) or of empty (the
+    margin pushed it over a page boundary: unsplit, those events fit in the kept part's
+    last page)."""
     if shard.fetched < page_size or shard.fetched_ms <= 0 or shard.lower_ts is None:
         return mid
     per_ms = shard.fetched / shard.fetched_ms
@@ -177,4 +199,9 @@ def _page_end(shard: ShardState, current: int, mid: int, page_size: int) -> int:
     # Poisson noise of the count, and the density's own error, both ~2 sigma
     margin = 2 * (math.sqrt(keep) + keep / math.sqrt(shard.fetched)) + 0.01 * page_size
     cut = current - math.ceil((keep - margin) / per_ms)
-    return cut if shard.lower_ts < cut < current else mid
+    if not shard.lower_ts < cut < current:
+        return None
+    last = (per_ms * (cut - shard.lower_ts)) % page_size  # the new part's last page
+    if free and not margin < last < page_size - margin:
+        return None
+    return cut

@@ -13,6 +13,7 @@ class ShardScheduler:
         self.shards = shards
         self._idle: deque[ShardState] = deque(s for s in shards if s.status != "done")
         self._busy = 0
+        self.waiting = 0  # fetchers waiting in ``take`` for a shard to be released or added
         self._changed = asyncio.Condition()
         self.drained = asyncio.Event()  # every shard done: waiting fetchers can go home
         if not self._idle:
@@ -31,7 +32,11 @@ class ShardScheduler:
                     return self._idle.popleft()
                 if self._busy == 0:
                     return None
-                await self._changed.wait()
+                self.waiting += 1
+                try:
+                    await self._changed.wait()
+                finally:
+                    self.waiting -= 1
 
     async def release(self, shard: ShardState) -> None:
         """The fetcher is finished with ``shard`` for now (``shard.status`` says if it is done)."""

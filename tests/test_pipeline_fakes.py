@@ -107,7 +107,8 @@ async def test_responses_waiting_for_a_page_credit_stop_new_requests() -> None:
             return await super().write(batch)
 
     table = SlowTable(store)
-    opts = PipelineOptions(**{**_fields(OPTIONS), "max_pages": 4, "shards": 16})  # type: ignore[arg-type]
+    # 16 shards, none split (splits would add shards, and requests, to the count)
+    opts = PipelineOptions(**{**_fields(OPTIONS), "max_pages": 4, "shards": 16, "split": False})  # type: ignore[arg-type]
     outcome = await run_ingest(
         source, table, store, Recorder(), clock, opts, counters=RunCounters()
     )

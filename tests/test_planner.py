@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from etl import planner
 from etl.models import Position, ShardState
 
@@ -115,3 +117,39 @@ def test_a_split_halves_the_time_while_the_density_is_unknown() -> None:
     shard.fetched, shard.fetched_ms = 4_000, 200_000
     new = planner.split(shard, page_size=5_000)
     assert new is not None and new.upper_ts == 400_000
+
+
+def test_a_shard_split_off_counts_by_the_density_it_was_cut_at() -> None:
+    """Before its first page, a shard split off a busy one has the busy one's density: its
+    events to go can be told (the splitter can choose it), and it splits again at a page's
+    end, not at its middle."""
+    shard = ShardState("a", lower_ts=0, upper_ts=1_300_000, position=Position(800_000))
+    shard.fetched, shard.fetched_ms = 50_000, 500_000
+    new = planner.split(shard, page_size=5_000)
+    assert new is not None and new.upper_ts is not None
+    assert planner.remaining_events(new) == pytest.approx(new.upper_ts * 0.1)
+    again = planner.split(new, page_size=5_000)
+    assert again is not None and again.upper_ts is not None
+    kept = (new.upper_ts - again.upper_ts) * 0.1
+    assert 3.75 * 5_000 <= kept < 4 * 5_000  # 4 whole pages, the last one nearly full
+
+
+def test_a_split_that_would_cost_a_request_is_refused_when_asked_for_a_free_one() -> None:
+    """16 pages to go exactly: any page-aligned cut pushes the margin into the new part,
+    which then needs one page more (17 requests for 16 pages): not free. 15.5 pages: the
+    new part's last page is half full either way, the split is free."""
+    exact = ShardState("a", lower_ts=0, upper_ts=1_300_000, position=Position(800_000))
+    exact.fetched, exact.fetched_ms = 50_000, 500_000
+    assert planner.split(exact, page_size=5_000, free=True) is None
+    assert planner.split(exact, page_size=5_000) is not None
+    half = ShardState("b", lower_ts=25_000, upper_ts=1_300_000, position=Position(800_000))
+    half.fetched, half.fetched_ms = 50_000, 500_000
+    assert planner.split(half, page_size=5_000, free=True) is not None
+
+
+def test_less_than_a_page_to_go_is_not_split() -> None:
+    """A shard whose page in flight covers what it has left: halving it would only add a
+    request."""
+    shard = ShardState("a", lower_ts=760_000, upper_ts=1_300_000, position=Position(800_000))
+    shard.fetched, shard.fetched_ms = 50_000, 500_000
+    assert planner.split(shard, page_size=5_000) is None
