@@ -71,6 +71,10 @@ class TokenBucket:
         self.allowance = SENT_ALLOWANCE  # of the window: a request's way to the counter
         self.early_rolls = 0  # windows the server showed we rolled before it did
         self._early_in = -1  # the window an early roll was last found in
+        # the earliest the server's window can end by its answers (send + Reset - 1; and
+        # our first send + the window's length): a request sent after it may count in the next
+        self.earliest_end: float | None = None
+        self.carried = 0  # such requests: the next window has that many tokens fewer
 
     async def acquire(self) -> None:
         """Wait for a token and take it."""
@@ -78,10 +82,14 @@ class TokenBucket:
             now = self._clock.now()
             if self.window_end is not None and now >= self.window_end:
                 # the server's window rolled
-                self.tokens, self.window_end, self.confirmed = self.limit, None, False
+                # a request sent when the server's window may already have rolled was
+                # counted in the new one: it is one of the new window's requests
+                self.tokens = max(0, self.limit - self.carried)
+                self.window_end, self.confirmed = None, False
                 self.window_start = now  # what was sent before counts in a window gone by
                 self.generation += 1
-                self.first_sent = None
+                self.first_sent = self.earliest_end = None
+                self.carried = 0
             if now >= self.paused_until:
                 if self.tokens >= 1:
                     self.tokens -= 1
@@ -118,12 +126,24 @@ class TokenBucket:
         answer confirms the window's end (``sync``), it is counted from that send, plus the
         allowance for the request's way to the server's counter.
         """
-        if ticket is None or ticket != self.generation or self.first_sent is not None:
+        if ticket is None or ticket != self.generation:
             return
-        self.first_sent = at
-        if self.window_end is not None and not self.confirmed:
-            opened = at + self.window_length_s + self.margin_s + self.sent_allowance_s
-            self.window_end = max(self.window_end, opened)
+        if self.first_sent is None:
+            self.first_sent = at
+            if self.window_end is not None and not self.confirmed:
+                opened = at + self.window_length_s + self.margin_s + self.sent_allowance_s
+                self.window_end = max(self.window_end, opened)
+            return
+        earliest = self.first_sent + self.window_length_s
+        if self.earliest_end is not None:
+            earliest = max(earliest, self.earliest_end)
+        if at >= earliest:
+            # our window's end is padded (margin, allowance, Resets rounded up): the
+            # server's may have rolled already, and counted this one in the next
+            self.carried += 1
+
+    def _may_end(self, at: float) -> None:
+        self.earliest_end = at if self.earliest_end is None else max(self.earliest_end, at)
 
     def ready(self) -> bool:
         """Whether ``acquire()`` would grant a token right now."""
@@ -162,6 +182,7 @@ class TokenBucket:
             self._check_early_roll(now, reset_s)
             early = min(sent_at, now) + reset_s + self.margin_s + self.sent_allowance_s
             reset_at = min(reset_at, early)
+            self._may_end(sent_at + reset_s - 1.0)  # Reset is rounded up to a second
         if not self.confirmed or self.window_end is None:
             self.window_end, self.confirmed = reset_at, True
             self.tokens = min(self.tokens, max(0, remaining))

@@ -410,6 +410,37 @@ async def test_bucket_allowance_grows_when_the_server_reads_requests_late() -> N
     assert ok >= 0.9 * 10 * 300.0 / 6.0
 
 
+async def test_bucket_a_request_sent_as_the_servers_window_may_roll_counts_in_the_next() -> None:
+    """Our window's end is padded (margin, send allowance, Resets rounded up), so it ends a
+    little after the server's. A request sent in between (a busy lane whose last token goes
+    late in the window) opens the server's next window: ours counts it there too, or that
+    window gets one request more than the server allows."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=10 / 60, capacity=10, clock=clock)
+    server = FixedWindowServer(10, 6.0)
+    answers = []
+    for _ in range(9):
+        await bucket.acquire()
+        bucket.sent(clock.now(), bucket.ticket())
+        answers.append(server.request(clock.now()))
+    await clock.sleep(0.35)
+    for _accepted, remaining, reset in answers:
+        bucket.sync(10, remaining, reset, sent_at=0.0)
+    await clock.sleep(6.03 - clock.now())  # the server's window (0, 6] is over; ours is not
+    assert bucket.window_end is not None and bucket.window_end > clock.now()
+    await bucket.acquire()
+    bucket.sent(clock.now(), bucket.ticket())
+    assert server.request(clock.now())[0]  # the first of the server's next window
+    refused = 0
+    for _ in range(10):
+        await bucket.acquire()  # waits for our window to roll
+        bucket.sent(clock.now(), bucket.ticket())
+        refused += not server.request(clock.now())[0]
+        if bucket.tokens == 0:
+            break
+    assert refused == 0
+
+
 # --- AdaptiveRate --------------------------------------------------------------------------
 
 
