@@ -56,19 +56,28 @@ class VerifyReport:
         return self.differences == 0
 
 
-async def _summary(conn: Conn) -> RollupSummary:
-    tables = []
-    for table, _keys, _p in ROLLUPS:
-        row = await conn.fetchrow(
-            f"SELECT count(*) AS n, coalesce(sum(events), 0)::bigint AS e FROM {table}"
+def _summary_sql() -> str:
+    """One statement (one round trip): per table rows and events, in ``ROLLUPS`` order; the
+    first row (``rollup_hourly``) also its hours and series."""
+    parts = []
+    for i, (table, _keys, _p) in enumerate(ROLLUPS):
+        extra = (
+            "min(hour), max(hour), count(DISTINCT type)"
+            if table == "rollup_hourly"
+            else "NULL::timestamptz, NULL::timestamptz, NULL::bigint"
         )
-        assert row is not None
-        tables.append(RollupTable(table, int(row["n"]), int(row["e"])))
-    row = await conn.fetchrow(
-        "SELECT min(hour) AS lo, max(hour) AS hi, count(DISTINCT type) AS s FROM rollup_hourly"
-    )
-    assert row is not None
-    return RollupSummary(tuple(tables), row["lo"], row["hi"], int(row["s"]))
+        parts.append(
+            f"SELECT {i} AS i, count(*) AS n, coalesce(sum(events), 0)::bigint AS e, {extra}"
+            f" FROM {table}"
+        )
+    return "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS t (i, n, e, lo, hi, s) ORDER BY i"
+
+
+async def _summary(conn: Conn) -> RollupSummary:
+    rows = await conn.fetch(_summary_sql())
+    tables = tuple(RollupTable(ROLLUPS[r["i"]][0], int(r["n"]), int(r["e"])) for r in rows)
+    hourly = rows[0]  # rollup_hourly comes first in ROLLUPS
+    return RollupSummary(tables, hourly["lo"], hourly["hi"], int(hourly["s"]))
 
 
 async def read_summary(target: Conn | str) -> RollupSummary:
