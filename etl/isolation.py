@@ -22,6 +22,10 @@ class Isolation:
         self.page_size = page_size
         self.counters = counters
         self._limits: dict[str, int] = {}  # shards isolating a broken record: their page size
+        # ids of the records quarantined: shards overlap by the stream's boundary slack (and
+        # a split shard's in-flight page may cross into the new one), so one unreadable
+        # record can be met twice; the table keeps it once, the count must too
+        self._unreadable: set[str] = set()
 
     def limit(self, shard: ShardState) -> int:
         return self._limits.get(shard.shard_id, self.page_size)
@@ -49,8 +53,10 @@ class Isolation:
         position = Position(*exc.after)
         text = exc.body[:KEPT_RAW_BYTES].decode("utf-8", "replace")
         reason = f"unreadable record ({len(exc.body):,} bytes): {exc}"
-        extra = self.counters.extra
-        extra["unreadable_records"] = extra.get("unreadable_records", 0) + 1
+        if position.id not in self._unreadable:
+            self._unreadable.add(position.id)
+            extra = self.counters.extra
+            extra["unreadable_records"] = extra.get("unreadable_records", 0) + 1
         self._limits[shard.shard_id] = 1
         return skip_record(
             self.stream, shard, position, exc.cursor, Quarantined(reason, text, position.id)
