@@ -105,8 +105,9 @@ class TokenBucket:
                 wait = self.paused_until - now
             await self._clock.sleep(wait)
 
-    def ticket(self) -> float:
-        """The ticket of the token ``acquire()`` just granted: its window (for ``sent``)."""
+    def ticket(self) -> float | None:
+        """The ticket of the token ``acquire()`` just granted: its window (for ``sent``);
+        None from a bucket whose grants come from elsewhere (``etl.sharedrate``)."""
         return float(self.generation)
 
     def current(self, ticket: float | None) -> bool:

@@ -465,6 +465,10 @@ class SharedTokenBucket(_Shared, TokenBucket):
     async def acquire(self) -> None:
         await self._sh_link.slot()
 
+    def ticket(self) -> float | None:
+        """None: a grant comes from the database's window, not this bucket's (no ticket)."""
+        return None
+
     def ready(self) -> bool:
         with self._sh_link.inside(self._sh_link.view):
             return TokenBucket.ready(self)

@@ -243,10 +243,6 @@ class EventsLane(_Lane):
         self.bucket = bucket
         self.headers_seen = False
         self.unmetered = False  # the server states no limit: only 429s slow us down
-        # A bucket granting from its own state ticks its grants with their window, and
-        # opens a window at its first send; a shared budget's (``etl.sharedrate``) grants
-        # come from the database, without tickets.
-        self._tickets = type(bucket).acquire is ratelimit.TokenBucket.acquire
 
     async def acquire(self) -> float | None:
         if self.unmetered:
@@ -255,7 +251,8 @@ class EventsLane(_Lane):
                 await self.clock.sleep(self.bucket.paused_until - now)
             return None
         await self.bucket.acquire()
-        return self.bucket.ticket() if self._tickets else None
+        # the grant's window (a shared budget's grants come without one: None)
+        return self.bucket.ticket()
 
     def _current(self, ticket: float | None) -> bool:
         return self.unmetered or self.bucket.current(ticket)
